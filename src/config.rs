@@ -1,0 +1,275 @@
+//! The cluster configuration served by `config get cluster`, pure: parse and encode.
+//!
+//! This module owns the data block's format (see the crate docs and `tests/data/config/`):
+//!
+//! ```text
+//! <version> LF-or-CRLF
+//! <host>|<ip>|<port> <host>|<ip>|<port> ... LF-or-CRLF
+//! ```
+//!
+//! Nodes are separated by any run of ASCII whitespace; the IP field may be empty (the hostname
+//! must then be resolved), hold an unbracketed IPv6 address, repeat the hostname (Memorystore) or
+//! hold a hostname (TLS clusters). The version is always the first line, never "a line that
+//! starts with a digit": TLS hostnames start with digits too. It does not own the `CONFIG ...`
+//! envelope around the block (that is [`crate::protocol::decode`] with [`Expect::Config`]) nor
+//! what to do with a config (that is discovery).
+//!
+//! [`Expect::Config`]: crate::protocol::Expect::Config
+
+use std::fmt;
+use std::net::IpAddr;
+
+use nom::bytes::complete::{tag, take_till1, take_while};
+use nom::character::complete::digit1;
+use nom::{IResult, Parser};
+
+use crate::error::{ConfigErrorKind, ProtocolError};
+
+/// One cache node of a cluster configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Node {
+    /// The node's DNS name (on Memorystore, its IP address). Never empty.
+    pub hostname: String,
+    /// The node's IP address, when the configuration carries one.
+    pub ip: Option<IpAddr>,
+    /// The node's port, 1 to 65535.
+    pub port: u16,
+}
+
+impl Node {
+    /// A node with the given hostname, IP and port.
+    pub fn new(hostname: impl Into<String>, ip: Option<IpAddr>, port: u16) -> Self {
+        Node {
+            hostname: hostname.into(),
+            ip,
+            port,
+        }
+    }
+
+    /// The node's identity, `hostname:port`: stable when the node's IP changes, so it is what
+    /// keys are placed by.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.hostname, self.port)
+    }
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip {
+            Some(ip) => write!(f, "{}|{}|{}", self.hostname, ip, self.port),
+            None => write!(f, "{}||{}", self.hostname, self.port),
+        }
+    }
+}
+
+/// A cluster configuration: a version that grows on every membership change, and the nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClusterConfig {
+    /// The configuration version.
+    pub version: u64,
+    /// The nodes, in the order the server listed them.
+    pub nodes: Vec<Node>,
+}
+
+/// Which envelope [`ClusterConfig::to_reply`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// The reply to `config get cluster`: `CONFIG cluster 0 <bytes>`.
+    ConfigGet,
+    /// The reply to `get AmazonElastiCache:cluster`: `VALUE AmazonElastiCache:cluster 0 <bytes>`.
+    LegacyGet,
+}
+
+impl ClusterConfig {
+    /// Parses a configuration data block (the bytes inside the `CONFIG` envelope).
+    ///
+    /// ```
+    /// use memcached_autodiscovery::config::ClusterConfig;
+    /// let c = ClusterConfig::parse(b"12\nnode-1|10.0.0.1|11211 node-2||11211\n")?;
+    /// assert_eq!(c.version, 12);
+    /// assert_eq!(c.nodes[1].ip, None);
+    /// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+    /// ```
+    pub fn parse(block: &[u8]) -> Result<ClusterConfig, ProtocolError> {
+        let err = |rest: &[u8], node, kind| ProtocolError::Config {
+            offset: block.len() - rest.len(),
+            node,
+            kind,
+        };
+        let (rest, version) = match version_line(block) {
+            Ok((rest, Ok(v))) => (rest, v),
+            Ok((rest, Err(kind))) => return Err(err(rest, None, kind)),
+            Err(_) => return Err(err(block, None, ConfigErrorKind::BadVersion)),
+        };
+        let mut nodes = Vec::new();
+        let mut rest = rest;
+        loop {
+            let (after_space, _) = whitespace(rest).unwrap_or((rest, &[][..]));
+            rest = after_space;
+            let Ok((after, token)) = node_token(rest) else {
+                break;
+            };
+            let node = parse_node(token).map_err(|kind| err(rest, Some(nodes.len()), kind))?;
+            nodes.push(node);
+            rest = after;
+        }
+        if nodes.is_empty() {
+            return Err(err(rest, None, ConfigErrorKind::NoNodes));
+        }
+        Ok(ClusterConfig { version, nodes })
+    }
+
+    /// Encodes the data block: `<version>\n<node> <node> ...\n`. [`ClusterConfig::parse`] reads
+    /// it back to the same value.
+    pub fn encode_block(&self) -> Vec<u8> {
+        let nodes: Vec<String> = self.nodes.iter().map(Node::to_string).collect();
+        format!("{}\n{}\n", self.version, nodes.join(" ")).into_bytes()
+    }
+
+    /// Encodes a whole server reply carrying this configuration, as an ElastiCache endpoint
+    /// sends it (what the emulated endpoint of the test kit serves).
+    pub fn to_reply(&self, kind: ReplyKind) -> Vec<u8> {
+        let block = self.encode_block();
+        let header = match kind {
+            ReplyKind::ConfigGet => "CONFIG cluster",
+            ReplyKind::LegacyGet => "VALUE AmazonElastiCache:cluster",
+        };
+        let mut out = format!("{header} 0 {}\r\n", block.len()).into_bytes();
+        out.extend_from_slice(&block);
+        out.extend_from_slice(b"\r\nEND\r\n");
+        out
+    }
+}
+
+/// The version and its line end. The inner result says what was wrong, so that the caller can
+/// report where.
+fn version_line(input: &[u8]) -> IResult<&[u8], Result<u64, ConfigErrorKind>> {
+    let (rest, digits) = digit1(input)?;
+    let version = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse::<u64>().ok());
+    let Some(version) = version else {
+        return Ok((input, Err(ConfigErrorKind::BadVersion)));
+    };
+    let ended: IResult<&[u8], &[u8]> = nom::branch::alt((tag("\r\n"), tag("\n"))).parse(rest);
+    match ended {
+        Ok((rest, _)) => Ok((rest, Ok(version))),
+        Err(_) => Ok((rest, Err(ConfigErrorKind::MissingVersionEnd))),
+    }
+}
+
+fn whitespace(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    take_while(|b: u8| b.is_ascii_whitespace())(input)
+}
+
+fn node_token(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    take_till1(|b: u8| b.is_ascii_whitespace())(input)
+}
+
+fn is_hostname(field: &[u8]) -> bool {
+    !field.is_empty()
+        && field.len() <= 255
+        && field
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'))
+}
+
+fn parse_node(token: &[u8]) -> Result<Node, ConfigErrorKind> {
+    let fields: Vec<&[u8]> = token.split(|&b| b == b'|').collect();
+    let [host, ip, port] = fields[..] else {
+        return Err(ConfigErrorKind::FieldCount {
+            fields: fields.len(),
+        });
+    };
+    if !is_hostname(host) {
+        return Err(ConfigErrorKind::BadHostname);
+    }
+    let text = |f: &[u8]| std::str::from_utf8(f).map(str::to_owned);
+    let hostname = text(host).map_err(|_| ConfigErrorKind::BadHostname)?;
+    let ip = match ip {
+        [] => None,
+        ip => match text(ip).ok().and_then(|s| s.parse::<IpAddr>().ok()) {
+            Some(addr) => Some(addr),
+            // TLS clusters may put a hostname in the IP field: connect by hostname then.
+            None if is_hostname(ip) => None,
+            None => return Err(ConfigErrorKind::BadIp),
+        },
+    };
+    let port = match port {
+        p if !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit) => text(p)
+            .ok()
+            .and_then(|s| s.parse::<u16>().ok())
+            .filter(|&p| p != 0)
+            .ok_or(ConfigErrorKind::BadPort)?,
+        _ => return Err(ConfigErrorKind::BadPort),
+    };
+    Ok(Node { hostname, ip, port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(block: &[u8]) -> (ConfigErrorKind, usize, Option<usize>) {
+        match ClusterConfig::parse(block) {
+            Err(ProtocolError::Config { kind, offset, node }) => (kind, offset, node),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_the_documented_shapes() {
+        let c = ClusterConfig::parse(b"7\r\n0001.c.use1.cache.amazonaws.com|0001.c.use1.cache.amazonaws.com|11211  h2|2001:db8::1|11212\t\n").unwrap();
+        assert_eq!(c.version, 7);
+        assert_eq!(c.nodes[0].ip, None);
+        assert_eq!(c.nodes[1].ip, Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(c.nodes[1].port, 11212);
+        let m = ClusterConfig::parse(b"1\n10.0.0.5|10.0.0.5|11211").unwrap();
+        assert_eq!(m.nodes[0].ip, Some("10.0.0.5".parse().unwrap()));
+        let max = ClusterConfig::parse(b"18446744073709551615\nh|1.2.3.4|65535\n").unwrap();
+        assert_eq!((max.version, max.nodes[0].port), (u64::MAX, 65535));
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        assert_eq!(kind(b""), (ConfigErrorKind::BadVersion, 0, None));
+        assert_eq!(
+            kind(b"18446744073709551616\nh||1\n").0,
+            ConfigErrorKind::BadVersion
+        );
+        assert_eq!(
+            kind(b"1h|1.2.3.4|1\n"),
+            (ConfigErrorKind::MissingVersionEnd, 1, None)
+        );
+        assert_eq!(kind(b"1\n\n"), (ConfigErrorKind::NoNodes, 3, None));
+        assert_eq!(
+            kind(b"1\na||1 b|1\n"),
+            (ConfigErrorKind::FieldCount { fields: 2 }, 7, Some(1))
+        );
+        assert_eq!(kind(b"1\n|1.2.3.4|1\n").0, ConfigErrorKind::BadHostname);
+        assert_eq!(kind(b"1\nh|1.2.3.4|0\n").0, ConfigErrorKind::BadPort);
+        assert_eq!(kind(b"1\nh|1.2.3.4|65536\n").0, ConfigErrorKind::BadPort);
+        assert_eq!(kind(b"1\nh|1.2.3.4|011211\n").0, ConfigErrorKind::BadPort);
+        assert_eq!(kind(b"1\nh|[::1]|1\n").0, ConfigErrorKind::BadIp);
+        assert_eq!(
+            kind(b"1\nh\xff|1.2.3.4|1\n").0,
+            ConfigErrorKind::BadHostname
+        );
+    }
+
+    #[test]
+    fn reply_envelopes_count_the_block_exactly() {
+        let c = ClusterConfig {
+            version: 3,
+            nodes: vec![Node::new("a", None, 1)],
+        };
+        assert_eq!(
+            c.to_reply(ReplyKind::ConfigGet),
+            b"CONFIG cluster 0 7\r\n3\na||1\n\r\nEND\r\n"
+        );
+        assert_eq!(
+            c.to_reply(ReplyKind::LegacyGet),
+            b"VALUE AmazonElastiCache:cluster 0 7\r\n3\na||1\n\r\nEND\r\n"
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! Every error type of the crate.
+//!
+//! [`ProtocolError`] is what the pure core (`protocol`, `config`) returns: it is `Clone + PartialEq`,
+//! holds no I/O error and no parser-library type, and says what was wrong and where.
+//! [`Error`] is what the client returns: it wraps a `ProtocolError` or an I/O failure, names the node
+//! involved, and answers [`Error::is_timeout`] and [`Error::is_retryable`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a key was refused. Keys are checked before anything is encoded, so a refused key never
+/// reaches a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyError {
+    /// The key is empty.
+    Empty,
+    /// The key is longer than memcached's 250-byte limit.
+    TooLong {
+        /// The key's length in bytes.
+        len: usize,
+    },
+    /// The key holds a byte memcached's text protocol cannot carry (a space, a control byte or DEL).
+    ForbiddenByte {
+        /// Position of the byte in the key.
+        index: usize,
+        /// The byte itself.
+        byte: u8,
+    },
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::Empty => f.write_str("the key is empty; keys are 1 to 250 bytes"),
+            KeyError::TooLong { len } => write!(
+                f,
+                "the key is {len} bytes; memcached keys are at most 250 bytes (hash long keys first)"
+            ),
+            KeyError::ForbiddenByte { index, byte } => write!(
+                f,
+                "the key has byte 0x{byte:02x} at index {index}; keys may not contain spaces, control \
+                 bytes or 0x7f (encode such keys, e.g. as hex or base64)"
+            ),
+        }
+    }
+}
+
+/// What was wrong in a cluster configuration data block (`config get cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// The version line is missing, empty or not a decimal number that fits in a u64.
+    BadVersion,
+    /// The version is not followed by a line ending (LF or CRLF).
+    MissingVersionEnd,
+    /// The node list holds no node.
+    NoNodes,
+    /// A node entry does not have exactly three `|`-separated fields (`host|ip|port`).
+    FieldCount {
+        /// How many fields the entry had.
+        fields: usize,
+    },
+    /// A node's hostname is empty or holds bytes a hostname cannot have.
+    BadHostname,
+    /// A node's IP field is neither empty, nor an IP address, nor a hostname.
+    BadIp,
+    /// A node's port is not a decimal number from 1 to 65535.
+    BadPort,
+    /// The block is not valid UTF-8 text.
+    NotText,
+}
+
+impl fmt::Display for ConfigErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigErrorKind::BadVersion => f.write_str("the version is not a decimal u64"),
+            ConfigErrorKind::MissingVersionEnd => {
+                f.write_str("the version is not followed by a line end")
+            }
+            ConfigErrorKind::NoNodes => f.write_str("the node list is empty"),
+            ConfigErrorKind::FieldCount { fields } => write!(
+                f,
+                "a node has {fields} `|`-separated fields instead of 3 (host|ip|port)"
+            ),
+            ConfigErrorKind::BadHostname => f.write_str("a node's hostname is empty or invalid"),
+            ConfigErrorKind::BadIp => f.write_str("a node's IP field is not an IP address"),
+            ConfigErrorKind::BadPort => {
+                f.write_str("a node's port is not a number from 1 to 65535")
+            }
+            ConfigErrorKind::NotText => f.write_str("the block is not UTF-8 text"),
+        }
+    }
+}
+
+/// An error of the pure protocol core: a request that cannot be encoded, or bytes from a server
+/// that are not a valid reply. After a decoding error the connection's byte stream can no longer be
+/// trusted, and the client resets it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// A key was refused before encoding.
+    #[error("invalid key: {0}")]
+    InvalidKey(KeyError),
+    /// A value to store is larger than the configured maximum.
+    #[error("value of {len} bytes exceeds the maximum of {max} bytes (raise it with max_value_size, and memcached's -I)")]
+    ValueTooLarge {
+        /// Length of the value.
+        len: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A `stats` argument holds a space or a control byte.
+    #[error("invalid stats argument: it must be one word of printable bytes")]
+    InvalidArgument,
+    /// A reply line was longer than the configured maximum without a line end.
+    #[error("reply line longer than {max} bytes")]
+    LineTooLong {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A reply announced a data block larger than the configured maximum value size.
+    #[error("reply announces a {len}-byte block, over the maximum of {max} bytes")]
+    ReplyTooLarge {
+        /// The announced length.
+        len: u64,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A reply line does not fit the request it answers (or any reply at all).
+    #[error("unexpected reply to {expected}: {line:?}")]
+    UnexpectedReply {
+        /// What kind of reply the request expects.
+        expected: &'static str,
+        /// The offending line, escaped and cut to 64 bytes.
+        line: String,
+    },
+    /// A reply header (`VALUE`, `CONFIG`, `STAT`, a number) is malformed.
+    #[error("malformed {what} line: {line:?}")]
+    MalformedLine {
+        /// Which kind of line.
+        what: &'static str,
+        /// The offending line, escaped and cut to 64 bytes.
+        line: String,
+    },
+    /// A data block is not followed by CRLF where its announced length ends.
+    #[error("data block of {len} bytes is not followed by CRLF: the announced length is wrong")]
+    BadBlockEnd {
+        /// The announced length.
+        len: usize,
+    },
+    /// More `VALUE` blocks arrived than keys were requested.
+    #[error("server sent more than the {max} values requested")]
+    TooManyValues {
+        /// Number of keys requested.
+        max: usize,
+    },
+    /// A cluster configuration block is malformed.
+    #[error("invalid cluster config at byte {offset}{}: {kind}", node_label(*.node))]
+    Config {
+        /// Byte offset in the data block where the problem starts.
+        offset: usize,
+        /// Index of the node entry at fault, if one is.
+        node: Option<usize>,
+        /// What was wrong.
+        kind: ConfigErrorKind,
+    },
+}
+
+fn node_label(node: Option<usize>) -> String {
+    match node {
+        Some(i) => format!(" (node {i})"),
+        None => String::new(),
+    }
+}
+
+/// An error returned by the client. Normal outcomes (a miss, `NOT_STORED`, `EXISTS`, `NOT_FOUND`)
+/// are values, never errors. Every variant that concerns a node names it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A request could not be encoded (invalid key, value too large); nothing was sent.
+    #[error(transparent)]
+    Invalid(ProtocolError),
+    /// A node sent bytes that are not a valid reply; its connection was reset.
+    #[error("node {node}: {source}")]
+    Protocol {
+        /// The node, as `host:port`.
+        node: String,
+        /// What was wrong.
+        source: ProtocolError,
+    },
+    /// A socket operation failed (connect refused, reset, closed).
+    #[error("node {node}: {message}")]
+    Io {
+        /// The node, as `host:port`.
+        node: String,
+        /// The kind of I/O failure.
+        kind: std::io::ErrorKind,
+        /// A description of the failure.
+        message: Arc<str>,
+    },
+    /// The request did not complete within its timeout.
+    #[error("node {node}: no reply within {timeout:?}")]
+    Timeout {
+        /// The node, as `host:port`.
+        node: String,
+        /// The timeout that ran out.
+        timeout: Duration,
+    },
+    /// The node's connection is down and reconnecting; the request was not sent.
+    #[error("node {node} is unavailable (reconnecting after: {reason}); retry later")]
+    NodeDown {
+        /// The node, as `host:port`.
+        node: String,
+        /// The last failure seen on the node.
+        reason: Arc<str>,
+    },
+    /// The node's request queue is full (backpressure).
+    #[error("node {node}: request queue full; slow down or raise queue_depth")]
+    Overloaded {
+        /// The node, as `host:port`.
+        node: String,
+    },
+    /// The server answered `ERROR`, `CLIENT_ERROR` or `SERVER_ERROR`.
+    #[error("node {node}: server error: {message}")]
+    Server {
+        /// The node, as `host:port`.
+        node: String,
+        /// The server's message (e.g. `SERVER_ERROR object too large for cache`).
+        message: String,
+    },
+    /// The configuration endpoint answered `ERROR` to both discovery commands.
+    #[error("{endpoint} does not support auto-discovery (it answered ERROR to `config get cluster` and to the legacy key); for plain memcached use ClientBuilder::nodes([...])")]
+    DiscoveryUnsupported {
+        /// The endpoint, as given.
+        endpoint: String,
+    },
+    /// Discovery failed for another reason (unreachable, no config stored, malformed reply).
+    #[error("discovery from {endpoint} failed: {reason}")]
+    Discovery {
+        /// The endpoint, as given.
+        endpoint: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The client configuration is invalid (no endpoint or nodes, unresolvable address, ...).
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+    /// The topology holds no node to route to.
+    #[error("the cluster has no nodes")]
+    NoNodes,
+}
+
+impl Error {
+    /// Whether the error is a timeout (of a request, a connect or a discovery).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Timeout { .. } => true,
+            Error::Io { kind, .. } => *kind == std::io::ErrorKind::TimedOut,
+            _ => false,
+        }
+    }
+
+    /// Whether the same call may succeed if retried later (the failure was in the network or a
+    /// node, not in the request itself).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Timeout { .. }
+            | Error::Io { .. }
+            | Error::NodeDown { .. }
+            | Error::Overloaded { .. }
+            | Error::Protocol { .. }
+            | Error::Discovery { .. }
+            | Error::NoNodes => true,
+            Error::Server { message, .. } => {
+                message.starts_with("SERVER_ERROR") && !message.contains("too large")
+            }
+            Error::Invalid(_) | Error::DiscoveryUnsupported { .. } | Error::Config(_) => false,
+        }
+    }
+
+    /// The node the error concerns, as `host:port`, when it concerns one.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Error::Protocol { node, .. }
+            | Error::Io { node, .. }
+            | Error::Timeout { node, .. }
+            | Error::NodeDown { node, .. }
+            | Error::Overloaded { node }
+            | Error::Server { node, .. } => Some(node),
+            _ => None,
+        }
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::Invalid(e)
+    }
+}
+
+/// Escapes a reply line for an error message and cuts it to 64 bytes.
+pub(crate) fn excerpt(line: &[u8]) -> String {
+    let cut = &line[..line.len().min(64)];
+    let mut s = cut.escape_ascii().to_string();
+    if line.len() > cut.len() {
+        s.push('…');
+    }
+    s
+}

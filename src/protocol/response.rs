@@ -1,0 +1,493 @@
+//! Replies of the memcached text protocol and their streaming decoder.
+//!
+//! [`decode`] looks at the front of a stream buffer and either finds one complete reply (removing
+//! exactly its bytes from the buffer), or says it needs more bytes, or refuses the bytes with a
+//! [`ProtocolError`]. Sizes are checked from the header line alone, before any body is buffered,
+//! so a hostile server cannot make the caller allocate more than [`Limits`] allows. Values are
+//! slices of the received buffer (`Bytes`), never copies.
+
+use bytes::{Bytes, BytesMut};
+
+use super::Limits;
+use crate::error::{excerpt, ProtocolError};
+
+/// What kind of reply a request gets; the decoder needs it because the text protocol's replies
+/// do not say which command they answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// `VALUE` blocks then `END` (get, gets, gat, gats, the legacy config key); at most `max` values.
+    Values {
+        /// Number of keys requested: more values than this is a protocol error.
+        max: usize,
+    },
+    /// `STORED`, `NOT_STORED`, `EXISTS` or `NOT_FOUND` (storage commands and cas).
+    Store,
+    /// `DELETED` or `NOT_FOUND`.
+    Delete,
+    /// A decimal number or `NOT_FOUND` (incr, decr).
+    Arith,
+    /// `TOUCHED` or `NOT_FOUND`.
+    Touch,
+    /// `OK` (flush_all).
+    Ok,
+    /// `VERSION <text>`.
+    Version,
+    /// `STAT <name> <value>` lines then `END`.
+    Stats,
+    /// `CONFIG cluster <flags> <bytes>` block then `END`, or `END` alone (no config stored).
+    Config,
+}
+
+impl Expect {
+    fn name(self) -> &'static str {
+        match self {
+            Expect::Values { .. } => "a retrieval",
+            Expect::Store => "a storage command",
+            Expect::Delete => "delete",
+            Expect::Arith => "incr/decr",
+            Expect::Touch => "touch",
+            Expect::Ok => "flush_all",
+            Expect::Version => "version",
+            Expect::Stats => "stats",
+            Expect::Config => "config get",
+        }
+    }
+}
+
+/// One item of a retrieval reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The key, as the server spelled it.
+    pub key: Bytes,
+    /// The opaque flags stored with the value.
+    pub flags: u32,
+    /// The CAS token (`gets`/`gats` only).
+    pub cas: Option<u64>,
+    /// The value.
+    pub value: Bytes,
+}
+
+/// A server's error reply. These are answers, not broken streams: the connection stays in sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorReply {
+    /// `ERROR`: the server does not know the command.
+    Error,
+    /// `CLIENT_ERROR <message>`.
+    Client(String),
+    /// `SERVER_ERROR <message>`.
+    Server(String),
+}
+
+impl std::fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorReply::Error => f.write_str("ERROR"),
+            ErrorReply::Client(m) => write!(f, "CLIENT_ERROR {m}"),
+            ErrorReply::Server(m) => write!(f, "SERVER_ERROR {m}"),
+        }
+    }
+}
+
+/// One complete reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// The items found, in the server's order (absent keys are simply missing).
+    Values(Vec<Item>),
+    /// `STORED`.
+    Stored,
+    /// `NOT_STORED` (add of a present key, replace/append/prepend of an absent one).
+    NotStored,
+    /// `EXISTS` (cas token out of date).
+    Exists,
+    /// `NOT_FOUND`.
+    NotFound,
+    /// `DELETED`.
+    Deleted,
+    /// `TOUCHED`.
+    Touched,
+    /// The new value after incr/decr.
+    Number(u64),
+    /// `OK`.
+    Ok,
+    /// The server version text.
+    Version(String),
+    /// `stats` pairs, in order.
+    Stats(Vec<(String, String)>),
+    /// The cluster configuration data block, or `None` when the server has none stored.
+    Config(Option<Bytes>),
+    /// `ERROR`, `CLIENT_ERROR` or `SERVER_ERROR`.
+    Error(ErrorReply),
+}
+
+/// Decodes one reply from the front of `buf`.
+///
+/// Returns `Ok(None)` when `buf` holds only part of a reply (read more and call again), and
+/// `Ok(Some((response, consumed)))` when a reply is complete: its `consumed` bytes have been
+/// removed from the front of `buf`. An error means the bytes are not a valid reply to a request
+/// expecting `expect`; `buf` is then left as it was and the stream should be dropped.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use memcached_autodiscovery::protocol::{decode, Expect, Limits, Response};
+/// let mut buf = BytesMut::from(&b"VALUE k 0 2\r\nhi\r\nEND\r\nSTORED\r\n"[..]);
+/// let (reply, used) = decode(&mut buf, Expect::Values { max: 1 }, &Limits::default())?.unwrap();
+/// assert!(matches!(reply, Response::Values(ref items) if items[0].value == "hi"));
+/// assert_eq!(used, 22);
+/// assert_eq!(decode(&mut buf, Expect::Store, &Limits::default())?, Some((Response::Stored, 8)));
+/// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+/// ```
+pub fn decode(
+    buf: &mut BytesMut,
+    expect: Expect,
+    limits: &Limits,
+) -> Result<Option<(Response, usize)>, ProtocolError> {
+    let Some(scan) = scan(buf, expect, limits)? else {
+        return Ok(None);
+    };
+    let consumed = scan.len;
+    let frame = buf.split_to(consumed).freeze();
+    Ok(Some((scan.build(&frame), consumed)))
+}
+
+/// Where the parts of a complete reply sit in the buffer; turned into a [`Response`] once the
+/// reply's bytes are split off.
+struct Scan {
+    len: usize,
+    shape: Shape,
+}
+
+enum Shape {
+    Values(Vec<ItemSpan>),
+    Simple(Response),
+    Config(Option<(usize, usize)>),
+}
+
+struct ItemSpan {
+    key: (usize, usize),
+    flags: u32,
+    cas: Option<u64>,
+    value: (usize, usize),
+}
+
+impl Scan {
+    fn build(self, frame: &Bytes) -> Response {
+        match self.shape {
+            Shape::Simple(r) => r,
+            Shape::Config(span) => Response::Config(span.map(|(a, b)| frame.slice(a..b))),
+            Shape::Values(spans) => Response::Values(
+                spans
+                    .into_iter()
+                    .map(|s| Item {
+                        key: frame.slice(s.key.0..s.key.1),
+                        flags: s.flags,
+                        cas: s.cas,
+                        value: frame.slice(s.value.0..s.value.1),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Finds the line that starts at `at`: returns its end (index of `\r`) and the index after
+/// `\r\n`, or `None` when the line is not complete yet.
+#[inline]
+fn line_at(
+    buf: &[u8],
+    at: usize,
+    limits: &Limits,
+) -> Result<Option<(usize, usize)>, ProtocolError> {
+    let rest = &buf[at..];
+    let window = &rest[..rest.len().min(limits.max_line_len + 2)];
+    match window.iter().position(|&b| b == b'\n') {
+        Some(nl) if nl > 0 && window[nl - 1] == b'\r' => Ok(Some((at + nl - 1, at + nl + 1))),
+        Some(nl) => Err(ProtocolError::MalformedLine {
+            what: "reply (no CR before LF)",
+            line: excerpt(&rest[..nl]),
+        }),
+        None if window.len() >= limits.max_line_len + 2 => Err(ProtocolError::LineTooLong {
+            max: limits.max_line_len,
+        }),
+        None => Ok(None),
+    }
+}
+
+/// Parses an error line, if `line` is one.
+fn error_reply(line: &[u8]) -> Option<ErrorReply> {
+    let text = |m: &[u8]| String::from_utf8_lossy(m).into_owned();
+    if line == b"ERROR" {
+        Some(ErrorReply::Error)
+    } else if let Some(m) = line.strip_prefix(b"ERROR ") {
+        // Some servers append a reason; it is still an unknown-command error.
+        let _ = m;
+        Some(ErrorReply::Error)
+    } else if let Some(m) = line.strip_prefix(b"CLIENT_ERROR") {
+        Some(ErrorReply::Client(text(m.strip_prefix(b" ").unwrap_or(m))))
+    } else {
+        line.strip_prefix(b"SERVER_ERROR")
+            .map(|m| ErrorReply::Server(text(m.strip_prefix(b" ").unwrap_or(m))))
+    }
+}
+
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(n)
+}
+
+fn parse_u32(digits: &[u8]) -> Option<u32> {
+    parse_u64(digits).and_then(|n| u32::try_from(n).ok())
+}
+
+fn scan(buf: &[u8], expect: Expect, limits: &Limits) -> Result<Option<Scan>, ProtocolError> {
+    let Some((end, next)) = line_at(buf, 0, limits)? else {
+        return Ok(None);
+    };
+    let line = &buf[..end];
+    if let Some(e) = error_reply(line) {
+        return Ok(Some(Scan {
+            len: next,
+            shape: Shape::Simple(Response::Error(e)),
+        }));
+    }
+    let simple = |r: Response| {
+        Ok(Some(Scan {
+            len: next,
+            shape: Shape::Simple(r),
+        }))
+    };
+    let unexpected = || {
+        Err(ProtocolError::UnexpectedReply {
+            expected: expect.name(),
+            line: excerpt(line),
+        })
+    };
+    match (expect, line) {
+        (Expect::Values { max }, _) => scan_values(buf, max, limits),
+        (Expect::Stats, _) => scan_stats(buf, limits),
+        (Expect::Config, _) => scan_config(buf, limits),
+        (Expect::Store, b"STORED") => simple(Response::Stored),
+        (Expect::Store, b"NOT_STORED") => simple(Response::NotStored),
+        (Expect::Store, b"EXISTS") => simple(Response::Exists),
+        (Expect::Store | Expect::Delete | Expect::Arith | Expect::Touch, b"NOT_FOUND") => {
+            simple(Response::NotFound)
+        }
+        (Expect::Delete, b"DELETED") => simple(Response::Deleted),
+        (Expect::Touch, b"TOUCHED") => simple(Response::Touched),
+        (Expect::Ok, b"OK") => simple(Response::Ok),
+        (Expect::Arith, _) => {
+            let trimmed = line.trim_ascii_end();
+            match parse_u64(trimmed) {
+                Some(n) => simple(Response::Number(n)),
+                None if trimmed.first().is_some_and(u8::is_ascii_digit) => {
+                    Err(ProtocolError::MalformedLine {
+                        what: "number",
+                        line: excerpt(line),
+                    })
+                }
+                None => unexpected(),
+            }
+        }
+        (Expect::Version, _) => match line.strip_prefix(b"VERSION ") {
+            Some(v) => simple(Response::Version(String::from_utf8_lossy(v).into_owned())),
+            None => unexpected(),
+        },
+        _ => unexpected(),
+    }
+}
+
+/// Splits `line` on single spaces into at most `N` fields; `None` if there are more or fewer
+/// than `min` fields, or an empty one.
+fn fields<const N: usize>(line: &[u8], min: usize) -> Option<([&[u8]; N], usize)> {
+    let mut out: [&[u8]; N] = [&[]; N];
+    let mut n = 0;
+    for part in line.split(|&b| b == b' ') {
+        if n == N || part.is_empty() {
+            return None;
+        }
+        out[n] = part;
+        n += 1;
+    }
+    (n >= min).then_some((out, n))
+}
+
+/// Checks a block header's length against the limit and returns where the block and its CRLF
+/// end, or `None` if they are not all in `buf` yet.
+fn block_end(
+    buf: &[u8],
+    start: usize,
+    len_field: &[u8],
+    what: &'static str,
+    line: &[u8],
+    limits: &Limits,
+) -> Result<Option<(usize, usize)>, ProtocolError> {
+    let Some(len) = parse_u64(len_field) else {
+        return Err(ProtocolError::MalformedLine {
+            what,
+            line: excerpt(line),
+        });
+    };
+    if len > limits.max_value_len as u64 {
+        return Err(ProtocolError::ReplyTooLarge {
+            len,
+            max: limits.max_value_len,
+        });
+    }
+    let len = len as usize;
+    let end = start + len;
+    if buf.len() < end + 2 {
+        return Ok(None);
+    }
+    if &buf[end..end + 2] != b"\r\n" {
+        return Err(ProtocolError::BadBlockEnd { len });
+    }
+    Ok(Some((end, end + 2)))
+}
+
+fn scan_values(buf: &[u8], max: usize, limits: &Limits) -> Result<Option<Scan>, ProtocolError> {
+    let mut items = Vec::new();
+    let mut at = 0;
+    loop {
+        let Some((end, next)) = line_at(buf, at, limits)? else {
+            return Ok(None);
+        };
+        let line = &buf[at..end];
+        if line == b"END" {
+            return Ok(Some(Scan {
+                len: next,
+                shape: Shape::Values(items),
+            }));
+        }
+        if let Some(e) = error_reply(line) {
+            // memcached stops a multi-key reply with an error line (no END); the values before
+            // it are dropped so the caller sees the failure.
+            return Ok(Some(Scan {
+                len: next,
+                shape: Shape::Simple(Response::Error(e)),
+            }));
+        }
+        let malformed = || ProtocolError::MalformedLine {
+            what: "VALUE",
+            line: excerpt(line),
+        };
+        let Some(header) = line.strip_prefix(b"VALUE ") else {
+            return Err(ProtocolError::UnexpectedReply {
+                expected: "a retrieval",
+                line: excerpt(line),
+            });
+        };
+        let ([key, flags, len, cas], n) = fields::<4>(header, 3).ok_or_else(malformed)?;
+        let flags = parse_u32(flags).ok_or_else(malformed)?;
+        let cas = match n {
+            4 => Some(parse_u64(cas).ok_or_else(malformed)?),
+            _ => None,
+        };
+        if items.len() == max {
+            return Err(ProtocolError::TooManyValues { max });
+        }
+        let Some((value_end, after)) = block_end(buf, next, len, "VALUE", line, limits)? else {
+            return Ok(None);
+        };
+        let key_start = at + 6;
+        items.push(ItemSpan {
+            key: (key_start, key_start + key.len()),
+            flags,
+            cas,
+            value: (next, value_end),
+        });
+        at = after;
+    }
+}
+
+fn scan_stats(buf: &[u8], limits: &Limits) -> Result<Option<Scan>, ProtocolError> {
+    let mut stats = Vec::new();
+    let mut at = 0;
+    loop {
+        if at > limits.max_value_len {
+            return Err(ProtocolError::ReplyTooLarge {
+                len: at as u64,
+                max: limits.max_value_len,
+            });
+        }
+        let Some((end, next)) = line_at(buf, at, limits)? else {
+            return Ok(None);
+        };
+        let line = &buf[at..end];
+        if line == b"END" {
+            return Ok(Some(Scan {
+                len: next,
+                shape: Shape::Simple(Response::Stats(stats)),
+            }));
+        }
+        let Some(stat) = line.strip_prefix(b"STAT ") else {
+            return Err(ProtocolError::UnexpectedReply {
+                expected: "stats",
+                line: excerpt(line),
+            });
+        };
+        let (name, value) = match stat.iter().position(|&b| b == b' ') {
+            Some(i) => (&stat[..i], &stat[i + 1..]),
+            None => (stat, &b""[..]),
+        };
+        if name.is_empty() {
+            return Err(ProtocolError::MalformedLine {
+                what: "STAT",
+                line: excerpt(line),
+            });
+        }
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        stats.push((text(name), text(value)));
+        at = next;
+    }
+}
+
+fn scan_config(buf: &[u8], limits: &Limits) -> Result<Option<Scan>, ProtocolError> {
+    let Some((end, next)) = line_at(buf, 0, limits)? else {
+        return Ok(None);
+    };
+    let line = &buf[..end];
+    if line == b"END" {
+        return Ok(Some(Scan {
+            len: next,
+            shape: Shape::Config(None),
+        }));
+    }
+    let malformed = || ProtocolError::MalformedLine {
+        what: "CONFIG",
+        line: excerpt(line),
+    };
+    let Some(header) = line.strip_prefix(b"CONFIG ") else {
+        return Err(ProtocolError::UnexpectedReply {
+            expected: "config get",
+            line: excerpt(line),
+        });
+    };
+    let ([key, flags, len], _) = fields::<3>(header, 3).ok_or_else(malformed)?;
+    if key != b"cluster" || parse_u32(flags).is_none() {
+        return Err(malformed());
+    }
+    let Some((block_end, after)) = block_end(buf, next, len, "CONFIG", line, limits)? else {
+        return Ok(None);
+    };
+    let Some((end_line, done)) = line_at(buf, after, limits)? else {
+        return Ok(None);
+    };
+    if &buf[after..end_line] != b"END" {
+        return Err(ProtocolError::UnexpectedReply {
+            expected: "END after the config block",
+            line: excerpt(&buf[after..end_line]),
+        });
+    }
+    Ok(Some(Scan {
+        len: done,
+        shape: Shape::Config(Some((next, block_end))),
+    }))
+}
