@@ -1,5 +1,98 @@
-//! placeholder
+//! A memcached client for AWS ElastiCache for Memcached and Google Memorystore for Memcached
+//! that finds the cluster's nodes by auto-discovery and follows them as they change.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), memcached_autodiscovery::Error> {
+//! use std::time::Duration;
+//! use memcached_autodiscovery::Client;
+//!
+//! let client = Client::builder()
+//!     .config_endpoint("mycluster.abc123.cfg.use1.cache.amazonaws.com:11211")
+//!     .build()
+//!     .await?;
+//! client.set("user:42", r#"{"name":"Ada"}"#, Duration::from_secs(300)).await?;
+//! let value = client.get("user:42").await?;          // Option<Bytes>
+//! println!("{} nodes, version {}", client.cluster().nodes.len(), client.cluster().version);
+//! # Ok(()) }
+//! ```
+//!
+//! # How it works
+//!
+//! ```text
+//!  caller ─ key ─▶ validate ─▶ load snapshot (lock-free) ─▶ distribution: key ─▶ node ─▶ connection
+//!                                                                                         │ channel
+//!  one task per socket:  queued requests ─▶ ONE write;  reads ─▶ protocol::decode ─▶ FIFO ─▶ caller
+//!
+//!  poller (weak ref) ─ every interval ± jitter, or when a request finds the last poll stale:
+//!      resolve endpoint ─▶ `config get cluster` (legacy key as fallback) ─▶ config::parse
+//!      ─▶ apply rules ─▶ next snapshot (reusing live connections) ─▶ atomic swap
+//! ```
+//!
+//! * [`protocol`], [`config`] and [`distribution`] are pure: bytes in, values out, no I/O. They
+//!   are fuzzed and benchmarked on their own.
+//! * One task owns each socket. Requests queued together go out in one write; replies are
+//!   matched in order.
+//! * The topology is an immutable snapshot swapped atomically: a request sees the old topology or
+//!   the new one, never a mix, and never waits for a refresh.
+//!
+//! # Cancellation safety
+//!
+//! Every call may be dropped at any await point (a timeout, `select!`). A request that was
+//! already queued keeps its place and its reply is read and discarded; a request whose caller
+//! left before it was written is not sent. A later call can never receive another call's reply.
+//! A node that stops answering has its connection reset after the request timeout.
+//!
+//! # Refresh rules
+//!
+//! A fetched configuration is applied when its version is higher, or when the version is equal
+//! but the node set differs; a lower version is ignored; a failed or malformed poll keeps the
+//! last good topology (and logs at most one warning per interval). Keys are placed by
+//! `hostname:port`, so a node whose IP changes is reconnected without moving keys. Timers do not
+//! run while a Lambda environment is frozen: every request checks, for the cost of a clock read,
+//! whether the last poll is older than the interval, and if so wakes the poller once.
+//!
+//! # Tracing
+//!
+//! | name | kind, level | fields |
+//! |---|---|---|
+//! | `memcached.request` | span, debug | `op`, `node` (and `keys` for get_many) |
+//! | `memcached.discovery` | span, info | `endpoint` |
+//! | `memcached.topology.initial` | event, info | `version`, `nodes`, `endpoint` |
+//! | `memcached.topology.changed` | event, info | `old_version`, `new_version`, `added`, `removed`, `readdressed`, `moved_share` |
+//! | `memcached.discovery.failed` | event, warn (≤ 1 per interval) | `error` |
+//! | `memcached.discovery.stale` | event, debug | `age_ms` |
+//! | `memcached.discovery.stale_version_ignored` | event, debug | `current`, `received` |
+//! | `memcached.connect_failed` | event, warn | `node`, `error`, `backoff_ms` |
+//! | `memcached.connection_lost` | event, warn | `node`, `error` |
+//! | `memcached.connected` | event, debug | `node` |
+//!
+//! Key bytes and values are never logged. The library never installs a subscriber.
+//!
+//! # Errors
+//!
+//! [`Error`] names the node involved and answers [`Error::is_timeout`] and
+//! [`Error::is_retryable`]. [`ProtocolError`] is what the pure core returns.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod builder;
+mod client;
+mod cluster;
 pub mod config;
+mod connection;
+pub mod discovery;
+pub mod distribution;
 pub mod error;
+mod jitter;
 pub mod protocol;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use builder::ClientBuilder;
+pub use client::{CasOutcome, Client};
+pub use cluster::TopologyChange;
+pub use config::{ClusterConfig, Node};
+pub use distribution::Distribution;
 pub use error::{Error, ProtocolError};
+pub use protocol::{Item, StoreMode};

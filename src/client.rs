@@ -1,0 +1,636 @@
+//! [`Client`]: the public calls.
+//!
+//! Each call validates and encodes its request (a bad key is refused before anything is sent),
+//! loads the current topology snapshot without locking, routes the key to its node, sends the
+//! request on that node's connection and maps the reply to a typed result. Misses, `NOT_STORED`,
+//! `EXISTS` and `NOT_FOUND` are values, not errors. Settings and start-up are in
+//! [`crate::builder`]; discovery and refresh in [`crate::discovery`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use tracing::Instrument;
+
+use crate::builder::ClientBuilder;
+use crate::cluster::{Snapshot, TopologyChange};
+use crate::config::{ClusterConfig, Node};
+use crate::connection::{Connection, ConnectionSettings};
+use crate::discovery::{decide, fetch, Decision, PollState, Refresh};
+use crate::error::{excerpt, Error, ProtocolError};
+use crate::protocol::{
+    validate_key, Expect, Item, Limits, Request, Response, Retrieval, StoreMode,
+};
+
+/// Keys per `get` line in [`Client::get_many`]; larger groups are split into several pipelined
+/// requests.
+const KEYS_PER_GET: usize = 100;
+
+/// The outcome of [`Client::cas`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// The value was stored.
+    Stored,
+    /// The item changed since the CAS token was read (`EXISTS`).
+    Exists,
+    /// The item does not exist (any more).
+    NotFound,
+}
+
+/// A memcached client over a discovered (or fixed) set of nodes. Cheap to clone: clones share
+/// the topology and the connections. Dropping the last clone stops the poller and, once their
+/// in-flight requests finish, the connections.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub settings: Arc<ConnectionSettings>,
+    pub limits: Limits,
+    pub connections_per_node: usize,
+    pub endpoint: Option<String>,
+    pub discovery_timeout: Duration,
+    pub poll: Arc<PollState>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.poll.wake();
+    }
+}
+
+impl Refresh for Inner {
+    async fn refresh(self: Arc<Self>) -> Result<bool, Error> {
+        self.refresh_now().await.map(|change| !change.is_empty())
+    }
+}
+
+impl Inner {
+    /// One poll of the endpoint, then the apply rules. Only one runs at a time.
+    async fn refresh_now(&self) -> Result<TopologyChange, Error> {
+        let Some(endpoint) = self.endpoint.as_deref() else {
+            return Ok(TopologyChange::default());
+        };
+        let _single_flight = self.poll.lock.lock().await;
+        self.poll.attempted();
+        let span = tracing::info_span!("memcached.discovery", endpoint);
+        let fetched = fetch(endpoint, self.discovery_timeout, &self.limits)
+            .instrument(span.clone())
+            .await;
+        let _entered = span.enter();
+        let config = match fetched {
+            Ok(config) => config,
+            Err(error) => {
+                if self.poll.may_warn() {
+                    tracing::warn!(error = %error, "memcached.discovery.failed; keeping the last good topology");
+                }
+                return Err(error);
+            }
+        };
+        let current = self.snapshot.load_full();
+        match decide(&current.config, &config) {
+            Decision::Unchanged => Ok(TopologyChange::default()),
+            Decision::Stale => {
+                tracing::debug!(
+                    current = current.config.version,
+                    received = config.version,
+                    "memcached.discovery.stale_version_ignored"
+                );
+                Ok(TopologyChange::default())
+            }
+            Decision::Apply => {
+                let (next, change) =
+                    current.next(config, &self.settings, self.connections_per_node);
+                tracing::info!(
+                    old_version = current.config.version,
+                    new_version = next.config.version,
+                    added = ?change.added,
+                    removed = ?change.removed,
+                    readdressed = ?change.readdressed,
+                    moved_share = current.moved_share(&next),
+                    "memcached.topology.changed"
+                );
+                self.snapshot.store(Arc::new(next));
+                Ok(change)
+            }
+        }
+    }
+}
+
+/// memcached's exptime for a time to live: 0 = never; up to 30 days = seconds; beyond that an
+/// absolute Unix time (memcached reads large values as timestamps). Sub-second TTLs round up.
+fn exptime(ttl: Duration) -> u32 {
+    if ttl.is_zero() {
+        return 0;
+    }
+    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    if secs <= 30 * 24 * 3600 {
+        return secs as u32;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    u32::try_from(now.saturating_add(secs)).unwrap_or(u32::MAX)
+}
+
+fn unexpected(node: &str, response: &Response) -> Error {
+    Error::Protocol {
+        node: node.to_string(),
+        source: ProtocolError::UnexpectedReply {
+            expected: "the reply to this command",
+            line: format!("{response:?}").chars().take(64).collect(),
+        },
+    }
+}
+
+fn server_error(node: &str, reply: &crate::protocol::ErrorReply) -> Error {
+    Error::Server {
+        node: node.to_string(),
+        message: reply.to_string(),
+    }
+}
+
+/// A boxed future, for running a varying number of calls at once.
+type BoxedCall<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runs futures concurrently and returns their outputs in order.
+async fn join_all<T>(mut futures: Vec<BoxedCall<'_, T>>) -> Vec<T> {
+    let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (fut, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match fut.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+impl Client {
+    /// A builder with safe defaults; see [`ClientBuilder`].
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The current cluster configuration (version and nodes).
+    pub fn cluster(&self) -> Arc<ClusterConfig> {
+        self.inner.snapshot.load().config.clone()
+    }
+
+    /// The node `key` routes to now.
+    pub fn node_for(&self, key: impl AsRef<[u8]>) -> Result<Node, Error> {
+        let key = key.as_ref();
+        validate_key(key)?;
+        let snapshot = self.inner.snapshot.load();
+        snapshot
+            .route(key)
+            .map(|n| n.node.clone())
+            .ok_or(Error::NoNodes)
+    }
+
+    /// Polls the configuration endpoint now and applies what it says. Returns whether the
+    /// topology changed. With a static node list it does nothing and returns `false`.
+    pub async fn refresh(&self) -> Result<bool, Error> {
+        self.inner.refresh_now().await.map(|c| !c.is_empty())
+    }
+
+    fn connection_for(&self, key: &[u8]) -> Result<Connection, Error> {
+        if self.inner.endpoint.is_some() {
+            self.inner.poll.check_stale();
+        }
+        let snapshot = self.inner.snapshot.load();
+        snapshot
+            .route(key)
+            .map(|n| n.connection().clone())
+            .ok_or(Error::NoNodes)
+    }
+
+    /// Encodes `request`, routes it by `key` and waits for the reply.
+    async fn call(
+        &self,
+        op: &'static str,
+        key: &[u8],
+        request: Request<'_>,
+    ) -> Result<(Response, Connection), Error> {
+        let mut buf = BytesMut::new();
+        let expect = request.encode(&mut buf, &self.inner.limits)?;
+        let conn = self.connection_for(key)?;
+        let span = tracing::debug_span!("memcached.request", op, node = conn.node());
+        let response = conn.call(buf.freeze(), expect).instrument(span).await?;
+        Ok((response, conn))
+    }
+
+    /// Reads one key with `kind` and checks that the reply is for that key.
+    async fn retrieve_one(
+        &self,
+        op: &'static str,
+        kind: Retrieval,
+        key: &[u8],
+    ) -> Result<Option<Item>, Error> {
+        let (response, conn) = self
+            .call(op, key, Request::Retrieve { kind, keys: &[key] })
+            .await?;
+        match response {
+            Response::Values(mut items) => match items.pop() {
+                None => Ok(None),
+                Some(item) if item.key == key && items.is_empty() => Ok(Some(item)),
+                Some(item) => Err(Error::Protocol {
+                    node: conn.node().to_string(),
+                    source: ProtocolError::UnexpectedReply {
+                        expected: "the requested key",
+                        line: excerpt(&item.key),
+                    },
+                }),
+            },
+            Response::Error(e) => Err(server_error(conn.node(), &e)),
+            other => Err(unexpected(conn.node(), &other)),
+        }
+    }
+
+    /// The value of `key`, or `None` on a miss.
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
+        Ok(self
+            .retrieve_one("get", Retrieval::Get, key.as_ref())
+            .await?
+            .map(|i| i.value))
+    }
+
+    /// The item of `key` with its flags and CAS token (for [`Client::cas`]), or `None`.
+    pub async fn gets(&self, key: impl AsRef<[u8]>) -> Result<Option<Item>, Error> {
+        self.retrieve_one("gets", Retrieval::Gets, key.as_ref())
+            .await
+    }
+
+    /// The value of `key`, also setting its time to live (get-and-touch), or `None`.
+    pub async fn gat(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<Option<Bytes>, Error> {
+        let item = self
+            .retrieve_one("gat", Retrieval::Gat(exptime(ttl)), key.as_ref())
+            .await?;
+        Ok(item.map(|i| i.value))
+    }
+
+    /// The values of many keys: one `get k1 k2 ...` per node (split every 100 keys), all nodes
+    /// in parallel. Missing keys are absent from the map. Fails if any node fails.
+    pub async fn get_many<I, K>(&self, keys: I) -> Result<HashMap<Bytes, Bytes>, Error>
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<[u8]>,
+    {
+        let keys: Vec<K> = keys.into_iter().collect();
+        for key in &keys {
+            validate_key(key.as_ref())?;
+        }
+        if self.inner.endpoint.is_some() {
+            self.inner.poll.check_stale();
+        }
+        let snapshot = self.inner.snapshot.load_full();
+        let mut groups: Vec<Vec<&[u8]>> = vec![Vec::new(); snapshot.nodes.len()];
+        for key in &keys {
+            let key = key.as_ref();
+            let index = snapshot.locator.locate(key).ok_or(Error::NoNodes)?;
+            if !groups[index].contains(&key) {
+                groups[index].push(key);
+            }
+        }
+        let mut calls: Vec<BoxedCall<'_, Result<Vec<Item>, Error>>> = Vec::new();
+        for (index, group) in groups.iter().enumerate() {
+            for chunk in group.chunks(KEYS_PER_GET) {
+                let conn = snapshot.nodes[index].connection().clone();
+                calls.push(Box::pin(async move {
+                    let request = Request::Retrieve {
+                        kind: Retrieval::Get,
+                        keys: chunk,
+                    };
+                    let mut buf = BytesMut::new();
+                    let expect = request.encode(&mut buf, &self.inner.limits)?;
+                    let span = tracing::debug_span!(
+                        "memcached.request",
+                        op = "get_many",
+                        node = conn.node(),
+                        keys = chunk.len()
+                    );
+                    match conn.call(buf.freeze(), expect).instrument(span).await? {
+                        Response::Values(items) => check_order(chunk, items, conn.node()),
+                        Response::Error(e) => Err(server_error(conn.node(), &e)),
+                        other => Err(unexpected(conn.node(), &other)),
+                    }
+                }));
+            }
+        }
+        let mut found = HashMap::with_capacity(keys.len());
+        for result in join_all(calls).await {
+            for item in result? {
+                found.insert(item.key, item.value);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Stores `value` under `key` with `mode`, `flags` and a time to live (zero: no expiry).
+    /// Returns whether it was stored (`false` for `NOT_STORED`: add of a present key,
+    /// replace/append/prepend of an absent one).
+    pub async fn store(
+        &self,
+        mode: StoreMode,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        ttl: Duration,
+        flags: u32,
+    ) -> Result<bool, Error> {
+        let key = key.as_ref();
+        let request = Request::Store {
+            mode,
+            key,
+            flags,
+            exptime: exptime(ttl),
+            value: value.as_ref(),
+        };
+        let (response, conn) = self.call("store", key, request).await?;
+        match response {
+            Response::Stored => Ok(true),
+            Response::NotStored | Response::NotFound | Response::Exists => Ok(false),
+            Response::Error(e) => Err(server_error(conn.node(), &e)),
+            other => Err(unexpected(conn.node(), &other)),
+        }
+    }
+
+    /// Stores `value` under `key` (time to live zero: no expiry).
+    pub async fn set(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let key = key.as_ref();
+        if self.store(StoreMode::Set, key, value, ttl, 0).await? {
+            Ok(())
+        } else {
+            let node = self.node_for(key).map(|n| n.id()).unwrap_or_default();
+            Err(Error::Server {
+                node,
+                message: "set was not stored".into(),
+            })
+        }
+    }
+
+    /// Stores only if `key` is absent; returns whether it was stored.
+    pub async fn add(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        ttl: Duration,
+    ) -> Result<bool, Error> {
+        self.store(StoreMode::Add, key, value, ttl, 0).await
+    }
+
+    /// Stores only if `key` is present; returns whether it was stored.
+    pub async fn replace(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        ttl: Duration,
+    ) -> Result<bool, Error> {
+        self.store(StoreMode::Replace, key, value, ttl, 0).await
+    }
+
+    /// Appends to the value of a present `key`; returns whether it was stored.
+    pub async fn append(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<bool, Error> {
+        self.store(StoreMode::Append, key, value, Duration::ZERO, 0)
+            .await
+    }
+
+    /// Prepends to the value of a present `key`; returns whether it was stored.
+    pub async fn prepend(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<bool, Error> {
+        self.store(StoreMode::Prepend, key, value, Duration::ZERO, 0)
+            .await
+    }
+
+    /// Stores `value` only if the item's CAS token is still `cas` (from [`Client::gets`]).
+    pub async fn cas(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        ttl: Duration,
+        cas: u64,
+    ) -> Result<CasOutcome, Error> {
+        let key = key.as_ref();
+        let request = Request::Cas {
+            key,
+            flags: 0,
+            exptime: exptime(ttl),
+            value: value.as_ref(),
+            cas,
+        };
+        let (response, conn) = self.call("cas", key, request).await?;
+        match response {
+            Response::Stored => Ok(CasOutcome::Stored),
+            Response::Exists => Ok(CasOutcome::Exists),
+            Response::NotFound => Ok(CasOutcome::NotFound),
+            Response::Error(e) => Err(server_error(conn.node(), &e)),
+            other => Err(unexpected(conn.node(), &other)),
+        }
+    }
+
+    /// Deletes `key`; returns whether it existed.
+    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
+        let key = key.as_ref();
+        let (response, conn) = self.call("delete", key, Request::Delete { key }).await?;
+        match response {
+            Response::Deleted => Ok(true),
+            Response::NotFound => Ok(false),
+            Response::Error(e) => Err(server_error(conn.node(), &e)),
+            other => Err(unexpected(conn.node(), &other)),
+        }
+    }
+
+    async fn arith(
+        &self,
+        op: &'static str,
+        request: Request<'_>,
+        key: &[u8],
+    ) -> Result<Option<u64>, Error> {
+        let (response, conn) = self.call(op, key, request).await?;
+        match response {
+            Response::Number(n) => Ok(Some(n)),
+            Response::NotFound => Ok(None),
+            Response::Error(e) => Err(server_error(conn.node(), &e)),
+            other => Err(unexpected(conn.node(), &other)),
+        }
+    }
+
+    /// Adds `delta` to the decimal value of `key`; the new value, or `None` if absent.
+    pub async fn incr(&self, key: impl AsRef<[u8]>, delta: u64) -> Result<Option<u64>, Error> {
+        let key = key.as_ref();
+        self.arith("incr", Request::Incr { key, delta }, key).await
+    }
+
+    /// Subtracts `delta` (stopping at 0); the new value, or `None` if absent.
+    pub async fn decr(&self, key: impl AsRef<[u8]>, delta: u64) -> Result<Option<u64>, Error> {
+        let key = key.as_ref();
+        self.arith("decr", Request::Decr { key, delta }, key).await
+    }
+
+    /// Sets a new time to live on `key`; returns whether it existed.
+    pub async fn touch(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<bool, Error> {
+        let key = key.as_ref();
+        let (response, conn) = self
+            .call(
+                "touch",
+                key,
+                Request::Touch {
+                    key,
+                    exptime: exptime(ttl),
+                },
+            )
+            .await?;
+        match response {
+            Response::Touched => Ok(true),
+            Response::NotFound => Ok(false),
+            Response::Error(e) => Err(server_error(conn.node(), &e)),
+            other => Err(unexpected(conn.node(), &other)),
+        }
+    }
+
+    /// Sends `request` to every node in parallel; results in node order with the node's id.
+    async fn broadcast(
+        &self,
+        op: &'static str,
+        request: Request<'_>,
+    ) -> Vec<(String, Result<Response, Error>)> {
+        let snapshot = self.inner.snapshot.load_full();
+        let mut buf = BytesMut::new();
+        let frame = match request.encode(&mut buf, &self.inner.limits) {
+            Ok(expect) => (buf.freeze(), expect),
+            Err(e) => return vec![(String::new(), Err(e.into()))],
+        };
+        let calls = snapshot
+            .nodes
+            .iter()
+            .map(|node| {
+                let conn = node.connection().clone();
+                let (bytes, expect): (Bytes, Expect) = frame.clone();
+                let span = tracing::debug_span!("memcached.request", op, node = conn.node());
+                Box::pin(async move { conn.call(bytes, expect).instrument(span).await })
+                    as BoxedCall<'static, Result<Response, Error>>
+            })
+            .collect();
+        let results = join_all(calls).await;
+        snapshot
+            .nodes
+            .iter()
+            .map(|n| n.id.to_string())
+            .zip(results)
+            .collect()
+    }
+
+    /// Invalidates every item on every node (`flush_all`).
+    pub async fn flush_all(&self) -> Result<(), Error> {
+        for (node, result) in self
+            .broadcast("flush_all", Request::FlushAll { delay: None })
+            .await
+        {
+            match result? {
+                Response::Ok => {}
+                Response::Error(e) => return Err(server_error(&node, &e)),
+                other => return Err(unexpected(&node, &other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `stats` (or `stats <group>`) of every node, as `(node, pairs)`.
+    pub async fn stats(
+        &self,
+        group: Option<&str>,
+    ) -> Result<Vec<(String, Vec<(String, String)>)>, Error> {
+        let request = Request::Stats {
+            arg: group.map(str::as_bytes),
+        };
+        let mut out = Vec::new();
+        for (node, result) in self.broadcast("stats", request).await {
+            match result? {
+                Response::Stats(pairs) => out.push((node, pairs)),
+                Response::Error(e) => return Err(server_error(&node, &e)),
+                other => return Err(unexpected(&node, &other)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Checks that a multi-key reply holds only requested keys, in request order (memcached answers
+/// in request order and skips misses); anything else means the stream is out of step.
+fn check_order(requested: &[&[u8]], items: Vec<Item>, node: &str) -> Result<Vec<Item>, Error> {
+    let mut remaining = requested.iter();
+    for item in &items {
+        if !remaining.any(|k| *k == item.key) {
+            return Err(Error::Protocol {
+                node: node.to_string(),
+                source: ProtocolError::UnexpectedReply {
+                    expected: "only requested keys, in request order",
+                    line: excerpt(&item.key),
+                },
+            });
+        }
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exptime_follows_memcached_rules() {
+        assert_eq!(exptime(Duration::ZERO), 0);
+        assert_eq!(exptime(Duration::from_millis(1)), 1);
+        assert_eq!(exptime(Duration::from_secs(60)), 60);
+        assert_eq!(exptime(Duration::from_secs(30 * 24 * 3600)), 30 * 24 * 3600);
+        let far = exptime(Duration::from_secs(31 * 24 * 3600));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as u32;
+        assert!(far > now && far - now >= 31 * 24 * 3600 - 5);
+    }
+
+    #[test]
+    fn multi_get_replies_must_follow_request_order() {
+        let item = |k: &'static [u8]| Item {
+            key: Bytes::from_static(k),
+            flags: 0,
+            cas: None,
+            value: Bytes::new(),
+        };
+        let keys: &[&[u8]] = &[b"a", b"b", b"c"];
+        assert!(check_order(keys, vec![item(b"a"), item(b"c")], "n").is_ok());
+        assert!(check_order(keys, vec![item(b"c"), item(b"a")], "n").is_err());
+        assert!(check_order(keys, vec![item(b"x")], "n").is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! The immutable topology snapshot: a configuration, its key placement and a connection handle
+//! per node.
+//!
+//! Requests load the current snapshot without locking and route through it; discovery builds the
+//! next one with [`Snapshot::next`] and the client swaps it in whole, so a request sees the old
+//! topology or the new one, never a mix. `next` keeps the connections of nodes that stay (same
+//! `hostname:port` and same address), opens new ones for new or re-addressed nodes (a node whose
+//! IP changed is reconnected, not re-hashed: placement is by `hostname:port`), and lets removed
+//! nodes' connections close once their in-flight requests finish. This module does no I/O
+//! itself; connection tasks start lazily.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::config::{ClusterConfig, Node};
+use crate::connection::{Connection, ConnectionSettings, Target};
+use crate::distribution::{Distribution, Locator};
+
+/// One node of a snapshot with its connections.
+pub(crate) struct NodeHandle {
+    pub node: Node,
+    pub id: Arc<str>,
+    target: Target,
+    connections: Vec<Connection>,
+    next: AtomicUsize,
+}
+
+impl NodeHandle {
+    /// One of the node's connections (round robin when there are several).
+    #[inline]
+    pub fn connection(&self) -> &Connection {
+        let n = self.connections.len();
+        let i = if n == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        };
+        &self.connections[i]
+    }
+}
+
+/// What changed between two snapshots, for logs and for `refresh()`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopologyChange {
+    /// Nodes (`host:port`) that joined.
+    pub added: Vec<String>,
+    /// Nodes that left.
+    pub removed: Vec<String>,
+    /// Nodes that stayed but now have another address (reconnected, keys unchanged).
+    pub readdressed: Vec<String>,
+}
+
+impl TopologyChange {
+    /// Whether anything changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.readdressed.is_empty()
+    }
+}
+
+/// Everything a request needs, immutable once built.
+pub(crate) struct Snapshot {
+    pub config: Arc<ClusterConfig>,
+    pub nodes: Vec<NodeHandle>,
+    pub locator: Locator,
+    pub distribution: Distribution,
+}
+
+fn target_of(node: &Node) -> Target {
+    match node.ip {
+        Some(ip) => Target::Addr(SocketAddr::new(ip, node.port)),
+        None => Target::Host(node.hostname.clone(), node.port),
+    }
+}
+
+impl Snapshot {
+    /// A snapshot with no nodes.
+    pub fn empty(distribution: Distribution) -> Snapshot {
+        Snapshot {
+            config: Arc::new(ClusterConfig {
+                version: 0,
+                nodes: Vec::new(),
+            }),
+            nodes: Vec::new(),
+            locator: Locator::new::<&str>(distribution, &[]),
+            distribution,
+        }
+    }
+
+    /// The node that owns `key`.
+    #[inline]
+    pub fn route(&self, key: &[u8]) -> Option<&NodeHandle> {
+        self.locator.locate(key).and_then(|i| self.nodes.get(i))
+    }
+
+    /// The snapshot for `config`, reusing this one's connections where the node is unchanged.
+    /// Duplicate node entries (same `hostname:port`) are kept once.
+    pub fn next(
+        &self,
+        config: ClusterConfig,
+        settings: &Arc<ConnectionSettings>,
+        connections_per_node: usize,
+    ) -> (Snapshot, TopologyChange) {
+        let mut change = TopologyChange::default();
+        let mut nodes: Vec<NodeHandle> = Vec::with_capacity(config.nodes.len());
+        let mut kept_config = Vec::with_capacity(config.nodes.len());
+        for node in config.nodes {
+            let id: Arc<str> = Arc::from(node.id());
+            if nodes.iter().any(|n| n.id == id) {
+                continue;
+            }
+            let target = target_of(&node);
+            let old = self.nodes.iter().find(|n| n.id == id);
+            let connections = match old {
+                Some(old) if old.target == target => old.connections.clone(),
+                _ => {
+                    match old {
+                        Some(_) => change.readdressed.push(id.to_string()),
+                        None => change.added.push(id.to_string()),
+                    }
+                    (0..connections_per_node.max(1))
+                        .map(|_| Connection::spawn(id.clone(), target.clone(), settings.clone()))
+                        .collect()
+                }
+            };
+            kept_config.push(node.clone());
+            nodes.push(NodeHandle {
+                node,
+                id,
+                target,
+                connections,
+                next: AtomicUsize::new(0),
+            });
+        }
+        change.removed = self
+            .nodes
+            .iter()
+            .filter(|old| !nodes.iter().any(|n| n.id == old.id))
+            .map(|old| old.id.to_string())
+            .collect();
+        let ids: Vec<&str> = nodes.iter().map(|n| &*n.id).collect();
+        let locator = if change.added.is_empty()
+            && change.removed.is_empty()
+            && ids.len() == self.nodes.len()
+            && self.nodes.iter().zip(&ids).all(|(a, b)| &*a.id == *b)
+        {
+            self.locator.clone()
+        } else {
+            Locator::new(self.distribution, &ids)
+        };
+        let snapshot = Snapshot {
+            config: Arc::new(ClusterConfig {
+                version: config.version,
+                nodes: kept_config,
+            }),
+            nodes,
+            locator,
+            distribution: self.distribution,
+        };
+        (snapshot, change)
+    }
+
+    /// The share of a fixed sample of keys that `other` places on another node than `self`
+    /// (0.0 to 1.0), for topology-change events.
+    pub fn moved_share(&self, other: &Snapshot) -> f64 {
+        const SAMPLE: u32 = 1000;
+        let moved = (0..SAMPLE)
+            .filter(|i| {
+                let key = format!("sample-key-{i}");
+                let a = self.route(key.as_bytes()).map(|n| &n.id);
+                let b = other.route(key.as_bytes()).map(|n| &n.id);
+                a != b
+            })
+            .count();
+        moved as f64 / f64::from(SAMPLE)
+    }
+}

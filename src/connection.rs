@@ -1,0 +1,405 @@
+//! One pipelined connection to one node: a handle for callers and the task that owns the socket.
+//!
+//! Callers send an encoded request with a oneshot for its reply through a bounded channel. The
+//! task writes everything queued in one write, reads replies into one buffer, and hands them out
+//! in FIFO order. A caller that gives up (timeout, dropped future) only drops its oneshot: its
+//! request keeps its place in the queue and its reply is read and discarded, so no later caller
+//! can ever receive it. A request whose caller left before it was written is not sent at all.
+//!
+//! The task connects lazily, on the first request. When a connect fails, or when the oldest
+//! request outlives its deadline (a node that stopped answering), the connection is dropped,
+//! everything in flight fails, and the node is marked down for a backoff period (exponential with
+//! jitter) during which callers fail fast with [`Error::NodeDown`] instead of piling up. This
+//! module does not know about keys, routing or the cluster.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::error::{Error, ProtocolError};
+use crate::jitter::jitter;
+use crate::protocol::{decode, Expect, Limits, Response};
+
+/// Stop taking new requests into one write once this many bytes are queued.
+const MAX_WRITE_BATCH: usize = 256 << 10;
+/// Most requests in flight on one connection.
+const MAX_IN_FLIGHT: usize = 8192;
+
+/// Settings shared by every connection of a client.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionSettings {
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub limits: Limits,
+    pub queue_depth: usize,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+/// Where a node is reached: an IP address, or a hostname resolved at each connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    Addr(SocketAddr),
+    Host(String, u16),
+}
+
+struct Pending {
+    frame: Bytes,
+    expect: Expect,
+    reply: oneshot::Sender<Result<Response, Error>>,
+    deadline: Instant,
+}
+
+struct InFlight {
+    expect: Expect,
+    reply: oneshot::Sender<Result<Response, Error>>,
+    deadline: Instant,
+}
+
+/// State the task shares with the handles: whether the node is down, and why.
+struct Health {
+    node: Arc<str>,
+    /// Nanoseconds since [`epoch`] until which the node counts as down; 0 when up.
+    down_until: AtomicU64,
+    reason: Mutex<Arc<str>>,
+}
+
+fn epoch() -> std::time::Instant {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+fn now_nanos() -> u64 {
+    epoch().elapsed().as_nanos() as u64
+}
+
+impl Health {
+    fn down_error(&self) -> Option<Error> {
+        let until = self.down_until.load(Ordering::Relaxed);
+        if until == 0 || now_nanos() >= until {
+            return None;
+        }
+        let reason = self.reason.lock().map(|r| r.clone()).unwrap_or_default();
+        Some(Error::NodeDown {
+            node: self.node.to_string(),
+            reason,
+        })
+    }
+
+    fn mark_down(&self, backoff: Duration, reason: &Error) {
+        if let Ok(mut r) = self.reason.lock() {
+            *r = Arc::from(reason.to_string());
+        }
+        let until = now_nanos().saturating_add(jitter(backoff, 0.2).as_nanos() as u64);
+        self.down_until.store(until.max(1), Ordering::Relaxed);
+    }
+
+    fn mark_up(&self) {
+        self.down_until.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A cheap, cloneable handle to one connection task. The task ends when the last handle is
+/// dropped and the requests already in flight have been answered (or have timed out).
+#[derive(Clone)]
+pub(crate) struct Connection {
+    tx: mpsc::Sender<Pending>,
+    health: Arc<Health>,
+    request_timeout: Duration,
+}
+
+impl Connection {
+    /// Starts the task for `node` (named `node_id` in errors). Nothing is connected until the
+    /// first request. Must be called within a tokio runtime.
+    pub(crate) fn spawn(
+        node_id: Arc<str>,
+        target: Target,
+        settings: Arc<ConnectionSettings>,
+    ) -> Connection {
+        let (tx, rx) = mpsc::channel(settings.queue_depth.max(1));
+        let health = Arc::new(Health {
+            node: node_id,
+            down_until: AtomicU64::new(0),
+            reason: Mutex::new(Arc::from("")),
+        });
+        let request_timeout = settings.request_timeout;
+        tokio::spawn(run(rx, target, settings, health.clone()));
+        Connection {
+            tx,
+            health,
+            request_timeout,
+        }
+    }
+
+    /// The node's name, `host:port`.
+    pub(crate) fn node(&self) -> &str {
+        &self.health.node
+    }
+
+    /// Sends one encoded request and waits for its reply, at most the request timeout.
+    /// Cancel-safe: dropping the future at any point never affects another request.
+    pub(crate) async fn call(&self, frame: Bytes, expect: Expect) -> Result<Response, Error> {
+        if let Some(down) = self.health.down_error() {
+            return Err(down);
+        }
+        let deadline = Instant::now() + self.request_timeout;
+        let (reply, rx) = oneshot::channel();
+        let exchange = async {
+            let pending = Pending {
+                frame,
+                expect,
+                reply,
+                deadline,
+            };
+            if self.tx.send(pending).await.is_err() {
+                return Err(self.closed());
+            }
+            rx.await.unwrap_or_else(|_| Err(self.closed()))
+        };
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                node: self.health.node.to_string(),
+                timeout: self.request_timeout,
+            }),
+        }
+    }
+
+    fn closed(&self) -> Error {
+        Error::Io {
+            node: self.health.node.to_string(),
+            kind: std::io::ErrorKind::ConnectionAborted,
+            message: Arc::from("connection task ended"),
+        }
+    }
+}
+
+fn io_error(node: &str, e: &std::io::Error) -> Error {
+    Error::Io {
+        node: node.to_string(),
+        kind: e.kind(),
+        message: Arc::from(e.to_string()),
+    }
+}
+
+/// The task: wait for work, connect, serve until the connection breaks, repeat.
+async fn run(
+    mut rx: mpsc::Receiver<Pending>,
+    target: Target,
+    settings: Arc<ConnectionSettings>,
+    health: Arc<Health>,
+) {
+    let node = health.node.clone();
+    let mut backoff = settings.backoff_min;
+    loop {
+        let first = loop {
+            match rx.recv().await {
+                None => return,
+                Some(p) if p.reply.is_closed() => continue,
+                Some(p) => break p,
+            }
+        };
+        let stream = match connect(&target, settings.connect_timeout, &node).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(node = %node, error = %err, backoff_ms = backoff.as_millis() as u64, "memcached.connect_failed");
+                health.mark_down(backoff, &err);
+                backoff = (backoff * 2).min(settings.backoff_max);
+                let _ = first.reply.send(Err(err.clone()));
+                while let Ok(p) = rx.try_recv() {
+                    let _ = p.reply.send(Err(err.clone()));
+                }
+                continue;
+            }
+        };
+        health.mark_up();
+        backoff = settings.backoff_min;
+        tracing::debug!(node = %node, "memcached.connected");
+        match serve(stream, first, &mut rx, &settings, &node).await {
+            Ok(()) => return,
+            Err(Broken { error, node_down }) => {
+                tracing::warn!(node = %node, error = %error, "memcached.connection_lost");
+                if node_down {
+                    health.mark_down(backoff, &error);
+                    backoff = (backoff * 2).min(settings.backoff_max);
+                }
+            }
+        }
+    }
+}
+
+async fn connect(target: &Target, timeout: Duration, node: &str) -> Result<TcpStream, Error> {
+    let attempt = async {
+        let stream = match target {
+            Target::Addr(addr) => TcpStream::connect(addr).await,
+            Target::Host(host, port) => TcpStream::connect((host.as_str(), *port)).await,
+        }
+        .map_err(|e| io_error(node, &e))?;
+        stream.set_nodelay(true).map_err(|e| io_error(node, &e))?;
+        Ok(stream)
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                node: node.to_string(),
+                timeout,
+            })
+        })
+}
+
+/// Why a connection was dropped; `node_down` when the node should be left alone for a while.
+struct Broken {
+    error: Error,
+    node_down: bool,
+}
+
+/// Serves one established connection. Returns `Ok` when every handle is gone and nothing is
+/// left in flight; `Err` when the connection broke (everything in flight has then been failed).
+async fn serve(
+    stream: TcpStream,
+    first: Pending,
+    rx: &mut mpsc::Receiver<Pending>,
+    settings: &ConnectionSettings,
+    node: &Arc<str>,
+) -> Result<(), Broken> {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut wbuf = BytesMut::with_capacity(16 << 10);
+    let mut rbuf = BytesMut::with_capacity(16 << 10);
+    let mut open = true;
+    let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+    let sleep = tokio::time::sleep_until(far());
+    tokio::pin!(sleep);
+    let mut armed_for: Option<Instant> = None;
+
+    let queue = |p: Pending, wbuf: &mut BytesMut, in_flight: &mut VecDeque<InFlight>| {
+        if p.reply.is_closed() {
+            return; // its caller is gone and nothing was written: skip it entirely
+        }
+        wbuf.extend_from_slice(&p.frame);
+        in_flight.push_back(InFlight {
+            expect: p.expect,
+            reply: p.reply,
+            deadline: p.deadline,
+        });
+    };
+    queue(first, &mut wbuf, &mut in_flight);
+
+    let result = loop {
+        while open && wbuf.len() < MAX_WRITE_BATCH && in_flight.len() < MAX_IN_FLIGHT {
+            match rx.try_recv() {
+                Ok(p) => queue(p, &mut wbuf, &mut in_flight),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        if !open && in_flight.is_empty() {
+            return Ok(());
+        }
+        let front_deadline = in_flight.front().map(|f| f.deadline);
+        if front_deadline != armed_for {
+            sleep.as_mut().reset(front_deadline.unwrap_or_else(far));
+            armed_for = front_deadline;
+        }
+        let can_take = open && wbuf.len() < MAX_WRITE_BATCH && in_flight.len() < MAX_IN_FLIGHT;
+        if rbuf.capacity() - rbuf.len() < 4096 {
+            rbuf.reserve(32 << 10);
+        }
+        tokio::select! {
+            biased;
+            read = reader.read_buf(&mut rbuf) => {
+                match read {
+                    Ok(0) => break Broken {
+                        error: io_error(node, &std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed by the server")),
+                        node_down: false,
+                    },
+                    Ok(_) => {
+                        if let Err(error) = dispatch(&mut rbuf, &mut in_flight, &settings.limits, node) {
+                            break Broken { error, node_down: false };
+                        }
+                    }
+                    Err(e) => break Broken { error: io_error(node, &e), node_down: false },
+                }
+            }
+            written = writer.write(&wbuf), if !wbuf.is_empty() => {
+                match written {
+                    Ok(0) => break Broken {
+                        error: io_error(node, &std::io::Error::new(std::io::ErrorKind::WriteZero, "socket accepted no bytes")),
+                        node_down: false,
+                    },
+                    Ok(n) => {
+                        let _ = wbuf.split_to(n);
+                        if wbuf.is_empty() && wbuf.capacity() > (1 << 20) {
+                            wbuf = BytesMut::with_capacity(16 << 10);
+                        }
+                    }
+                    Err(e) => break Broken { error: io_error(node, &e), node_down: false },
+                }
+            }
+            pending = rx.recv(), if can_take => {
+                match pending {
+                    Some(p) => queue(p, &mut wbuf, &mut in_flight),
+                    None => open = false,
+                }
+            }
+            () = &mut sleep, if front_deadline.is_some() => {
+                break Broken {
+                    error: Error::Timeout { node: node.to_string(), timeout: settings.request_timeout },
+                    node_down: true,
+                };
+            }
+        }
+    };
+    let _ = writer.shutdown().await;
+    for f in in_flight {
+        let _ = f.reply.send(Err(result.error.clone()));
+    }
+    Err(result)
+}
+
+/// Decodes every complete reply in `rbuf` and hands each to the oldest request in flight.
+fn dispatch(
+    rbuf: &mut BytesMut,
+    in_flight: &mut VecDeque<InFlight>,
+    limits: &Limits,
+    node: &str,
+) -> Result<(), Error> {
+    while !rbuf.is_empty() {
+        let Some(front) = in_flight.front() else {
+            return Err(Error::Protocol {
+                node: node.to_string(),
+                source: ProtocolError::UnexpectedReply {
+                    expected: "nothing (no request in flight)",
+                    line: crate::error::excerpt(rbuf),
+                },
+            });
+        };
+        match decode(rbuf, front.expect, limits) {
+            Ok(Some((response, _))) => {
+                if let Some(f) = in_flight.pop_front() {
+                    let _ = f.reply.send(Ok(response));
+                }
+            }
+            Ok(None) => break,
+            Err(source) => {
+                return Err(Error::Protocol {
+                    node: node.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    if rbuf.is_empty() && rbuf.capacity() > (4 << 20) {
+        *rbuf = BytesMut::with_capacity(16 << 10);
+    }
+    Ok(())
+}

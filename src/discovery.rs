@@ -1,0 +1,280 @@
+//! Auto-discovery: fetching the cluster configuration and deciding when to apply it.
+//!
+//! This module owns one fetch from a configuration endpoint (`config get cluster`, falling back to
+//! the legacy key `AmazonElastiCache:cluster`), the apply rules ([`decide`]), and the background
+//! poller, which holds only a weak reference to the client and ends when the client is dropped.
+//! It also owns the staleness check that every request makes: timers do not run while a Lambda
+//! environment is frozen, so a request that finds the last poll older than the interval wakes
+//! the poller (one refresh at a time) without waiting for it. Building the next snapshot is
+//! [`crate::cluster`]'s job; swapping it in is the client's.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::config::ClusterConfig;
+use crate::error::Error;
+use crate::jitter::jitter;
+use crate::protocol::{decode, ErrorReply, Limits, Request, Response};
+
+/// What to do with a freshly fetched configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Newer version, or same version with another node set: build and swap a new snapshot.
+    Apply,
+    /// Same version, same nodes: nothing to do.
+    Unchanged,
+    /// Lower version than the current one (an eventually consistent endpoint lagging): ignore.
+    Stale,
+}
+
+/// The apply rules: a higher version is applied; a lower one is ignored; an equal version is
+/// applied only when the node set (hostname, IP, port; order aside) differs, because in-place
+/// node replacement has been seen to change an IP without a version bump.
+pub fn decide(current: &ClusterConfig, candidate: &ClusterConfig) -> Decision {
+    use std::cmp::Ordering::*;
+    match candidate.version.cmp(&current.version) {
+        Greater => Decision::Apply,
+        Less => Decision::Stale,
+        Equal => {
+            let mut a = current.nodes.clone();
+            let mut b = candidate.nodes.clone();
+            a.sort();
+            b.sort();
+            if a == b {
+                Decision::Unchanged
+            } else {
+                Decision::Apply
+            }
+        }
+    }
+}
+
+/// Splits `host:port` (`[v6]:port` for IPv6; port 11211 when absent).
+pub(crate) fn split_host_port(address: &str) -> Result<(String, u16), Error> {
+    let bad = || {
+        Error::Config(format!(
+            "{address:?} is not host:port (e.g. mycluster.abc123.cfg.use1.cache.amazonaws.com:11211)"
+        ))
+    };
+    let address = address.trim();
+    if let Some(rest) = address.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| bad())?,
+            None if after.is_empty() => 11211,
+            None => return Err(bad()),
+        };
+        return Ok((host.to_string(), port));
+    }
+    match address.rsplit_once(':') {
+        Some((host, _)) if host.contains(':') => Ok((address.to_string(), 11211)),
+        Some((host, port)) if !host.is_empty() => {
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            if port == 0 {
+                return Err(bad());
+            }
+            Ok((host.to_string(), port))
+        }
+        None if !address.is_empty() => Ok((address.to_string(), 11211)),
+        _ => Err(bad()),
+    }
+}
+
+/// One discovery: resolve the endpoint (DNS is resolved anew each time), connect, ask
+/// `config get cluster`, fall back to the legacy key, parse. Bounded by `timeout` as a whole.
+pub async fn fetch(
+    endpoint: &str,
+    timeout: Duration,
+    limits: &Limits,
+) -> Result<ClusterConfig, Error> {
+    let failed = |reason: String| Error::Discovery {
+        endpoint: endpoint.to_string(),
+        reason,
+    };
+    match tokio::time::timeout(timeout, fetch_unbounded(endpoint, limits)).await {
+        Ok(result) => result,
+        Err(_) => Err(failed(format!("no complete answer within {timeout:?}"))),
+    }
+}
+
+async fn fetch_unbounded(endpoint: &str, limits: &Limits) -> Result<ClusterConfig, Error> {
+    let failed = |reason: String| Error::Discovery {
+        endpoint: endpoint.to_string(),
+        reason,
+    };
+    let (host, port) = split_host_port(endpoint)?;
+    let mut stream = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| failed(format!("connect: {e}")))?;
+    stream.set_nodelay(true).ok();
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let first = exchange(&mut stream, &mut rbuf, Request::ConfigGetCluster, limits)
+        .await
+        .map_err(&failed)?;
+    let unknown_command = match first {
+        Response::Config(Some(block)) => return parse_block(&block, endpoint),
+        Response::Config(None) => false,
+        Response::Error(ErrorReply::Error) => true,
+        Response::Error(e) => return Err(failed(format!("`config get cluster` answered {e}"))),
+        other => return Err(failed(format!("unexpected answer {other:?}"))),
+    };
+    let legacy = exchange(&mut stream, &mut rbuf, Request::LegacyConfigGet, limits)
+        .await
+        .map_err(&failed)?;
+    match legacy {
+        Response::Values(items) if !items.is_empty() => parse_block(&items[0].value, endpoint),
+        Response::Values(_) | Response::Error(ErrorReply::Error) if unknown_command => {
+            Err(Error::DiscoveryUnsupported {
+                endpoint: endpoint.to_string(),
+            })
+        }
+        Response::Values(_) => Err(failed(
+            "the endpoint has no cluster configuration stored (empty `config get cluster` and no legacy key)"
+                .into(),
+        )),
+        Response::Error(e) => Err(failed(format!("legacy `get AmazonElastiCache:cluster` answered {e}"))),
+        other => Err(failed(format!("unexpected answer {other:?}"))),
+    }
+}
+
+fn parse_block(block: &[u8], endpoint: &str) -> Result<ClusterConfig, Error> {
+    ClusterConfig::parse(block).map_err(|e| Error::Discovery {
+        endpoint: endpoint.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Sends one request and reads its reply.
+async fn exchange(
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    request: Request<'_>,
+    limits: &Limits,
+) -> Result<Response, String> {
+    let mut out = BytesMut::new();
+    let expect = request
+        .encode(&mut out, limits)
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    loop {
+        if let Some((response, _)) = decode(rbuf, expect, limits).map_err(|e| e.to_string())? {
+            return Ok(response);
+        }
+        let n = stream
+            .read_buf(rbuf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err(if rbuf.is_empty() {
+                "connection closed without an answer".into()
+            } else {
+                format!(
+                    "connection closed mid-answer after {} bytes (truncated reply)",
+                    rbuf.len()
+                )
+            });
+        }
+    }
+}
+
+/// Poll timing shared by the poller and the request path.
+pub(crate) struct PollState {
+    pub interval: Duration,
+    started: Instant,
+    /// Milliseconds since `started` of the last poll attempt.
+    last_attempt_ms: AtomicU64,
+    /// Milliseconds since `started` of the last warning logged (rate limit).
+    last_warn_ms: AtomicU64,
+    refresh_requested: AtomicBool,
+    wake: Notify,
+    pub lock: tokio::sync::Mutex<()>,
+}
+
+impl PollState {
+    pub fn new(interval: Duration) -> PollState {
+        PollState {
+            interval,
+            started: Instant::now(),
+            last_attempt_ms: AtomicU64::new(0),
+            last_warn_ms: AtomicU64::new(0),
+            refresh_requested: AtomicBool::new(false),
+            wake: Notify::new(),
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Records a poll attempt.
+    pub fn attempted(&self) {
+        self.last_attempt_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// The request-path check: when the last attempt is older than the interval (timers did not
+    /// run, e.g. a thawed Lambda), wake the poller once. Never waits.
+    #[inline]
+    pub fn check_stale(&self) {
+        let age = self
+            .now_ms()
+            .saturating_sub(self.last_attempt_ms.load(Ordering::Relaxed));
+        if age > self.interval.as_millis() as u64
+            && !self.refresh_requested.swap(true, Ordering::AcqRel)
+        {
+            tracing::debug!(age_ms = age, "memcached.discovery.stale");
+            self.wake.notify_one();
+        }
+    }
+
+    /// Wakes the poller (also used when the client is dropped, so it can end).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether a warning may be logged now (at most one per interval).
+    pub fn may_warn(&self) -> bool {
+        let now = self.now_ms();
+        let last = self.last_warn_ms.load(Ordering::Relaxed);
+        let first = last == 0;
+        if first || now.saturating_sub(last) >= self.interval.as_millis() as u64 {
+            self.last_warn_ms.store(now.max(1), Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Something the poller can refresh: the client's shared state.
+pub(crate) trait Refresh: Send + Sync + 'static {
+    fn refresh(self: Arc<Self>) -> impl std::future::Future<Output = Result<bool, Error>> + Send;
+}
+
+/// Spawns the poller: every interval (±10 % jitter) or when woken, refresh. It holds only a weak
+/// reference between polls and ends as soon as the client is gone.
+pub(crate) fn spawn_poller<T: Refresh>(target: Weak<T>, poll: Arc<PollState>) {
+    tokio::spawn(async move {
+        loop {
+            let delay = jitter(poll.interval, 0.1);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = poll.wake.notified() => {}
+            }
+            let Some(inner) = target.upgrade() else {
+                return;
+            };
+            poll.refresh_requested.store(false, Ordering::Release);
+            let _ = inner.refresh().await;
+        }
+    });
+}

@@ -1,0 +1,149 @@
+//! The default placement: `consistent_hash_ring` over a hash function specified here.
+//!
+//! The ring crate hashes through `std::hash::Hash`, whose byte stream differs between `&str` and
+//! `&[u8]` and is not promised stable across Rust versions. So keys and node identities are
+//! wrapped in types that feed their raw bytes, and nothing else, to [`StableHasher`]; integers
+//! (the ring chains vnode hashes) are fed as 8 little-endian bytes. The result is the same on
+//! every platform and release, and pinned by a golden test.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use consistent_hash_ring::{Ring, RingBuilder};
+
+/// Virtual nodes per node on the ring.
+pub const RING_VNODES: usize = 160;
+
+/// The ring's hash of a byte string: 64-bit FNV-1a, then the 64-bit finalizer of MurmurHash3
+/// (fmix64) so that nearby inputs land far apart on the ring.
+pub fn ring_hash(bytes: &[u8]) -> u64 {
+    let mut h = StableHasher::default();
+    h.write(bytes);
+    h.finish()
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a over the bytes written, finished with fmix64.
+#[derive(Clone, Copy)]
+pub(crate) struct StableHasher(u64);
+
+impl Default for StableHasher {
+    fn default() -> Self {
+        StableHasher(FNV_OFFSET)
+    }
+}
+
+impl Hasher for StableHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.write(&n.to_le_bytes());
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        let mut k = self.0;
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        k ^ (k >> 33)
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+pub(crate) struct BuildStableHasher;
+
+impl BuildHasher for BuildStableHasher {
+    type Hasher = StableHasher;
+    fn build_hasher(&self) -> StableHasher {
+        StableHasher::default()
+    }
+}
+
+/// A node on the ring: hashed and compared by its identity only.
+#[derive(Clone)]
+struct RingNode {
+    id: Arc<str>,
+    index: usize,
+}
+
+impl Hash for RingNode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.id.as_bytes());
+    }
+}
+
+impl PartialEq for RingNode {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+impl Eq for RingNode {}
+
+/// A key: hashed as its raw bytes.
+struct RawKey<'a>(&'a [u8]);
+
+impl Hash for RawKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.0);
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct RingLocator {
+    ring: Ring<RingNode, BuildStableHasher>,
+}
+
+impl RingLocator {
+    pub(crate) fn new<S: AsRef<str>>(ids: &[S]) -> Self {
+        let ring = RingBuilder::new(BuildStableHasher)
+            .vnodes(RING_VNODES)
+            .nodes_iter(ids.iter().enumerate().map(|(index, id)| RingNode {
+                id: Arc::from(id.as_ref()),
+                index,
+            }))
+            .build();
+        RingLocator { ring }
+    }
+
+    #[inline]
+    pub(crate) fn locate(&self, key: &[u8]) -> Option<usize> {
+        self.ring.try_get(RawKey(key)).map(|n| n.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_fnv1a_then_fmix64() {
+        // FNV-1a 64 of the empty string is the offset basis; of "a" it is 0xaf63dc4c8601ec8c.
+        let mut h = StableHasher::default();
+        h.write(b"a");
+        assert_eq!(h.0, 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(ring_hash(b"a"), ring_hash(b"b"));
+        // A key hashes the same whether it came as str or bytes.
+        let from_str = {
+            let mut h = StableHasher::default();
+            RawKey("clé".as_bytes()).hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(from_str, ring_hash("clé".as_bytes()));
+    }
+
+    #[test]
+    fn empty_ring_locates_nothing() {
+        let ids: [&str; 0] = [];
+        assert_eq!(RingLocator::new(&ids).locate(b"k"), None);
+    }
+}
