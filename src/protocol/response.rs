@@ -198,14 +198,16 @@ fn line_at(
     limits: &Limits,
 ) -> Result<Option<(usize, usize)>, ProtocolError> {
     let rest = &buf[at..];
-    let window = &rest[..rest.len().min(limits.max_line_len + 2)];
+    // Saturating: `Limits` has public fields, so the limit may be as large as usize::MAX.
+    let cap = limits.max_line_len.saturating_add(2);
+    let window = &rest[..rest.len().min(cap)];
     match window.iter().position(|&b| b == b'\n') {
         Some(nl) if nl > 0 && window[nl - 1] == b'\r' => Ok(Some((at + nl - 1, at + nl + 1))),
         Some(nl) => Err(ProtocolError::MalformedLine {
             what: "reply (no CR before LF)",
             line: excerpt(&rest[..nl]),
         }),
-        None if window.len() >= limits.max_line_len + 2 => Err(ProtocolError::LineTooLong {
+        None if window.len() >= cap => Err(ProtocolError::LineTooLong {
             max: limits.max_line_len,
         }),
         None => Ok(None),
@@ -342,8 +344,9 @@ fn block_end(
         });
     }
     let len = len as usize;
-    let end = start + len;
-    if buf.len() < end + 2 {
+    // Saturating: a limit set above the 1 GiB ceiling by hand must not overflow here.
+    let end = start.saturating_add(len);
+    if buf.len() < end.saturating_add(2) {
         return Ok(None);
     }
     if &buf[end..end + 2] != b"\r\n" {
