@@ -72,16 +72,25 @@ pub(crate) fn split_host_port(address: &str) -> Result<(String, u16), Error> {
         };
         return Ok((host.to_string(), port));
     }
+    let valid_host = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 255
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    };
     match address.rsplit_once(':') {
-        Some((host, _)) if host.contains(':') => Ok((address.to_string(), 11211)),
-        Some((host, port)) if !host.is_empty() => {
+        // A bare IPv6 address, without brackets or port.
+        Some(_) if address.parse::<std::net::Ipv6Addr>().is_ok() => {
+            Ok((address.to_string(), 11211))
+        }
+        Some((host, port)) if valid_host(host) => {
             let port: u16 = port.parse().map_err(|_| bad())?;
             if port == 0 {
                 return Err(bad());
             }
             Ok((host.to_string(), port))
         }
-        None if !address.is_empty() => Ok((address.to_string(), 11211)),
+        None if valid_host(address) => Ok((address.to_string(), 11211)),
         _ => Err(bad()),
     }
 }
@@ -183,6 +192,111 @@ async fn exchange(
                 )
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Node;
+
+    #[test]
+    fn host_port_forms() {
+        let ok = |a: &str| split_host_port(a).unwrap();
+        assert_eq!(
+            ok("cfg.example.com:11212"),
+            ("cfg.example.com".into(), 11212)
+        );
+        assert_eq!(ok("cfg.example.com"), ("cfg.example.com".into(), 11211));
+        assert_eq!(ok("10.0.0.1:1"), ("10.0.0.1".into(), 1));
+        assert_eq!(ok("[2001:db8::1]:11213"), ("2001:db8::1".into(), 11213));
+        assert_eq!(ok("[::1]"), ("::1".into(), 11211));
+        assert_eq!(ok("::1"), ("::1".into(), 11211));
+        for bad in [
+            "",
+            ":11211",
+            "h:0",
+            "h:65536",
+            "h:x",
+            "a b:1",
+            "not a host:port:x",
+            "[::1]x",
+            "h:1:2",
+        ] {
+            assert!(split_host_port(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn config(version: u64, nodes: &[(&str, &str)]) -> ClusterConfig {
+        ClusterConfig {
+            version,
+            nodes: nodes
+                .iter()
+                .map(|(h, ip)| Node::new(*h, ip.parse().ok(), 11211))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn apply_rules() {
+        let current = config(5, &[("a", "10.0.0.1"), ("b", "10.0.0.2")]);
+        let reordered = config(5, &[("b", "10.0.0.2"), ("a", "10.0.0.1")]);
+        assert_eq!(decide(&current, &reordered), Decision::Unchanged);
+        assert_eq!(
+            decide(
+                &current,
+                &config(6, &[("a", "10.0.0.1"), ("b", "10.0.0.2")])
+            ),
+            Decision::Apply
+        );
+        assert_eq!(
+            decide(&current, &config(4, &[("a", "10.0.0.1")])),
+            Decision::Stale
+        );
+        assert_eq!(
+            decide(
+                &current,
+                &config(5, &[("a", "10.0.0.1"), ("b", "10.0.0.9")])
+            ),
+            Decision::Apply,
+            "same version, new IP"
+        );
+        assert_eq!(
+            decide(&current, &config(5, &[("a", "10.0.0.1")])),
+            Decision::Apply,
+            "same version, node gone"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_poll_wakes_the_poller_once() {
+        let poll = PollState::new(Duration::from_millis(30));
+        poll.attempted();
+        poll.check_stale();
+        assert!(
+            !poll.refresh_requested.load(Ordering::Acquire),
+            "fresh: no wake-up"
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        poll.check_stale();
+        assert!(poll.refresh_requested.load(Ordering::Acquire));
+        tokio::time::timeout(Duration::from_millis(100), poll.wake.notified())
+            .await
+            .expect("the poller was woken");
+        poll.check_stale(); // already requested: no second wake-up
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), poll.wake.notified())
+                .await
+                .is_err(),
+            "single flight: one wake-up per stale period"
+        );
+    }
+
+    #[test]
+    fn warnings_are_rate_limited_per_interval() {
+        let poll = PollState::new(Duration::from_secs(60));
+        assert!(poll.may_warn());
+        assert!(!poll.may_warn());
     }
 }
 
