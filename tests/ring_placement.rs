@@ -1,0 +1,120 @@
+//! The default placement, pinned: a golden file fixes where 1,000 keys go on a fixed node list,
+//! so any change of hash, vnode count or ring crate behaviour that would move keys between
+//! releases (and make a fleet of mixed versions miss) fails here.
+
+use std::collections::HashMap;
+
+use memcached_autodiscovery::distribution::{Distribution, Locator};
+
+const GOLDEN: &str = "tests/data/ring_golden.tsv";
+const NODES: [&str; 5] = [
+    "mycluster.abc123.0001.use1.cache.amazonaws.com:11211",
+    "mycluster.abc123.0002.use1.cache.amazonaws.com:11211",
+    "mycluster.abc123.0003.use1.cache.amazonaws.com:11211",
+    "10.0.0.4:11211",
+    "[2001:db8::5]:11212",
+];
+
+fn golden_keys() -> Vec<String> {
+    (0..1000)
+        .map(|i| match i % 4 {
+            0 => format!("user:{i}"),
+            1 => format!("session-{i:08x}"),
+            2 => format!("clé-ünïcode-{i}"),
+            _ => format!("photo/{i}/thumbnail"),
+        })
+        .collect()
+}
+
+#[test]
+fn placement_matches_the_golden_file() {
+    let locator = Locator::new(Distribution::Ring, &NODES);
+    let actual: Vec<String> = golden_keys()
+        .iter()
+        .map(|k| format!("{k}\t{}", NODES[locator.locate(k.as_bytes()).unwrap()]))
+        .collect();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(GOLDEN, actual.join("\n") + "\n").unwrap();
+    }
+    let expected = std::fs::read_to_string(GOLDEN).expect("golden file present");
+    let expected: Vec<&str> = expected.lines().collect();
+    assert_eq!(expected.len(), 1000);
+    let differing: Vec<_> = actual.iter().zip(&expected).filter(|(a, e)| a != e).collect();
+    assert!(differing.is_empty(), "{} keys moved, first: {:?}", differing.len(), differing.first());
+    // The pinned placement uses every node.
+    let mut per_node: HashMap<&str, usize> = HashMap::new();
+    for line in &expected {
+        *per_node.entry(line.split('\t').nth(1).unwrap()).or_default() += 1;
+    }
+    assert_eq!(per_node.len(), NODES.len());
+}
+
+fn ids(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("node-{i:04}.cluster.use1.cache.amazonaws.com:11211")).collect()
+}
+
+#[test]
+fn adding_one_node_to_n_moves_about_one_in_n_plus_one_keys_all_to_the_new_node() {
+    let keys: Vec<String> = (0..20_000).map(|i| format!("key-{i}")).collect();
+    for n in [2, 3, 5, 10, 30] {
+        let before_ids = ids(n);
+        let after_ids = ids(n + 1);
+        let before = Locator::new(Distribution::Ring, &before_ids);
+        let after = Locator::new(Distribution::Ring, &after_ids);
+        let mut moved = 0;
+        for key in &keys {
+            let (a, b) = (before.locate(key.as_bytes()).unwrap(), after.locate(key.as_bytes()).unwrap());
+            if before_ids[a] != after_ids[b] {
+                moved += 1;
+                assert_eq!(b, n, "a moved key goes to the new node, never between old ones");
+            }
+        }
+        let share = moved as f64 / keys.len() as f64;
+        let ideal = 1.0 / (n as f64 + 1.0);
+        assert!(
+            share > ideal * 0.6 && share < ideal * 1.4,
+            "{n} -> {}: moved {share:.3}, ideal {ideal:.3}",
+            n + 1
+        );
+    }
+}
+
+#[test]
+fn removing_a_node_moves_only_its_keys() {
+    let all = ids(6);
+    let remaining: Vec<String> = all.iter().filter(|id| !id.contains("0003")).cloned().collect();
+    let before = Locator::new(Distribution::Ring, &all);
+    let after = Locator::new(Distribution::Ring, &remaining);
+    for i in 0..10_000 {
+        let key = format!("k{i}");
+        let a = &all[before.locate(key.as_bytes()).unwrap()];
+        let b = &remaining[after.locate(key.as_bytes()).unwrap()];
+        if !a.contains("0003") {
+            assert_eq!(a, b, "{key} stayed on its node");
+        }
+    }
+}
+
+#[test]
+fn keys_spread_evenly() {
+    let nodes = ids(10);
+    let locator = Locator::new(Distribution::Ring, &nodes);
+    let mut counts = vec![0usize; nodes.len()];
+    for i in 0..100_000 {
+        counts[locator.locate(format!("spread-{i}").as_bytes()).unwrap()] += 1;
+    }
+    for c in counts {
+        assert!((7_000..13_000).contains(&c), "each of 10 nodes holds 10% ± 30%: {c}");
+    }
+}
+
+#[test]
+fn the_same_key_as_str_or_bytes_goes_to_the_same_node() {
+    let nodes = ids(7);
+    let locator = Locator::new(Distribution::Ring, &nodes);
+    for key in golden_keys() {
+        assert_eq!(locator.locate(key.as_bytes()), locator.locate(key.clone().into_bytes().as_slice()));
+    }
+    let empty: [&str; 0] = [];
+    assert_eq!(Locator::new(Distribution::Ring, &empty).locate(b"k"), None);
+}
