@@ -1,0 +1,416 @@
+//! [`LocalCluster`]: memcached processes plus the emulated configuration endpoint that lists them.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Mutex, MutexGuard};
+
+use super::endpoint::{ConfigEndpoint, EndpointBehavior};
+use super::memcached::{MemcachedOptions, MemcachedProcess};
+use crate::config::{ClusterConfig, Node};
+
+/// How many fresh loopback IPs a replacement node tries before giving up.
+const IP_ATTEMPTS: usize = 5;
+
+/// A local stand-in for an ElastiCache memcached cluster: N real memcached processes on loopback
+/// addresses and a configuration endpoint that answers `config get cluster` (and the legacy key)
+/// with their list, in the exact ElastiCache wire format.
+///
+/// Nodes are named `node-<k>.local-cluster.test` (k = 1, 2, ... in order of creation). These
+/// names do not resolve, so every node in the served configuration carries its IP, and clients
+/// connect by IP. By default node k listens on `127.0.0.(k+1)`, so that nodes differ by IP as on
+/// ElastiCache (this needs the whole 127.0.0.0/8 range on loopback, as on Linux).
+///
+/// Nodes are addressed by their index among the managed nodes, which is also their position in
+/// the served configuration (unless [`LocalCluster::set_nodes_same_version`] replaced the served
+/// list). Methods taking an index panic when it is out of range.
+///
+/// Dropping the cluster kills every process (also frozen ones) and stops the endpoint.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// use memcached_autodiscovery::testkit::LocalCluster;
+/// let cluster = LocalCluster::start(3).await?;
+/// println!("discover from {}", cluster.config_endpoint());
+/// cluster.add_node().await?; // version 2, four nodes
+/// cluster.kill(0); // node 0 stays listed but refuses connections
+/// cluster.restart(0).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct LocalCluster {
+    endpoint: ConfigEndpoint,
+    options: MemcachedOptions,
+    distinct_ips: bool,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    slots: Vec<Slot>,
+    /// The k of the next node's hostname.
+    next_name: usize,
+    /// Offset from 127.0.0.0 of the next loopback IP to hand out.
+    next_ip: u32,
+    /// Identity of the next slot (indexes move when nodes are removed).
+    next_id: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    id: u64,
+    node: Node,
+    process: MemcachedProcess,
+}
+
+/// Options of a [`LocalCluster`]; see [`LocalCluster::builder`].
+#[derive(Debug, Clone)]
+pub struct LocalClusterBuilder {
+    nodes: usize,
+    options: MemcachedOptions,
+    distinct_ips: bool,
+    legacy_only: bool,
+}
+
+impl Default for LocalClusterBuilder {
+    fn default() -> Self {
+        LocalClusterBuilder {
+            nodes: 3,
+            options: MemcachedOptions::default(),
+            distinct_ips: true,
+            legacy_only: false,
+        }
+    }
+}
+
+impl LocalClusterBuilder {
+    /// Number of nodes to start with. Defaults to 3.
+    pub fn nodes(mut self, nodes: usize) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    /// Cache memory of each node in MiB (memcached `-m`). Defaults to 64.
+    pub fn memory_mb(mut self, memory_mb: u32) -> Self {
+        self.options.memory_mb = memory_mb;
+        self
+    }
+
+    /// Largest item size of each node (memcached `-I`), e.g. `Some("2m".into())`. Defaults to
+    /// `None`: memcached's own 1 MiB.
+    pub fn max_item_size(mut self, size: Option<String>) -> Self {
+        self.options.max_item_size = size;
+        self
+    }
+
+    /// Whether each node gets its own loopback IP (node k on `127.0.0.(k+1)`). When `false`,
+    /// all nodes share `127.0.0.1` and differ by port. Defaults to `true`.
+    pub fn distinct_ips(mut self, distinct_ips: bool) -> Self {
+        self.distinct_ips = distinct_ips;
+        self
+    }
+
+    /// Worker threads of each node (memcached `-t`). Defaults to 1.
+    pub fn threads(mut self, threads: u32) -> Self {
+        self.options.threads = threads;
+        self
+    }
+
+    /// When `true`, the endpoint answers `ERROR` to `config get cluster` and serves the
+    /// configuration only under the legacy key `AmazonElastiCache:cluster`, like an engine
+    /// older than 1.4.14. Defaults to `false`.
+    pub fn legacy_only(mut self, legacy_only: bool) -> Self {
+        self.legacy_only = legacy_only;
+        self
+    }
+
+    /// The memcached binary to run. Defaults to `$MEMCACHED_BIN` when set, else `memcached` on
+    /// `PATH`.
+    pub fn memcached_binary(mut self, binary: impl Into<std::path::PathBuf>) -> Self {
+        self.options.binary = binary.into();
+        self
+    }
+
+    /// Starts the nodes, each ready to answer, and the endpoint serving configuration version 1.
+    pub async fn start(self) -> io::Result<LocalCluster> {
+        let endpoint = ConfigEndpoint::start(ClusterConfig {
+            version: 1,
+            nodes: Vec::new(),
+        })?;
+        endpoint.set_legacy_only(self.legacy_only);
+        let cluster = LocalCluster {
+            endpoint,
+            options: self.options,
+            distinct_ips: self.distinct_ips,
+            state: Mutex::new(State {
+                slots: Vec::new(),
+                next_name: 1,
+                next_ip: 2,
+                next_id: 0,
+            }),
+        };
+        for _ in 0..self.nodes {
+            cluster.start_node().await?;
+        }
+        cluster.publish(&cluster.lock(), false);
+        Ok(cluster)
+    }
+}
+
+impl LocalCluster {
+    /// Starts a cluster of `nodes` nodes with the default options
+    /// (`LocalCluster::builder().nodes(nodes).start()`).
+    pub async fn start(nodes: usize) -> io::Result<LocalCluster> {
+        LocalCluster::builder().nodes(nodes).start().await
+    }
+
+    /// A builder with the default options: 3 nodes, 64 MiB each, distinct loopback IPs.
+    pub fn builder() -> LocalClusterBuilder {
+        LocalClusterBuilder::default()
+    }
+
+    /// Where the configuration endpoint listens (on `127.0.0.1`).
+    pub fn config_endpoint(&self) -> SocketAddr {
+        self.endpoint.addr()
+    }
+
+    /// The configuration the endpoint serves now.
+    pub fn config(&self) -> ClusterConfig {
+        self.endpoint.config()
+    }
+
+    /// The managed nodes, in index order.
+    pub fn nodes(&self) -> Vec<Node> {
+        self.lock().slots.iter().map(|s| s.node.clone()).collect()
+    }
+
+    /// The `ip:port` of every managed node, in index (= configuration) order. Killed and frozen
+    /// nodes are included: they stay in the configuration.
+    pub fn node_addrs(&self) -> Vec<SocketAddr> {
+        self.lock().slots.iter().map(|s| s.process.addr()).collect()
+    }
+
+    /// Number of managed nodes.
+    pub fn len(&self) -> usize {
+        self.lock().slots.len()
+    }
+
+    /// Whether the cluster has no managed node.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The process id of node `index`, or `None` while it is killed.
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        slot(&mut self.lock(), index).process.pid()
+    }
+
+    /// The configuration endpoint itself, for what the cluster methods do not cover.
+    pub fn endpoint(&self) -> &ConfigEndpoint {
+        &self.endpoint
+    }
+
+    /// Starts a new node, appends it to the configuration and bumps the version.
+    pub async fn add_node(&self) -> io::Result<Node> {
+        let node = self.start_node().await?;
+        self.publish(&self.lock(), true);
+        Ok(node)
+    }
+
+    /// Removes node `index` from the configuration (bumping the version), then stops its
+    /// process. Returns the node removed.
+    pub async fn remove_node(&self, index: usize) -> Node {
+        let removed = {
+            let mut state = self.lock();
+            slot(&mut state, index);
+            let removed = state.slots.remove(index);
+            self.publish(&state, true);
+            removed
+        };
+        let node = removed.node.clone();
+        // Dropping the slot kills the process, after the configuration stopped listing it.
+        drop(removed);
+        node
+    }
+
+    /// Replaces node `index` as a failed ElastiCache node is replaced: a new, empty process on a
+    /// new loopback IP, with the same hostname and port. The configuration then lists the new IP
+    /// under a bumped version, and the old process is stopped.
+    pub async fn replace_node(&self, index: usize) -> io::Result<Node> {
+        self.replace_node_with(index, true).await
+    }
+
+    /// Like [`replace_node`](LocalCluster::replace_node); with `bump_version == false` the
+    /// configuration changes under the same version (an in-place replacement some engines are
+    /// reported to make).
+    pub async fn replace_node_with(&self, index: usize, bump_version: bool) -> io::Result<Node> {
+        let (id, port) = {
+            let mut state = self.lock();
+            let slot = slot(&mut state, index);
+            (slot.id, slot.node.port)
+        };
+        let mut last = None;
+        let mut started = None;
+        for _ in 0..IP_ATTEMPTS {
+            let ip = next_loopback(&mut self.lock());
+            match MemcachedProcess::start_once(SocketAddr::new(ip, port), &self.options).await {
+                Ok(process) => {
+                    started = Some(process);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(process) = started else {
+            return Err(last.unwrap_or_else(|| io::Error::other("no loopback IP left")));
+        };
+        let (node, old) = {
+            let mut state = self.lock();
+            let slot = find(&mut state, id)?;
+            slot.node.ip = Some(process.addr().ip());
+            let old = std::mem::replace(&mut slot.process, process);
+            let node = slot.node.clone();
+            self.publish(&state, bump_version);
+            (node, old)
+        };
+        drop(old);
+        Ok(node)
+    }
+
+    /// Kills node `index` (SIGKILL). It stays in the configuration; connects to it are refused
+    /// until [`restart`](LocalCluster::restart).
+    pub fn kill(&self, index: usize) {
+        slot(&mut self.lock(), index).process.kill();
+    }
+
+    /// Starts node `index` again, empty, on the same `ip:port` (killing it first if it still
+    /// runs), and waits until it answers.
+    pub async fn restart(&self, index: usize) -> io::Result<()> {
+        let (id, addr) = {
+            let mut state = self.lock();
+            let slot = slot(&mut state, index);
+            slot.process.kill();
+            (slot.id, slot.process.addr())
+        };
+        let process = MemcachedProcess::start_on(addr, &self.options).await?;
+        find(&mut self.lock(), id)?.process = process;
+        Ok(())
+    }
+
+    /// Suspends node `index` (SIGSTOP): connections stay open but requests get no reply.
+    pub fn freeze(&self, index: usize) {
+        let mut state = self.lock();
+        let slot = slot(&mut state, index);
+        if let Err(e) = slot.process.freeze() {
+            panic!("cannot freeze node {index}: {e}");
+        }
+    }
+
+    /// Resumes node `index` after [`freeze`](LocalCluster::freeze) (SIGCONT).
+    pub fn thaw(&self, index: usize) {
+        let mut state = self.lock();
+        let slot = slot(&mut state, index);
+        if let Err(e) = slot.process.thaw() {
+            panic!("cannot thaw node {index}: {e}");
+        }
+    }
+
+    /// Serves the same nodes under `version` (lower it to emulate a stale endpoint, or raise it
+    /// without a membership change).
+    pub fn set_version(&self, version: u64) {
+        self.endpoint.update_config(|c| c.version = version);
+    }
+
+    /// Serves `nodes` under the current version. The managed processes are not touched; the next
+    /// membership change (add, remove, replace) lists the managed nodes again.
+    pub fn set_nodes_same_version(&self, nodes: Vec<Node>) {
+        self.endpoint.update_config(|c| c.nodes = nodes);
+    }
+
+    /// Changes how the endpoint answers; see [`EndpointBehavior`].
+    pub fn set_endpoint_behavior(&self, behavior: EndpointBehavior) {
+        self.endpoint.set_behavior(behavior);
+    }
+
+    /// How many discovery commands (`config get cluster` and the legacy get) the endpoint has
+    /// received.
+    pub fn endpoint_requests(&self) -> u64 {
+        self.endpoint.requests()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a process for a new node and appends it to the managed nodes (not yet served).
+    async fn start_node(&self) -> io::Result<Node> {
+        let (k, ip) = {
+            let mut state = self.lock();
+            let k = state.next_name;
+            state.next_name += 1;
+            let ip = if self.distinct_ips {
+                next_loopback(&mut state)
+            } else {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            };
+            (k, ip)
+        };
+        let process = MemcachedProcess::start(ip, &self.options).await?;
+        let node = Node::new(
+            format!("node-{k}.local-cluster.test"),
+            Some(ip),
+            process.addr().port(),
+        );
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        state.slots.push(Slot {
+            id,
+            node: node.clone(),
+            process,
+        });
+        Ok(node)
+    }
+
+    /// Serves the managed nodes, under a bumped version if `bump`.
+    fn publish(&self, state: &State, bump: bool) {
+        let nodes: Vec<Node> = state.slots.iter().map(|s| s.node.clone()).collect();
+        self.endpoint.update_config(|c| {
+            if bump {
+                c.version += 1;
+            }
+            c.nodes = nodes;
+        });
+    }
+}
+
+fn slot(state: &mut State, index: usize) -> &mut Slot {
+    let len = state.slots.len();
+    match state.slots.get_mut(index) {
+        Some(slot) => slot,
+        None => panic!("node index {index} out of range: the cluster has {len} nodes"),
+    }
+}
+
+fn find(state: &mut State, id: u64) -> io::Result<&mut Slot> {
+    state.slots.iter_mut().find(|s| s.id == id).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "the node was removed from the cluster meanwhile",
+        )
+    })
+}
+
+/// The next unused loopback IP: 127.0.0.2, 127.0.0.3, ..., skipping addresses ending in 0 or 255.
+fn next_loopback(state: &mut State) -> IpAddr {
+    loop {
+        if state.next_ip >= 0x00ff_ff00 {
+            state.next_ip = 2;
+        }
+        let offset = state.next_ip;
+        state.next_ip += 1;
+        if !matches!(offset & 0xff, 0 | 255) {
+            return IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | offset));
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! A local emulated ElastiCache memcached cluster, for tests and demos (cargo feature `testkit`).
+//!
+//! Stock memcached does not know `config get cluster`, so a real cluster cannot be discovered
+//! locally. [`LocalCluster`] puts together what a client sees of an ElastiCache cluster:
+//!
+//! * N real memcached processes ([`MemcachedProcess`]) on loopback addresses, each on a port the
+//!   OS reported free, by default on distinct IPs `127.0.0.2`, `127.0.0.3`, ...;
+//! * a configuration endpoint ([`ConfigEndpoint`]) on `127.0.0.1` that answers
+//!   `config get cluster` (with or without a trailing space, CRLF or LF) and the legacy
+//!   `get AmazonElastiCache:cluster` with the node list in the exact ElastiCache wire format
+//!   (`CONFIG cluster 0 <bytes>\r\n<version>\n<host|ip|port ...>\n\r\nEND\r\n`), `version` with
+//!   `VERSION 1.6.18`, and anything else with `ERROR`.
+//!
+//! The cluster changes as a real one does: nodes are added, removed and replaced (new IP, same
+//! hostname and port) with the version growing by one, and processes can be killed, restarted,
+//! frozen (SIGSTOP) and thawed. The endpoint can be told to fail in each way a client must
+//! survive ([`EndpointBehavior`]).
+//!
+//! Node hostnames (`node-<k>.local-cluster.test`) do not resolve: the served configuration
+//! always carries each node's IP, and clients connect by IP.
+//!
+//! Requirements: Linux (for the 127.0.0.0/8 loopback range) and the `memcached` binary
+//! (`apt-get install memcached`, or `scripts/test`, which installs what is missing; another
+//! binary can be named with `MEMCACHED_BIN`). Every process is killed when its owner is dropped,
+//! also when a test panics.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use memcached_autodiscovery::testkit::{EndpointBehavior, LocalCluster};
+//! let cluster = LocalCluster::builder().nodes(2).max_item_size(Some("2m".into())).start().await?;
+//! let endpoint = cluster.config_endpoint(); // give this to the client
+//! assert_eq!(cluster.config().version, 1);
+//! cluster.replace_node(0).await?; // version 2: node 0 has a new IP
+//! cluster.set_endpoint_behavior(EndpointBehavior::Hang);
+//! # let _ = endpoint; Ok(()) }
+//! ```
+
+mod cluster;
+mod endpoint;
+mod memcached;
+
+pub use cluster::{LocalCluster, LocalClusterBuilder};
+pub use endpoint::{ConfigEndpoint, EndpointBehavior};
+pub use memcached::{MemcachedOptions, MemcachedProcess};
