@@ -106,8 +106,20 @@ impl Inner {
                 Ok(TopologyChange::default())
             }
             Decision::Apply => {
+                // Building a ring is CPU work (about 3 ms at 30 nodes, 0.3 s at 300): keep it
+                // off the async workers.
+                let (base, settings, per_node) = (
+                    current.clone(),
+                    self.settings.clone(),
+                    self.connections_per_node,
+                );
                 let (next, change) =
-                    current.next(config, &self.settings, self.connections_per_node);
+                    tokio::task::spawn_blocking(move || base.next(config, &settings, per_node))
+                        .await
+                        .map_err(|e| Error::Discovery {
+                            endpoint: endpoint.to_string(),
+                            reason: format!("building the new topology failed: {e}"),
+                        })?;
                 tracing::info!(
                     old_version = current.config.version,
                     new_version = next.config.version,

@@ -23,8 +23,14 @@ async fn a_version_bump_adding_a_node_routes_new_keys_to_it() {
     assert_eq!(client.cluster().nodes.len(), 3);
 
     let added = cluster.add_node().await.unwrap();
-    assert!(client.refresh().await.unwrap(), "the new version is applied");
-    assert!(!client.refresh().await.unwrap(), "nothing changes on the next poll");
+    assert!(
+        client.refresh().await.unwrap(),
+        "the new version is applied"
+    );
+    assert!(
+        !client.refresh().await.unwrap(),
+        "nothing changes on the next poll"
+    );
     assert_eq!(client.cluster().version, 2);
     assert_eq!(client.cluster().nodes.len(), 4);
 
@@ -32,7 +38,11 @@ async fn a_version_bump_adding_a_node_routes_new_keys_to_it() {
         .into_iter()
         .filter(|k| client.node_for(k).unwrap() == added)
         .collect();
-    assert!(mine.len() > 40, "about a quarter of the keys go to the new node, got {}", mine.len());
+    assert!(
+        mine.len() > 40,
+        "about a quarter of the keys go to the new node, got {}",
+        mine.len()
+    );
     for key in &mine {
         client.set(key, "new", MINUTE).await.unwrap();
     }
@@ -57,7 +67,11 @@ async fn the_background_poller_follows_changes_and_stops_with_the_client() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after_drop = cluster.endpoint_requests();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(cluster.endpoint_requests(), after_drop, "no poll after the client is gone");
+    assert_eq!(
+        cluster.endpoint_requests(),
+        after_drop,
+        "no poll after the client is gone"
+    );
 }
 
 #[tokio::test]
@@ -74,7 +88,10 @@ async fn a_removed_node_takes_no_more_keys() {
 }
 
 async fn placements(client: &Client) -> Vec<String> {
-    keys(1000).iter().map(|k| client.node_for(k).unwrap().id()).collect()
+    keys(1000)
+        .iter()
+        .map(|k| client.node_for(k).unwrap().id())
+        .collect()
 }
 
 #[tokio::test]
@@ -90,7 +107,11 @@ async fn a_replaced_node_is_reconnected_without_moving_keys() {
     assert_ne!(replacement.ip, old_ip);
     assert!(client.refresh().await.unwrap());
     assert_eq!(client.cluster().nodes[1].ip, replacement.ip);
-    assert_eq!(placements(&client).await, before, "same hostname:port, same keys");
+    assert_eq!(
+        placements(&client).await,
+        before,
+        "same hostname:port, same keys"
+    );
     // Keys of the replaced node are clean misses on the fresh process; the others are intact.
     let mut hits = 0;
     for key in keys(100) {
@@ -99,7 +120,10 @@ async fn a_replaced_node_is_reconnected_without_moving_keys() {
         if owner == replacement {
             assert_eq!(value, None);
             client.set(&key, "again", MINUTE).await.unwrap();
-            assert!(client.get(&key).await.unwrap().is_some(), "the new process serves it");
+            assert!(
+                client.get(&key).await.unwrap().is_some(),
+                "the new process serves it"
+            );
         } else {
             assert_eq!(value.as_deref(), Some(&b"old"[..]));
             hits += 1;
@@ -120,7 +144,10 @@ async fn the_same_version_with_another_node_set_is_applied() {
         .into_iter()
         .find(|k| client.node_for(k).unwrap() == replacement)
         .unwrap();
-    client.set(&key, "served by the replacement", MINUTE).await.unwrap();
+    client
+        .set(&key, "served by the replacement", MINUTE)
+        .await
+        .unwrap();
     assert_eq!(stat(cluster.node_addrs()[0], "curr_items").await, 1);
 }
 
@@ -156,30 +183,52 @@ async fn a_failing_endpoint_keeps_the_last_good_topology() {
         cluster.set_endpoint_behavior(behavior);
         let started = Instant::now();
         let result = client.refresh().await;
-        assert!(result.is_err(), "{behavior:?} gives an error, got {result:?}");
-        assert!(started.elapsed() < Duration::from_secs(2), "{behavior:?} is bounded in time");
+        assert!(
+            result.is_err(),
+            "{behavior:?} gives an error, got {result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{behavior:?} is bounded in time"
+        );
         assert_eq!(client.cluster(), good, "{behavior:?} keeps the topology");
         client.set("still-serving", "yes", MINUTE).await.unwrap();
         assert!(client.get("still-serving").await.unwrap().is_some());
     }
     cluster.set_endpoint_behavior(EndpointBehavior::Normal);
     cluster.add_node().await.unwrap();
-    assert!(client.refresh().await.unwrap(), "recovers once the endpoint is back");
+    assert!(
+        client.refresh().await.unwrap(),
+        "recovers once the endpoint is back"
+    );
 }
 
 #[tokio::test]
 async fn plain_memcached_is_not_a_discovery_endpoint() {
     let cluster = LocalCluster::start(1).await.unwrap();
     let plain = cluster.node_addrs()[0].to_string();
-    let err = Client::builder().config_endpoint(plain).build().await.err().expect("fails");
+    let err = Client::builder()
+        .config_endpoint(plain)
+        .build()
+        .await
+        .err()
+        .expect("fails");
     assert!(matches!(err, Error::DiscoveryUnsupported { .. }), "{err}");
-    assert!(err.to_string().contains("nodes("), "the message says what to do: {err}");
+    assert!(
+        err.to_string().contains("nodes("),
+        "the message says what to do: {err}"
+    );
     assert!(!err.is_retryable());
 }
 
 #[tokio::test]
 async fn the_legacy_key_is_used_on_old_engines() {
-    let cluster = LocalCluster::builder().nodes(2).legacy_only(true).start().await.unwrap();
+    let cluster = LocalCluster::builder()
+        .nodes(2)
+        .legacy_only(true)
+        .start()
+        .await
+        .unwrap();
     let client = client_for(&cluster, MINUTE).await;
     assert_eq!(client.cluster().nodes.len(), 2);
     client.set("legacy", "ok", MINUTE).await.unwrap();
@@ -207,13 +256,19 @@ async fn a_frozen_node_times_out_while_the_others_serve() {
             let err = result.unwrap_err();
             assert!(err.is_retryable(), "{err}");
             assert!(err.node().is_some());
-            assert!(started.elapsed() < Duration::from_millis(600), "bounded by the timeout");
+            assert!(
+                started.elapsed() < Duration::from_millis(600),
+                "bounded by the timeout"
+            );
         } else {
             assert!(result.unwrap().is_some(), "other nodes keep serving");
         }
     }
     cluster.thaw(0);
-    let key = all.iter().find(|k| client.node_for(k).unwrap() == frozen).unwrap();
+    let key = all
+        .iter()
+        .find(|k| client.node_for(k).unwrap() == frozen)
+        .unwrap();
     let mut recovered = false;
     for _ in 0..100 {
         if client.get(key).await.is_ok() {
@@ -230,15 +285,24 @@ async fn a_killed_node_fails_fast_and_is_reconnected_after_restart() {
     let cluster = LocalCluster::start(2).await.unwrap();
     let client = client_for(&cluster, MINUTE).await;
     let dead = client.cluster().nodes[0].clone();
-    let key = keys(100).into_iter().find(|k| client.node_for(k).unwrap() == dead).unwrap();
+    let key = keys(100)
+        .into_iter()
+        .find(|k| client.node_for(k).unwrap() == dead)
+        .unwrap();
     client.set(&key, "before", MINUTE).await.unwrap();
     cluster.kill(0);
     let first = client.get(&key).await.unwrap_err();
     assert!(first.is_retryable(), "{first}");
     let started = Instant::now();
     let second = client.get(&key).await.unwrap_err();
-    assert!(matches!(second, Error::NodeDown { .. } | Error::Io { .. }), "{second}");
-    assert!(started.elapsed() < Duration::from_millis(100), "fails fast while down");
+    assert!(
+        matches!(second, Error::NodeDown { .. } | Error::Io { .. }),
+        "{second}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "fails fast while down"
+    );
     cluster.restart(0).await.unwrap();
     let mut back = false;
     for _ in 0..100 {
@@ -249,5 +313,8 @@ async fn a_killed_node_fails_fast_and_is_reconnected_after_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(back, "reconnected after the restart");
-    assert_eq!(client.get(&key).await.unwrap().as_deref(), Some(&b"after"[..]));
+    assert_eq!(
+        client.get(&key).await.unwrap().as_deref(),
+        Some(&b"after"[..])
+    );
 }
