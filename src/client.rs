@@ -246,7 +246,10 @@ impl Client {
         let expect = request.encode(&mut buf, &self.inner.limits)?;
         let conn = self.connection_for(key)?;
         let span = tracing::debug_span!("memcached.request", op, node = conn.node());
-        let response = conn.call(buf.freeze(), expect).instrument(span).await?;
+        let response = conn
+            .call(buf.freeze(), expect, request.is_idempotent())
+            .instrument(span)
+            .await?;
         Ok((response, conn))
     }
 
@@ -339,7 +342,11 @@ impl Client {
                         node = conn.node(),
                         keys = chunk.len()
                     );
-                    match conn.call(buf.freeze(), expect).instrument(span).await? {
+                    match conn
+                        .call(buf.freeze(), expect, true)
+                        .instrument(span)
+                        .await?
+                    {
                         Response::Values(items) => check_order(chunk, items, conn.node()),
                         Response::Error(e) => Err(server_error(conn.node(), &e)),
                         other => Err(unexpected(conn.node(), &other)),
@@ -537,6 +544,7 @@ impl Client {
     ) -> Vec<(String, Result<Response, Error>)> {
         let snapshot = self.inner.snapshot.load_full();
         let mut buf = BytesMut::new();
+        let idempotent = request.is_idempotent();
         let frame = match request.encode(&mut buf, &self.inner.limits) {
             Ok(expect) => (buf.freeze(), expect),
             Err(e) => return vec![(String::new(), Err(e.into()))],
@@ -548,7 +556,7 @@ impl Client {
                 let conn = node.connection().clone();
                 let (bytes, expect): (Bytes, Expect) = frame.clone();
                 let span = tracing::debug_span!("memcached.request", op, node = conn.node());
-                Box::pin(async move { conn.call(bytes, expect).instrument(span).await })
+                Box::pin(async move { conn.call(bytes, expect, idempotent).instrument(span).await })
                     as BoxedCall<'static, Result<Response, Error>>
             })
             .collect();

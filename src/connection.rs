@@ -32,6 +32,10 @@ use crate::protocol::{decode, Expect, Limits, Response};
 const MAX_WRITE_BATCH: usize = 256 << 10;
 /// Most requests in flight on one connection.
 const MAX_IN_FLIGHT: usize = 8192;
+/// A connection quiet for longer than this is checked for a close by the server before the next
+/// write, so that requests are not written into a socket that died meanwhile (e.g. while a Lambda
+/// environment was frozen) and can go out on a fresh connection instead.
+const IDLE_PROBE_AFTER: Duration = Duration::from_millis(250);
 
 /// Settings shared by every connection of a client.
 #[derive(Debug, Clone)]
@@ -51,17 +55,15 @@ pub(crate) enum Target {
     Host(String, u16),
 }
 
+/// A request on its way: queued, written, or waiting for its reply. Its frame is kept until the
+/// reply comes, so that it can be sent again if the connection breaks first (see [`Broken`]).
 struct Pending {
     frame: Bytes,
     expect: Expect,
     reply: oneshot::Sender<Result<Response, Error>>,
     deadline: Instant,
-}
-
-struct InFlight {
-    expect: Expect,
-    reply: oneshot::Sender<Result<Response, Error>>,
-    deadline: Instant,
+    idempotent: bool,
+    replayed: bool,
 }
 
 /// State the task shares with the handles: whether the node is down, and why.
@@ -145,8 +147,15 @@ impl Connection {
     }
 
     /// Sends one encoded request and waits for its reply, at most the request timeout.
+    /// `idempotent` requests may be sent a second time on a fresh connection if the connection
+    /// breaks before their reply (see [`Request::is_idempotent`](crate::protocol::Request::is_idempotent)).
     /// Cancel-safe: dropping the future at any point never affects another request.
-    pub(crate) async fn call(&self, frame: Bytes, expect: Expect) -> Result<Response, Error> {
+    pub(crate) async fn call(
+        &self,
+        frame: Bytes,
+        expect: Expect,
+        idempotent: bool,
+    ) -> Result<Response, Error> {
         if let Some(down) = self.health.down_error() {
             return Err(down);
         }
@@ -158,6 +167,8 @@ impl Connection {
                 expect,
                 reply,
                 deadline,
+                idempotent,
+                replayed: false,
             };
             if self.tx.send(pending).await.is_err() {
                 return Err(self.closed());
@@ -199,21 +210,27 @@ async fn run(
 ) {
     let node = health.node.clone();
     let mut backoff = settings.backoff_min;
+    let mut replay: Vec<Pending> = Vec::new();
     loop {
-        let first = loop {
-            match rx.recv().await {
-                None => return,
-                Some(p) if p.reply.is_closed() => continue,
-                Some(p) => break p,
-            }
-        };
+        if replay.is_empty() {
+            let first = loop {
+                match rx.recv().await {
+                    None => return,
+                    Some(p) if p.reply.is_closed() => continue,
+                    Some(p) => break p,
+                }
+            };
+            replay.push(first);
+        }
         let stream = match connect(&target, settings.connect_timeout, &node).await {
             Ok(stream) => stream,
             Err(err) => {
                 tracing::warn!(node = %node, error = %err, backoff_ms = backoff.as_millis() as u64, "memcached.connect_failed");
                 health.mark_down(backoff, &err);
                 backoff = (backoff * 2).min(settings.backoff_max);
-                let _ = first.reply.send(Err(err.clone()));
+                for p in replay.drain(..) {
+                    let _ = p.reply.send(Err(err.clone()));
+                }
                 while let Ok(p) = rx.try_recv() {
                     let _ = p.reply.send(Err(err.clone()));
                 }
@@ -223,10 +240,23 @@ async fn run(
         health.mark_up();
         backoff = settings.backoff_min;
         tracing::debug!(node = %node, "memcached.connected");
-        match serve(stream, first, &mut rx, &settings, &node).await {
+        match serve(
+            stream,
+            std::mem::take(&mut replay),
+            &mut rx,
+            &settings,
+            &node,
+        )
+        .await
+        {
             Ok(()) => return,
-            Err(Broken { error, node_down }) => {
-                tracing::warn!(node = %node, error = %error, "memcached.connection_lost");
+            Err(Broken {
+                error,
+                node_down,
+                replay: again,
+            }) => {
+                tracing::warn!(node = %node, error = %error, resent = again.len(), "memcached.connection_lost");
+                replay = again;
                 if node_down {
                     health.mark_down(backoff, &error);
                     backoff = (backoff * 2).min(settings.backoff_max);
@@ -257,22 +287,27 @@ async fn connect(target: &Target, timeout: Duration, node: &str) -> Result<TcpSt
 }
 
 /// Why a connection was dropped; `node_down` when the node should be left alone for a while.
+/// `replay` holds the requests to send again on a fresh connection: when the connection failed
+/// at the socket level (closed, reset — typical of a socket that died while a Lambda was
+/// frozen), each request not yet sent again that was either never fully written, or is
+/// idempotent, gets one more try. Their callers never see the broken socket.
 struct Broken {
     error: Error,
     node_down: bool,
+    replay: Vec<Pending>,
 }
 
 /// Serves one established connection. Returns `Ok` when every handle is gone and nothing is
 /// left in flight; `Err` when the connection broke (everything in flight has then been failed).
 async fn serve(
     stream: TcpStream,
-    first: Pending,
+    first: Vec<Pending>,
     rx: &mut mpsc::Receiver<Pending>,
     settings: &ConnectionSettings,
     node: &Arc<str>,
 ) -> Result<(), Broken> {
     let (mut reader, mut writer) = stream.into_split();
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut in_flight: VecDeque<Pending> = VecDeque::new();
     let mut wbuf = BytesMut::with_capacity(16 << 10);
     let mut rbuf = BytesMut::with_capacity(16 << 10);
     let mut open = true;
@@ -280,19 +315,18 @@ async fn serve(
     let sleep = tokio::time::sleep_until(far());
     tokio::pin!(sleep);
     let mut armed_for: Option<Instant> = None;
+    let mut last_io = Instant::now();
 
-    let queue = |p: Pending, wbuf: &mut BytesMut, in_flight: &mut VecDeque<InFlight>| {
+    let queue = |p: Pending, wbuf: &mut BytesMut, in_flight: &mut VecDeque<Pending>| {
         if p.reply.is_closed() {
             return; // its caller is gone and nothing was written: skip it entirely
         }
         wbuf.extend_from_slice(&p.frame);
-        in_flight.push_back(InFlight {
-            expect: p.expect,
-            reply: p.reply,
-            deadline: p.deadline,
-        });
+        in_flight.push_back(p);
     };
-    queue(first, &mut wbuf, &mut in_flight);
+    for p in first {
+        queue(p, &mut wbuf, &mut in_flight);
+    }
 
     let result = loop {
         while open && wbuf.len() < MAX_WRITE_BATCH && in_flight.len() < MAX_IN_FLIGHT {
@@ -304,6 +338,22 @@ async fn serve(
         }
         if !open && in_flight.is_empty() {
             return Ok(());
+        }
+        if !wbuf.is_empty() && last_io.elapsed() > IDLE_PROBE_AFTER {
+            if peer_closed(&reader) {
+                break Broken {
+                    error: io_error(
+                        node,
+                        &std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the server closed the idle connection",
+                        ),
+                    ),
+                    node_down: false,
+                    replay: Vec::new(),
+                };
+            }
+            last_io = Instant::now();
         }
         let front_deadline = in_flight.front().map(|f| f.deadline);
         if front_deadline != armed_for {
@@ -321,13 +371,15 @@ async fn serve(
                     Ok(0) => break Broken {
                         error: io_error(node, &std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed by the server")),
                         node_down: false,
+                        replay: Vec::new(),
                     },
                     Ok(_) => {
+                        last_io = Instant::now();
                         if let Err(error) = dispatch(&mut rbuf, &mut in_flight, &settings.limits, node) {
-                            break Broken { error, node_down: false };
+                            break Broken { error, node_down: false, replay: Vec::new() };
                         }
                     }
-                    Err(e) => break Broken { error: io_error(node, &e), node_down: false },
+                    Err(e) => break Broken { error: io_error(node, &e), node_down: false, replay: Vec::new() },
                 }
             }
             written = writer.write(&wbuf), if !wbuf.is_empty() => {
@@ -335,14 +387,16 @@ async fn serve(
                     Ok(0) => break Broken {
                         error: io_error(node, &std::io::Error::new(std::io::ErrorKind::WriteZero, "socket accepted no bytes")),
                         node_down: false,
+                        replay: Vec::new(),
                     },
                     Ok(n) => {
+                        last_io = Instant::now();
                         let _ = wbuf.split_to(n);
                         if wbuf.is_empty() && wbuf.capacity() > (1 << 20) {
                             wbuf = BytesMut::with_capacity(16 << 10);
                         }
                     }
-                    Err(e) => break Broken { error: io_error(node, &e), node_down: false },
+                    Err(e) => break Broken { error: io_error(node, &e), node_down: false, replay: Vec::new() },
                 }
             }
             pending = rx.recv(), if can_take => {
@@ -355,21 +409,54 @@ async fn serve(
                 break Broken {
                     error: Error::Timeout { node: node.to_string(), timeout: settings.request_timeout },
                     node_down: true,
+                    replay: Vec::new(),
                 };
             }
         }
     };
     let _ = writer.shutdown().await;
-    for f in in_flight {
-        let _ = f.reply.send(Err(result.error.clone()));
+    let mut result = result;
+    let socket_failure = matches!(result.error, Error::Io { .. });
+    // Requests at the back whose frames are still wholly in the write buffer were never sent.
+    let mut unsent_bytes = wbuf.len();
+    let mut first_unsent = in_flight.len();
+    for p in in_flight.iter().rev() {
+        if p.frame.len() > unsent_bytes {
+            break;
+        }
+        unsent_bytes -= p.frame.len();
+        first_unsent -= 1;
+    }
+    for (i, mut p) in in_flight.into_iter().enumerate() {
+        let safe = i >= first_unsent || p.idempotent;
+        if socket_failure && safe && !p.replayed && !p.reply.is_closed() {
+            p.replayed = true;
+            result.replay.push(p);
+        } else {
+            let _ = p.reply.send(Err(result.error.clone()));
+        }
     }
     Err(result)
+}
+
+/// Whether the server has closed (or reset) an idle connection: one non-blocking peek, which
+/// looks at the socket itself rather than at readiness the runtime may not have collected yet.
+fn peer_closed(reader: &tokio::net::tcp::OwnedReadHalf) -> bool {
+    let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match socket2::SockRef::from(reader.as_ref()).peek(&mut probe) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => {
+            e.kind() != std::io::ErrorKind::WouldBlock
+                && e.kind() != std::io::ErrorKind::Interrupted
+        }
+    }
 }
 
 /// Decodes every complete reply in `rbuf` and hands each to the oldest request in flight.
 fn dispatch(
     rbuf: &mut BytesMut,
-    in_flight: &mut VecDeque<InFlight>,
+    in_flight: &mut VecDeque<Pending>,
     limits: &Limits,
     node: &str,
 ) -> Result<(), Error> {

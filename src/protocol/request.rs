@@ -153,6 +153,31 @@ impl Request<'_> {
         }
     }
 
+    /// Whether sending the request twice has the same effect as sending it once, so that it
+    /// may be sent again on a fresh connection when the first one broke before its reply came
+    /// (reads, `set`, `touch`, `stats`, `version`, discovery). `add`, `replace`, `append`,
+    /// `prepend`, `cas`, `incr`, `decr`, `delete` and `flush_all` are not.
+    pub fn is_idempotent(&self) -> bool {
+        match self {
+            Request::Retrieve { .. }
+            | Request::Store {
+                mode: StoreMode::Set,
+                ..
+            }
+            | Request::Touch { .. }
+            | Request::Version
+            | Request::Stats { .. }
+            | Request::ConfigGetCluster
+            | Request::LegacyConfigGet => true,
+            Request::Store { .. }
+            | Request::Cas { .. }
+            | Request::Delete { .. }
+            | Request::Incr { .. }
+            | Request::Decr { .. }
+            | Request::FlushAll { .. } => false,
+        }
+    }
+
     /// Checks the request without encoding it: keys, value size, arguments.
     pub fn validate(&self, limits: &Limits) -> Result<(), ProtocolError> {
         let check_value = |value: &[u8]| {
