@@ -39,18 +39,31 @@ fn placement_matches_the_golden_file() {
     let expected = std::fs::read_to_string(GOLDEN).expect("golden file present");
     let expected: Vec<&str> = expected.lines().collect();
     assert_eq!(expected.len(), 1000);
-    let differing: Vec<_> = actual.iter().zip(&expected).filter(|(a, e)| a != e).collect();
-    assert!(differing.is_empty(), "{} keys moved, first: {:?}", differing.len(), differing.first());
+    let differing: Vec<_> = actual
+        .iter()
+        .zip(&expected)
+        .filter(|(a, e)| a != e)
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{} keys moved, first: {:?}",
+        differing.len(),
+        differing.first()
+    );
     // The pinned placement uses every node.
     let mut per_node: HashMap<&str, usize> = HashMap::new();
     for line in &expected {
-        *per_node.entry(line.split('\t').nth(1).unwrap()).or_default() += 1;
+        *per_node
+            .entry(line.split('\t').nth(1).unwrap())
+            .or_default() += 1;
     }
     assert_eq!(per_node.len(), NODES.len());
 }
 
 fn ids(n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("node-{i:04}.cluster.use1.cache.amazonaws.com:11211")).collect()
+    (1..=n)
+        .map(|i| format!("node-{i:04}.cluster.use1.cache.amazonaws.com:11211"))
+        .collect()
 }
 
 #[test]
@@ -63,10 +76,16 @@ fn adding_one_node_to_n_moves_about_one_in_n_plus_one_keys_all_to_the_new_node()
         let after = Locator::new(Distribution::Ring, &after_ids);
         let mut moved = 0;
         for key in &keys {
-            let (a, b) = (before.locate(key.as_bytes()).unwrap(), after.locate(key.as_bytes()).unwrap());
+            let (a, b) = (
+                before.locate(key.as_bytes()).unwrap(),
+                after.locate(key.as_bytes()).unwrap(),
+            );
             if before_ids[a] != after_ids[b] {
                 moved += 1;
-                assert_eq!(b, n, "a moved key goes to the new node, never between old ones");
+                assert_eq!(
+                    b, n,
+                    "a moved key goes to the new node, never between old ones"
+                );
             }
         }
         let share = moved as f64 / keys.len() as f64;
@@ -82,7 +101,11 @@ fn adding_one_node_to_n_moves_about_one_in_n_plus_one_keys_all_to_the_new_node()
 #[test]
 fn removing_a_node_moves_only_its_keys() {
     let all = ids(6);
-    let remaining: Vec<String> = all.iter().filter(|id| !id.contains("0003")).cloned().collect();
+    let remaining: Vec<String> = all
+        .iter()
+        .filter(|id| !id.contains("0003"))
+        .cloned()
+        .collect();
     let before = Locator::new(Distribution::Ring, &all);
     let after = Locator::new(Distribution::Ring, &remaining);
     for i in 0..10_000 {
@@ -104,7 +127,10 @@ fn keys_spread_evenly() {
         counts[locator.locate(format!("spread-{i}").as_bytes()).unwrap()] += 1;
     }
     for c in counts {
-        assert!((7_000..13_000).contains(&c), "each of 10 nodes holds 10% ± 30%: {c}");
+        assert!(
+            (7_000..13_000).contains(&c),
+            "each of 10 nodes holds 10% ± 30%: {c}"
+        );
     }
 }
 
@@ -113,7 +139,10 @@ fn the_same_key_as_str_or_bytes_goes_to_the_same_node() {
     let nodes = ids(7);
     let locator = Locator::new(Distribution::Ring, &nodes);
     for key in golden_keys() {
-        assert_eq!(locator.locate(key.as_bytes()), locator.locate(key.clone().into_bytes().as_slice()));
+        assert_eq!(
+            locator.locate(key.as_bytes()),
+            locator.locate(key.clone().into_bytes().as_slice())
+        );
     }
     let empty: [&str; 0] = [];
     assert_eq!(Locator::new(Distribution::Ring, &empty).locate(b"k"), None);
