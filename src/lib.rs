@@ -96,3 +96,8 @@ pub use config::{ClusterConfig, Node};
 pub use distribution::Distribution;
 pub use error::{Error, ProtocolError};
 pub use protocol::{Item, StoreMode};
+
+/// The README's examples, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
