@@ -318,3 +318,52 @@ async fn a_killed_node_fails_fast_and_is_reconnected_after_restart() {
         Some(&b"after"[..])
     );
 }
+
+/// Polls `curr_connections` of `addr` until it equals `want` (bounded).
+async fn connections_become(addr: std::net::SocketAddr, want: u64) -> bool {
+    for _ in 0..100 {
+        if stat(addr, "curr_connections").await == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn connections_close_when_their_node_is_removed_and_when_the_client_is_dropped() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let addrs = cluster.node_addrs();
+    // `stat` holds its own connection while it reads: that is the baseline.
+    let baseline = stat(addrs[1], "curr_connections").await;
+    let client = client_for(&cluster, MINUTE).await;
+    for key in keys(100) {
+        client.set(&key, "v", MINUTE).await.unwrap(); // one connection per node
+    }
+    assert_eq!(stat(addrs[1], "curr_connections").await, baseline + 1);
+    assert_eq!(stat(addrs[2], "curr_connections").await, baseline + 1);
+
+    // Node 1 leaves the configuration but its process keeps running.
+    let mut nodes = cluster.config().nodes;
+    nodes.remove(1);
+    cluster.set_nodes_same_version(nodes);
+    assert!(client.refresh().await.unwrap());
+    for key in keys(100) {
+        client.get(&key).await.unwrap();
+    }
+    assert!(
+        connections_become(addrs[1], baseline).await,
+        "the removed node's connection closed"
+    );
+    assert_eq!(
+        stat(addrs[2], "curr_connections").await,
+        baseline + 1,
+        "the others are reused"
+    );
+
+    drop(client);
+    assert!(
+        connections_become(addrs[2], baseline).await,
+        "dropping the client closes its connections"
+    );
+}
