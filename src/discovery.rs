@@ -195,6 +195,99 @@ async fn exchange(
     }
 }
 
+/// Poll timing shared by the poller and the request path.
+pub(crate) struct PollState {
+    pub interval: Duration,
+    started: Instant,
+    /// Milliseconds since `started` of the last poll attempt.
+    last_attempt_ms: AtomicU64,
+    /// Milliseconds since `started` of the last warning logged (rate limit).
+    last_warn_ms: AtomicU64,
+    refresh_requested: AtomicBool,
+    wake: Notify,
+    pub lock: tokio::sync::Mutex<()>,
+}
+
+impl PollState {
+    pub fn new(interval: Duration) -> PollState {
+        PollState {
+            interval,
+            started: Instant::now(),
+            last_attempt_ms: AtomicU64::new(0),
+            last_warn_ms: AtomicU64::new(0),
+            refresh_requested: AtomicBool::new(false),
+            wake: Notify::new(),
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Records a poll attempt.
+    pub fn attempted(&self) {
+        self.last_attempt_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// The request-path check: when the last attempt is older than the interval (timers did not
+    /// run, e.g. a thawed Lambda), wake the poller once. Never waits.
+    #[inline]
+    pub fn check_stale(&self) {
+        let age = self
+            .now_ms()
+            .saturating_sub(self.last_attempt_ms.load(Ordering::Relaxed));
+        if age > self.interval.as_millis() as u64
+            && !self.refresh_requested.swap(true, Ordering::AcqRel)
+        {
+            tracing::debug!(age_ms = age, "memcached.discovery.stale");
+            self.wake.notify_one();
+        }
+    }
+
+    /// Wakes the poller (also used when the client is dropped, so it can end).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether a warning may be logged now (at most one per interval).
+    pub fn may_warn(&self) -> bool {
+        let now = self.now_ms();
+        let last = self.last_warn_ms.load(Ordering::Relaxed);
+        let first = last == 0;
+        if first || now.saturating_sub(last) >= self.interval.as_millis() as u64 {
+            self.last_warn_ms.store(now.max(1), Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Something the poller can refresh: the client's shared state.
+pub(crate) trait Refresh: Send + Sync + 'static {
+    fn refresh(self: Arc<Self>) -> impl std::future::Future<Output = Result<bool, Error>> + Send;
+}
+
+/// Spawns the poller: every interval (±10 % jitter) or when woken, refresh. It holds only a weak
+/// reference between polls and ends as soon as the client is gone.
+pub(crate) fn spawn_poller<T: Refresh>(target: Weak<T>, poll: Arc<PollState>) {
+    tokio::spawn(async move {
+        loop {
+            let delay = jitter(poll.interval, 0.1);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = poll.wake.notified() => {}
+            }
+            let Some(inner) = target.upgrade() else {
+                return;
+            };
+            poll.refresh_requested.store(false, Ordering::Release);
+            let _ = inner.refresh().await;
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,97 +391,4 @@ mod tests {
         assert!(poll.may_warn());
         assert!(!poll.may_warn());
     }
-}
-
-/// Poll timing shared by the poller and the request path.
-pub(crate) struct PollState {
-    pub interval: Duration,
-    started: Instant,
-    /// Milliseconds since `started` of the last poll attempt.
-    last_attempt_ms: AtomicU64,
-    /// Milliseconds since `started` of the last warning logged (rate limit).
-    last_warn_ms: AtomicU64,
-    refresh_requested: AtomicBool,
-    wake: Notify,
-    pub lock: tokio::sync::Mutex<()>,
-}
-
-impl PollState {
-    pub fn new(interval: Duration) -> PollState {
-        PollState {
-            interval,
-            started: Instant::now(),
-            last_attempt_ms: AtomicU64::new(0),
-            last_warn_ms: AtomicU64::new(0),
-            refresh_requested: AtomicBool::new(false),
-            wake: Notify::new(),
-            lock: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    /// Records a poll attempt.
-    pub fn attempted(&self) {
-        self.last_attempt_ms.store(self.now_ms(), Ordering::Relaxed);
-    }
-
-    /// The request-path check: when the last attempt is older than the interval (timers did not
-    /// run, e.g. a thawed Lambda), wake the poller once. Never waits.
-    #[inline]
-    pub fn check_stale(&self) {
-        let age = self
-            .now_ms()
-            .saturating_sub(self.last_attempt_ms.load(Ordering::Relaxed));
-        if age > self.interval.as_millis() as u64
-            && !self.refresh_requested.swap(true, Ordering::AcqRel)
-        {
-            tracing::debug!(age_ms = age, "memcached.discovery.stale");
-            self.wake.notify_one();
-        }
-    }
-
-    /// Wakes the poller (also used when the client is dropped, so it can end).
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Whether a warning may be logged now (at most one per interval).
-    pub fn may_warn(&self) -> bool {
-        let now = self.now_ms();
-        let last = self.last_warn_ms.load(Ordering::Relaxed);
-        let first = last == 0;
-        if first || now.saturating_sub(last) >= self.interval.as_millis() as u64 {
-            self.last_warn_ms.store(now.max(1), Ordering::Relaxed);
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// Something the poller can refresh: the client's shared state.
-pub(crate) trait Refresh: Send + Sync + 'static {
-    fn refresh(self: Arc<Self>) -> impl std::future::Future<Output = Result<bool, Error>> + Send;
-}
-
-/// Spawns the poller: every interval (±10 % jitter) or when woken, refresh. It holds only a weak
-/// reference between polls and ends as soon as the client is gone.
-pub(crate) fn spawn_poller<T: Refresh>(target: Weak<T>, poll: Arc<PollState>) {
-    tokio::spawn(async move {
-        loop {
-            let delay = jitter(poll.interval, 0.1);
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = poll.wake.notified() => {}
-            }
-            let Some(inner) = target.upgrade() else {
-                return;
-            };
-            poll.refresh_requested.store(false, Ordering::Release);
-            let _ = inner.refresh().await;
-        }
-    });
 }
