@@ -6,7 +6,7 @@
 //! It also owns the staleness check that every request makes: timers do not run while a Lambda
 //! environment is frozen, so a request that finds the last poll older than the interval wakes
 //! the poller (one refresh at a time) without waiting for it. Building the next snapshot is
-//! [`crate::cluster`]'s job; swapping it in is the client's.
+//! the cluster snapshot's job; swapping it in is the client's.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};

@@ -15,7 +15,7 @@ use crate::{Outcome, Result};
 /// configuration has no IP for a node).
 #[derive(clap::Args)]
 pub struct Args {
-    /// The configuration endpoint (port 11211 when left out; IPv6 as [addr]:port).
+    /// The configuration endpoint (port 11211 when left out; IPv6 as `[addr]:port`).
     #[arg(value_name = "HOST:PORT")]
     endpoint: String,
     /// Print {"version":N,"nodes":[{"hostname":..,"ip":..|null,"port":N},..]} on one line.

@@ -15,7 +15,7 @@ pub struct Target {
     /// Discover the nodes from this configuration endpoint.
     #[arg(long, value_name = "HOST:PORT")]
     endpoint: Option<String>,
-    /// Use these memcached nodes, without discovery (IPv6 as [addr]:port).
+    /// Use these memcached nodes, without discovery (IPv6 as `[addr]:port`).
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     nodes: Option<Vec<String>>,
 }
