@@ -20,7 +20,7 @@ use crate::{Outcome, Result};
 /// on; a failure of the first poll ends the command.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The configuration endpoint (port 11211 when left out; IPv6 as [addr]:port).
+    /// The configuration endpoint (port 11211 when left out; IPv6 as `[addr]:port`).
     #[arg(value_name = "HOST:PORT")]
     endpoint: String,
     /// Time between polls.
