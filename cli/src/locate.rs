@@ -21,7 +21,7 @@ const DISTRIBUTIONS: &[Distribution] = &[Distribution::Ring];
 #[derive(clap::Args)]
 pub struct Args {
     /// The nodes, comma-separated: HOST:PORT with an optional :WEIGHT (a positive integer);
-    /// IPv6 as [addr]:port[:weight]. The ring mode ignores weights for now: every node gets the
+    /// IPv6 as `[addr]:port[:weight]`. The ring mode ignores weights for now: every node gets the
     /// same share.
     #[arg(long, value_name = "HOST:PORT[:WEIGHT],...", required = true)]
     nodes: Vec<String>,
