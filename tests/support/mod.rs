@@ -2,6 +2,9 @@
 //! connection to one node to look at the server side.
 #![allow(dead_code)]
 
+pub mod load;
+pub mod rogue;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,0 +1,323 @@
+//! Faults and churn under load. Every scenario runs a checked load (256 callers doing set, get
+//! and get_many on keys of their own, every value naming its key and a generation) while a fault
+//! is applied to a real local cluster, then counts: operations, errors by kind, wrong values,
+//! stale reads, the longest call and the longest stretch without a successful call. Expected:
+//! no wrong value ever, no call longer than its timeout plus a small bound, the topology
+//! followed, and recovery without a restart of the client.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use memcached_autodiscovery::config::Node;
+use memcached_autodiscovery::testkit::{EndpointBehavior, LocalCluster};
+use memcached_autodiscovery::Client;
+use support::load::{Load, Report};
+use support::rogue::{Rogue, RogueNode};
+use support::{eventually, stat};
+
+const CALLERS: usize = 256;
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
+const POLL: Duration = Duration::from_millis(200);
+/// Scheduling slack on a shared 2-core machine running a debug build.
+const SLACK: Duration = Duration::from_millis(1500);
+
+async fn client(cluster: &LocalCluster) -> Client {
+    Client::builder()
+        .config_endpoint(cluster.config_endpoint().to_string())
+        .poll_interval(POLL)
+        .request_timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_millis(300))
+        .discovery_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Prints the report (the figures of docs/reliability.md come from these lines) and checks what
+/// holds in every scenario.
+fn check(name: &str, r: &Report) {
+    eprintln!(
+        "scenario {name}: ops {} errors {:?} wrong {} stale {} misses_after_write {} max_latency {:?} longest_outage {:?}",
+        r.ops, r.errors, r.wrong_values, r.stale_reads, r.misses_after_write, r.max_latency, r.longest_outage
+    );
+    assert!(r.ops > 1000, "{name}: the load ran ({} ops)", r.ops);
+    assert_eq!(
+        r.wrong_values, 0,
+        "{name}: no caller ever read a value of another key"
+    );
+    assert!(
+        r.max_latency <= REQUEST_TIMEOUT + SLACK,
+        "{name}: no call waited much longer than its timeout ({:?})",
+        r.max_latency
+    );
+}
+
+/// Time until every node of the client's topology answers again (bounded).
+async fn recovery(client: &Client) -> Duration {
+    let started = Instant::now();
+    let nodes = client.cluster().nodes.clone();
+    for node in nodes {
+        let key = (0..10_000)
+            .map(|i| format!("probe-{i}"))
+            .find(|k| client.node_for(k).map(|n| n == node).unwrap_or(false))
+            .expect("some key routes to each node");
+        while client
+            .set(&key, "probe", Duration::from_secs(60))
+            .await
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{node:?} never recovered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    started.elapsed()
+}
+
+async fn warm(load: &Load) {
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(load.ops() > 0, "the load started");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_restarted_on_the_same_port() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster).await;
+    let load = Load::start(&client, CALLERS, "kill");
+    warm(&load).await;
+    cluster.kill(1);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    cluster.restart(1).await.unwrap();
+    let healed = recovery(&client).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = load.finish().await;
+    check("kill+restart", &r);
+    eprintln!("scenario kill+restart: recovered {healed:?} after the restart");
+    assert!(r.error_count() > 0, "the dead node was noticed");
+    assert!(healed < Duration::from_secs(6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_thawed() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster).await;
+    let load = Load::start(&client, CALLERS, "freeze");
+    warm(&load).await;
+    cluster.freeze(2);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.thaw(2);
+    let healed = recovery(&client).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = load.finish().await;
+    check("freeze+thaw", &r);
+    eprintln!("scenario freeze+thaw: recovered {healed:?} after the thaw");
+    assert_eq!(r.stale_reads, 0, "a frozen node loses nothing");
+    assert!(
+        r.errors.contains_key("timeout"),
+        "the frozen node timed out"
+    );
+}
+
+/// Adds `extra` to the served configuration under a new version.
+fn serve_with(cluster: &LocalCluster, extra: Node) {
+    let mut config = cluster.config();
+    config.nodes.push(extra);
+    cluster.set_nodes_same_version(config.nodes);
+    cluster.set_version(config.version + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_accepts_and_never_answers() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let silent = RogueNode::start(Rogue::Silent).await;
+    let client = client(&cluster).await;
+    let load = Load::start(&client, CALLERS, "silent");
+    warm(&load).await;
+    serve_with(
+        &cluster,
+        Node::new("silent.test", Some(silent.addr.ip()), silent.addr.port()),
+    );
+    assert!(eventually(Duration::from_secs(2), || client.cluster().nodes.len() == 4).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = load.finish().await;
+    check("silent node", &r);
+    assert!(
+        r.errors.get("timeout").copied().unwrap_or(0) > 0,
+        "calls to it time out"
+    );
+    assert!(
+        r.ops > r.error_count() * 2,
+        "the other three quarters keep serving"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_node_and_a_node_removed_with_requests_in_flight() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let slow = RogueNode::start(Rogue::Slow(cluster.node_addrs()[0], 80)).await;
+    let client = client(&cluster).await;
+    serve_with(
+        &cluster,
+        Node::new("slow.test", Some(slow.addr.ip()), slow.addr.port()),
+    );
+    client.refresh().await.unwrap();
+    let load = Load::start(&client, CALLERS, "slow");
+    warm(&load).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Remove the slow node while its replies are held back: in-flight calls still complete.
+    let mut nodes = cluster.config().nodes;
+    nodes.pop();
+    cluster.set_nodes_same_version(nodes);
+    cluster.set_version(cluster.config().version + 1);
+    assert!(eventually(Duration::from_secs(2), || client.cluster().nodes.len() == 3).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = load.finish().await;
+    check("slow node, then removed", &r);
+    assert_eq!(
+        r.error_count(),
+        0,
+        "an 80 ms node is slow, not failed; removal fails nothing"
+    );
+    assert!(slow.sent.load(std::sync::atomic::Ordering::Relaxed) > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_replaced_by_one_with_a_new_ip() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster).await;
+    let load = Load::start(&client, CALLERS, "replace");
+    warm(&load).await;
+    let replacement = cluster.replace_node(0).await.unwrap();
+    let followed = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(2), || client.cluster().nodes[0]
+            == replacement)
+        .await
+    );
+    let followed = followed.elapsed();
+    let healed = recovery(&client).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = load.finish().await;
+    check("replace (new IP)", &r);
+    eprintln!("scenario replace: followed in {followed:?}, all nodes answer {healed:?} later");
+    assert!(
+        followed <= POLL * 2 + SLACK,
+        "followed within about one poll interval"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_grows_and_shrinks_every_second() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster).await;
+    let load = Load::start(&client, CALLERS, "churn");
+    warm(&load).await;
+    let mut worst_follow = Duration::ZERO;
+    for step in 0..6 {
+        if step % 2 == 0 {
+            cluster.add_node().await.unwrap();
+        } else {
+            let last = cluster.len() - 1;
+            cluster.remove_node(last).await;
+        }
+        let want = cluster.config().version;
+        let started = Instant::now();
+        assert!(eventually(Duration::from_secs(3), || client.cluster().version == want).await);
+        worst_follow = worst_follow.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(1000).saturating_sub(started.elapsed())).await;
+    }
+    let r = load.finish().await;
+    check("grow/shrink every second", &r);
+    eprintln!("scenario churn: slowest follow {worst_follow:?} (poll interval {POLL:?})");
+    assert!(worst_follow <= POLL * 2 + SLACK);
+    // A removed node is stopped at once, so calls in flight to it may fail; nothing else does.
+    assert!(
+        r.error_count() * 20 < r.ops,
+        "errors stay a small share: {:?}",
+        r.errors
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_configuration_endpoint_never_disturbs_the_data_path() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster).await;
+    let good = client.cluster();
+    let load = Load::start(&client, CALLERS, "endpoint");
+    warm(&load).await;
+    for behavior in [
+        EndpointBehavior::Refuse,
+        EndpointBehavior::Hang,
+        EndpointBehavior::Error,
+        EndpointBehavior::Garbage,
+        EndpointBehavior::Truncated,
+        EndpointBehavior::Oversized,
+        EndpointBehavior::Empty,
+    ] {
+        cluster.set_endpoint_behavior(behavior);
+        tokio::time::sleep(POLL * 3).await;
+        assert_eq!(
+            client.cluster(),
+            good,
+            "{behavior:?}: the last good topology is kept"
+        );
+    }
+    cluster.set_endpoint_behavior(EndpointBehavior::Normal);
+    // A lower version, then flapping between two versions: the client keeps the higher one.
+    cluster.add_node().await.unwrap(); // version 2
+    assert!(eventually(Duration::from_secs(2), || client.cluster().version == 2).await);
+    for flap in 0..6 {
+        cluster.set_version(if flap % 2 == 0 { 1 } else { 2 });
+        tokio::time::sleep(POLL).await;
+        assert_eq!(client.cluster().version, 2, "a lower version never wins");
+    }
+    let r = load.finish().await;
+    check("endpoint faults", &r);
+    assert_eq!(
+        r.error_count(),
+        0,
+        "discovery trouble never fails a request"
+    );
+    assert_eq!(r.stale_reads, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_dropped_mid_load_leaves_no_task_and_no_socket() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let addrs = cluster.node_addrs();
+    let mut baseline = Vec::new();
+    for a in &addrs {
+        baseline.push(stat(*a, "curr_connections").await);
+    }
+    let tasks_before = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let client = client(&cluster).await;
+    let load = Load::start(&client, CALLERS, "drop");
+    warm(&load).await;
+    drop(client);
+    let r = load.finish().await; // the callers' clones go away with them
+    check("client dropped", &r);
+    let tasks_gone = eventually(Duration::from_secs(3), || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            <= tasks_before
+    })
+    .await;
+    assert!(tasks_gone, "the poller and the connection tasks ended");
+    for (a, base) in addrs.iter().zip(baseline) {
+        let mut closed = false;
+        for _ in 0..150 {
+            if stat(*a, "curr_connections").await == base {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(closed, "{a}: the client's sockets are closed");
+    }
+}
