@@ -1,0 +1,115 @@
+//! Cold start as in a fresh Lambda environment: a new client, `build()` (discovery from the
+//! configuration endpoint), then the first `get` answered (which opens the connection).
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use async_memcached::AsciiProtocol as _;
+
+use crate::load::route;
+use crate::report::Spread;
+use crate::Bench;
+
+/// Cold-start samples, in microseconds.
+pub struct ColdStart {
+    pub samples: usize,
+    /// `Client::builder()...build().await`: discovery.
+    pub build_us: Vec<f64>,
+    /// The first `get` after `build()`: connect plus one round trip.
+    pub first_get_us: Vec<f64>,
+    /// Both together.
+    pub total_us: Vec<f64>,
+    /// Reference: async-memcached `Client::new` to the key's server, then one `get`.
+    pub peer_total_us: Vec<f64>,
+}
+
+pub async fn measure(bench: &Bench, samples: usize) -> Result<ColdStart, String> {
+    let mut cold = ColdStart {
+        samples,
+        build_us: Vec::new(),
+        first_get_us: Vec::new(),
+        total_us: Vec::new(),
+        peer_total_us: Vec::new(),
+    };
+    for i in 0..samples {
+        let key = &bench.keys.keys[(i * 7919) % bench.keys.keys.len()];
+        let start = Instant::now();
+        let client = memcached_autodiscovery::Client::builder()
+            .config_endpoint(bench.endpoint.to_string())
+            .build()
+            .await
+            .map_err(|e| format!("cold start build: {e}"))?;
+        let built = Instant::now();
+        let value = client
+            .get(key)
+            .await
+            .map_err(|e| format!("cold start get: {e}"))?;
+        let answered = Instant::now();
+        if value.is_none() {
+            return Err("cold start: the first get missed".into());
+        }
+        drop(client);
+        cold.build_us
+            .push(built.duration_since(start).as_secs_f64() * 1e6);
+        cold.first_get_us
+            .push(answered.duration_since(built).as_secs_f64() * 1e6);
+        cold.total_us
+            .push(answered.duration_since(start).as_secs_f64() * 1e6);
+
+        let server = bench.servers[route(key, bench.servers.len())];
+        let start = Instant::now();
+        let mut peer = async_memcached::Client::new(format!("tcp://{server}"))
+            .await
+            .map_err(|e| format!("cold start (async-memcached): {e}"))?;
+        let value = peer
+            .get(key)
+            .await
+            .map_err(|e| format!("cold start (async-memcached): {e}"))?;
+        if value.is_none() {
+            return Err("cold start: async-memcached's first get missed".into());
+        }
+        cold.peer_total_us.push(start.elapsed().as_secs_f64() * 1e6);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(cold)
+}
+
+impl ColdStart {
+    pub fn spread(values: &[f64]) -> Spread {
+        Spread::of(values.to_vec())
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = format!(
+            "## Cold start ({} samples)\n\n| step | median | min | max |\n|---|---:|---:|---:|\n",
+            self.samples
+        );
+        for (name, values) in [
+            (
+                "this crate: `build()` (discovery from the endpoint)",
+                &self.build_us,
+            ),
+            (
+                "this crate: first `get` (connect + round trip)",
+                &self.first_get_us,
+            ),
+            (
+                "**this crate: `build()` to first `get` answered**",
+                &self.total_us,
+            ),
+            (
+                "async-memcached: connect to the key's node + first `get` (no discovery)",
+                &self.peer_total_us,
+            ),
+        ] {
+            let s = Self::spread(values);
+            let _ = writeln!(
+                md,
+                "| {name} | {:.0} µs | {:.0} µs | {:.0} µs |",
+                s.median, s.min, s.max
+            );
+        }
+        md.push('\n');
+        md
+    }
+}
