@@ -67,7 +67,7 @@ impl RogueNode {
 
 async fn serve(mut stream: TcpStream, rogue: Rogue, sent: Arc<AtomicU64>) {
     let mut buf = vec![0u8; 64 << 10];
-    let mut send = |n: usize| {
+    let send = |n: usize| {
         sent.fetch_add(n as u64, Ordering::Relaxed);
     };
     match rogue {
@@ -116,7 +116,7 @@ async fn serve(mut stream: TcpStream, rogue: Rogue, sent: Arc<AtomicU64>) {
             let ok = match rogue {
                 Rogue::Silent => true,
                 Rogue::Garbage => {
-                    let junk = b"\x16\x03\x01 this is not memcached \xff\xfe\r\n";
+                    let junk = b"\xff\xfe this is not memcached\r\n";
                     send(junk.len());
                     stream.write_all(junk).await.is_ok()
                 }
