@@ -39,6 +39,7 @@ fn value_of(key: &str, generation: u64) -> String {
 
 #[derive(Default)]
 struct Tally {
+    issued: AtomicU64,
     ok: AtomicU64,
     cancelled: AtomicU64,
     errors: AtomicU64,
@@ -58,6 +59,7 @@ async fn storm(client: Client, callers: u64, rounds: u64) -> Arc<Tally> {
                 let key = format!("caller-{caller}-key-{}", round % 3);
                 let expected = value_of(&key, round);
                 let cut = deadline();
+                tally.issued.fetch_add(1, Ordering::Relaxed);
                 match tokio::time::timeout(
                     cut,
                     client.set(&key, &expected, Duration::from_secs(60)),
@@ -74,6 +76,7 @@ async fn storm(client: Client, callers: u64, rounds: u64) -> Arc<Tally> {
                     }
                     Ok(Ok(())) => {}
                 }
+                tally.issued.fetch_add(1, Ordering::Relaxed);
                 let read = async {
                     tokio::select! {
                         r = client.get(&key) => Some(r),
@@ -158,4 +161,47 @@ async fn a_future_dropped_before_its_first_poll_sends_nothing() {
         support::stat(cluster.node_addrs()[0], "cmd_set").await,
         before
     );
+}
+
+/// At least a million requests over the pipelined connections, a random half of them cancelled
+/// at random points, with get_many in the mix: no wrong value, and the connections keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_requests_with_random_cancellations() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = Client::builder()
+        .config_endpoint(cluster.config_endpoint().to_string())
+        .request_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap();
+    let callers = 500u64;
+    let rounds = 1300u64; // one or two requests a round (a cancelled set skips its get)
+    let tally = storm(client.clone(), callers, rounds).await;
+    let issued = tally.issued.load(Ordering::Relaxed);
+    assert!(issued >= 1_000_000, "{issued} requests issued");
+    let (ok, cancelled, errors, wrong) = (
+        tally.ok.load(Ordering::Relaxed),
+        tally.cancelled.load(Ordering::Relaxed),
+        tally.errors.load(Ordering::Relaxed),
+        tally.wrong.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "million: issued {issued}, ok {ok}, cancelled {cancelled}, errors {errors}, wrong {wrong}"
+    );
+    assert_eq!(wrong, 0);
+    assert_eq!(errors, 0);
+    assert!(
+        ok > 100_000 && cancelled > 100_000,
+        "both outcomes are common"
+    );
+    let keys: Vec<String> = (0..50).map(|i| format!("caller-{i}-key-0")).collect();
+    client.get_many(&keys).await.unwrap();
+    for i in 0..100 {
+        let key = format!("after-million-{i}");
+        client
+            .set(&key, &key, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(client.get(&key).await.unwrap().unwrap(), key.as_bytes());
+    }
 }
