@@ -11,7 +11,7 @@ use crate::client::{Client, Inner};
 use crate::cluster::Snapshot;
 use crate::config::{ClusterConfig, Node};
 use crate::connection::ConnectionSettings;
-use crate::discovery::{fetch, spawn_poller, split_host_port, PollState};
+use crate::discovery::{fetch_with, spawn_poller, split_host_port, PollState};
 use crate::distribution::Distribution;
 use crate::error::Error;
 use crate::protocol::{Limits, MAX_VALUE_CEILING};
@@ -50,6 +50,8 @@ pub struct ClientBuilder {
     max_value_size: usize,
     connections_per_node: usize,
     queue_depth: usize,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for ClientBuilder {
@@ -64,6 +66,8 @@ impl Default for ClientBuilder {
             max_value_size: 1 << 20,
             connections_per_node: 1,
             queue_depth: 4096,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -143,6 +147,28 @@ impl ClientBuilder {
         self
     }
 
+    /// Uses TLS (in-transit encryption, ElastiCache for Memcached 1.6.12+) for every connection:
+    /// to the configuration endpoint and to the nodes. The handshake counts in the connect
+    /// timeout (for discovery: in the discovery timeout). A TLS cluster accepts only TLS
+    /// connections, and a plaintext one only plaintext; either mismatch fails with an
+    /// [`Error::Tls`] that says so. Needs the cargo feature `tls`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), memcached_autodiscovery::Error> {
+    /// use memcached_autodiscovery::{Client, TlsConfig};
+    /// let client = Client::builder()
+    ///     .config_endpoint("mycluster.xxxxxx.cfg.use1.cache.amazonaws.com:11211")
+    ///     .tls(TlsConfig::webpki_roots())
+    ///     .build()
+    ///     .await?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: crate::tls::TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Builds the client. With a configuration endpoint, the first discovery happens here,
     /// bounded by the discovery timeout; an endpoint without auto-discovery (plain memcached)
     /// gives [`Error::DiscoveryUnsupported`]. Connections open lazily, on first use.
@@ -156,6 +182,11 @@ impl ClientBuilder {
             queue_depth: self.queue_depth,
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
+            #[cfg(feature = "tls")]
+            tls: match &self.tls {
+                Some(tls) => Some(tls.context()?),
+                None => None,
+            },
         });
         let (endpoint, config) = match self.source {
             None => {
@@ -166,7 +197,7 @@ impl ClientBuilder {
             Some(Source::Nodes(list)) => (None, static_config(&list)?),
             Some(Source::Endpoint(endpoint)) => {
                 split_host_port(&endpoint)?;
-                let config = fetch(&endpoint, self.discovery_timeout, &limits).await?;
+                let config = fetch_with(&endpoint, self.discovery_timeout, &settings).await?;
                 (Some(endpoint), config)
             }
         };

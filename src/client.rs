@@ -21,7 +21,7 @@ use crate::builder::ClientBuilder;
 use crate::cluster::{Snapshot, TopologyChange};
 use crate::config::{ClusterConfig, Node};
 use crate::connection::{Connection, ConnectionSettings};
-use crate::discovery::{decide, fetch, Decision, PollState, Refresh};
+use crate::discovery::{decide, fetch_with, Decision, PollState, Refresh};
 use crate::error::{excerpt, Error, ProtocolError};
 use crate::protocol::{
     validate_key, Expect, Item, Limits, Request, Response, Retrieval, StoreMode,
@@ -81,7 +81,7 @@ impl Inner {
         let _single_flight = self.poll.lock.lock().await;
         self.poll.attempted();
         let span = tracing::info_span!("memcached.discovery", endpoint);
-        let fetched = fetch(endpoint, self.discovery_timeout, &self.limits)
+        let fetched = fetch_with(endpoint, self.discovery_timeout, &self.settings)
             .instrument(span.clone())
             .await;
         let _entered = span.enter();

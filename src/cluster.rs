@@ -68,7 +68,7 @@ pub(crate) struct Snapshot {
 
 fn target_of(node: &Node) -> Target {
     match node.ip {
-        Some(ip) => Target::Addr(SocketAddr::new(ip, node.port)),
+        Some(ip) => Target::addr(SocketAddr::new(ip, node.port), &node.hostname),
         None => Target::Host(node.hostname.clone(), node.port),
     }
 }

@@ -11,6 +11,11 @@
 //! everything in flight fails, and the node is marked down for a backoff period (exponential with
 //! jitter) during which callers fail fast with [`Error::NodeDown`] instead of piling up. This
 //! module does not know about keys, routing or the cluster.
+//!
+//! The task serves any byte stream through [`ReadSide`] and [`WriteSide`]: a TCP socket split
+//! in two, or (feature `tls`) a TLS session over one. Which one is decided once per connection,
+//! at connect time; each is a separate monomorphic copy of [`serve`], so the plaintext path has
+//! no TLS branch and no extra work per request.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -19,12 +24,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::error::{Error, ProtocolError};
+use crate::error::{looks_like_tls, tls_required, Error, ProtocolError, TLS_REQUIRED_HINT};
 use crate::jitter::jitter;
 use crate::protocol::{decode, Expect, Limits, Response};
 
@@ -36,6 +42,9 @@ const MAX_IN_FLIGHT: usize = 8192;
 /// write, so that requests are not written into a socket that died meanwhile (e.g. while a Lambda
 /// environment was frozen) and can go out on a fresh connection instead.
 const IDLE_PROBE_AFTER: Duration = Duration::from_millis(250);
+/// Longest wait for a broken connection's orderly shutdown (a TLS close_notify can wait for a
+/// socket that no longer drains).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
 
 /// Settings shared by every connection of a client.
 #[derive(Debug, Clone)]
@@ -46,13 +55,39 @@ pub(crate) struct ConnectionSettings {
     pub queue_depth: usize,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// TLS for every connection, when the client was built with `ClientBuilder::tls`.
+    #[cfg(feature = "tls")]
+    pub tls: Option<Arc<crate::tls::TlsContext>>,
 }
 
-/// Where a node is reached: an IP address, or a hostname resolved at each connect.
+/// Where a node is reached: an IP address, or a hostname resolved at each connect. With TLS, an
+/// address keeps the node's hostname, which the certificate is checked against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
-    Addr(SocketAddr),
+    Addr(SocketAddr, #[cfg(feature = "tls")] Arc<str>),
     Host(String, u16),
+}
+
+impl Target {
+    /// The node `hostname` reached at `addr`.
+    pub(crate) fn addr(addr: SocketAddr, hostname: &str) -> Target {
+        #[cfg(feature = "tls")]
+        return Target::Addr(addr, Arc::from(hostname));
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = hostname;
+            Target::Addr(addr)
+        }
+    }
+
+    /// The node's hostname, which TLS checks the certificate against.
+    #[cfg(feature = "tls")]
+    fn hostname(&self) -> &str {
+        match self {
+            Target::Addr(_, host) => host,
+            Target::Host(host, _) => host,
+        }
+    }
 }
 
 /// A request on its way: queued, written, or waiting for its reply. Its frame is kept until the
@@ -222,7 +257,7 @@ async fn run(
             };
             replay.push(first);
         }
-        let stream = match connect(&target, settings.connect_timeout, &node).await {
+        let stream = match connect(&target, &settings, &node).await {
             Ok(stream) => stream,
             Err(err) => {
                 tracing::warn!(node = %node, error = %err, backoff_ms = backoff.as_millis() as u64, "memcached.connect_failed");
@@ -240,15 +275,19 @@ async fn run(
         health.mark_up();
         backoff = settings.backoff_min;
         tracing::debug!(node = %node, "memcached.connected");
-        match serve(
-            stream,
-            std::mem::take(&mut replay),
-            &mut rx,
-            &settings,
-            &node,
-        )
-        .await
-        {
+        let first = std::mem::take(&mut replay);
+        let served = match stream {
+            Stream::Plain(tcp) => {
+                let (reader, writer) = tcp.into_split();
+                serve(reader, writer, first, &mut rx, &settings, &node).await
+            }
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => {
+                let (reader, writer) = tls.split();
+                serve(reader, writer, first, &mut rx, &settings, &node).await
+            }
+        };
+        match served {
             Ok(()) => return,
             Err(Broken {
                 error,
@@ -266,24 +305,102 @@ async fn run(
     }
 }
 
-async fn connect(target: &Target, timeout: Duration, node: &str) -> Result<TcpStream, Error> {
+/// An established connection: chosen once, at connect time.
+enum Stream {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<crate::tls::TlsSocket>),
+}
+
+/// Connects to the node and, with TLS, runs the handshake; both within the connect timeout.
+async fn connect(
+    target: &Target,
+    settings: &ConnectionSettings,
+    node: &str,
+) -> Result<Stream, Error> {
+    let timeout = settings.connect_timeout;
+    let deadline = Instant::now() + timeout;
     let attempt = async {
         let stream = match target {
-            Target::Addr(addr) => TcpStream::connect(addr).await,
+            Target::Addr(addr, ..) => TcpStream::connect(addr).await,
             Target::Host(host, port) => TcpStream::connect((host.as_str(), *port)).await,
         }
         .map_err(|e| io_error(node, &e))?;
         stream.set_nodelay(true).map_err(|e| io_error(node, &e))?;
         Ok(stream)
     };
-    tokio::time::timeout(timeout, attempt)
+    let tcp = tokio::time::timeout_at(deadline, attempt)
         .await
         .unwrap_or_else(|_| {
             Err(Error::Timeout {
                 node: node.to_string(),
                 timeout,
             })
-        })
+        })?;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &settings.tls {
+        let peer = crate::tls::Peer::Node(node);
+        let socket = tls
+            .handshake(tcp, target.hostname(), peer, deadline)
+            .await?;
+        return Ok(Stream::Tls(Box::new(socket)));
+    }
+    Ok(Stream::Plain(tcp))
+}
+
+/// The read side of an established connection.
+pub(crate) trait ReadSide: AsyncRead + Unpin {
+    /// Whether the connection is plaintext (so that a server that drops it before answering
+    /// may be one that requires TLS).
+    const PLAINTEXT: bool;
+
+    /// Whether the server has closed (or reset) the connection, found without reading.
+    fn peer_closed(&self) -> bool;
+
+    /// The error for a failed read or write of this connection.
+    fn failure(&self, e: &std::io::Error, node: &str) -> Error;
+}
+
+/// The write side of an established connection.
+pub(crate) trait WriteSide: AsyncWrite + Unpin {
+    /// Whether bytes accepted by `write` may wait in a buffer until `flush` (TLS records).
+    const NEEDS_FLUSH: bool;
+}
+
+impl ReadSide for OwnedReadHalf {
+    const PLAINTEXT: bool = true;
+
+    fn peer_closed(&self) -> bool {
+        socket_closed(&socket2::SockRef::from(self.as_ref()))
+    }
+
+    fn failure(&self, e: &std::io::Error, node: &str) -> Error {
+        io_error(node, e)
+    }
+}
+
+impl WriteSide for OwnedWriteHalf {
+    const NEEDS_FLUSH: bool = false;
+}
+
+#[cfg(feature = "tls")]
+impl ReadSide for crate::tls::TlsReadHalf {
+    const PLAINTEXT: bool = false;
+
+    /// Peeks at the TCP socket under the TLS session. A server that sent a TLS close_notify
+    /// before closing looks open here; the next read then finds the close.
+    fn peer_closed(&self) -> bool {
+        socket_closed(self.socket())
+    }
+
+    fn failure(&self, e: &std::io::Error, node: &str) -> Error {
+        crate::tls::TlsReadHalf::failure(self, e, node)
+    }
+}
+
+#[cfg(feature = "tls")]
+impl WriteSide for crate::tls::TlsWriteHalf {
+    const NEEDS_FLUSH: bool = true;
 }
 
 /// Why a connection was dropped; `node_down` when the node should be left alone for a while.
@@ -299,14 +416,14 @@ struct Broken {
 
 /// Serves one established connection. Returns `Ok` when every handle is gone and nothing is
 /// left in flight; `Err` when the connection broke (everything in flight has then been failed).
-async fn serve(
-    stream: TcpStream,
+async fn serve<R: ReadSide, W: WriteSide>(
+    mut reader: R,
+    mut writer: W,
     first: Vec<Pending>,
     rx: &mut mpsc::Receiver<Pending>,
     settings: &ConnectionSettings,
     node: &Arc<str>,
 ) -> Result<(), Broken> {
-    let (mut reader, mut writer) = stream.into_split();
     let mut in_flight: VecDeque<Pending> = VecDeque::new();
     let mut wbuf = BytesMut::with_capacity(16 << 10);
     let mut rbuf = BytesMut::with_capacity(16 << 10);
@@ -316,6 +433,10 @@ async fn serve(
     tokio::pin!(sleep);
     let mut armed_for: Option<Instant> = None;
     let mut last_io = Instant::now();
+    // Nothing read yet on this connection (for the hint that a server may require TLS).
+    let mut fresh = true;
+    // Bytes accepted by a buffered writer (TLS) and not yet flushed to the socket.
+    let mut unflushed = false;
 
     let queue = |p: Pending, wbuf: &mut BytesMut, in_flight: &mut VecDeque<Pending>| {
         if p.reply.is_closed() {
@@ -340,7 +461,7 @@ async fn serve(
             return Ok(());
         }
         if !wbuf.is_empty() && last_io.elapsed() > IDLE_PROBE_AFTER {
-            if peer_closed(&reader) {
+            if reader.peer_closed() {
                 break Broken {
                     error: io_error(
                         node,
@@ -369,34 +490,53 @@ async fn serve(
             read = reader.read_buf(&mut rbuf) => {
                 match read {
                     Ok(0) => break Broken {
-                        error: io_error(node, &std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed by the server")),
+                        error: dropped::<R>(
+                            io_error(node, &std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed by the server")),
+                            fresh,
+                            &rbuf,
+                            node,
+                        ),
                         node_down: false,
                         replay: Vec::new(),
                     },
                     Ok(_) => {
                         last_io = Instant::now();
+                        fresh = false;
                         if let Err(error) = dispatch(&mut rbuf, &mut in_flight, &settings.limits, node) {
+                            let error = dropped::<R>(error, false, &rbuf, node);
                             break Broken { error, node_down: false, replay: Vec::new() };
                         }
                     }
-                    Err(e) => break Broken { error: io_error(node, &e), node_down: false, replay: Vec::new() },
+                    Err(e) => break Broken {
+                        error: dropped::<R>(reader.failure(&e, node), fresh, &rbuf, node),
+                        node_down: false,
+                        replay: Vec::new(),
+                    },
                 }
             }
-            written = writer.write(&wbuf), if !wbuf.is_empty() => {
+            written = write_some(&mut writer, &wbuf), if !wbuf.is_empty() || (W::NEEDS_FLUSH && unflushed) => {
                 match written {
-                    Ok(0) => break Broken {
+                    Ok(Some(0)) => break Broken {
                         error: io_error(node, &std::io::Error::new(std::io::ErrorKind::WriteZero, "socket accepted no bytes")),
                         node_down: false,
                         replay: Vec::new(),
                     },
-                    Ok(n) => {
+                    Ok(Some(n)) => {
                         last_io = Instant::now();
+                        if W::NEEDS_FLUSH {
+                            unflushed = true;
+                        }
                         let _ = wbuf.split_to(n);
                         if wbuf.is_empty() && wbuf.capacity() > (1 << 20) {
                             wbuf = BytesMut::with_capacity(16 << 10);
                         }
                     }
-                    Err(e) => break Broken { error: io_error(node, &e), node_down: false, replay: Vec::new() },
+                    Ok(None) => unflushed = false,
+                    Err(e) => break Broken {
+                        error: dropped::<R>(reader.failure(&e, node), fresh, &rbuf, node),
+                        node_down: false,
+                        replay: Vec::new(),
+                    },
                 }
             }
             pending = rx.recv(), if can_take => {
@@ -414,7 +554,7 @@ async fn serve(
             }
         }
     };
-    let _ = writer.shutdown().await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, writer.shutdown()).await;
     let mut result = result;
     let socket_failure = matches!(result.error, Error::Io { .. });
     // Requests at the back whose frames are still wholly in the write buffer were never sent.
@@ -439,11 +579,44 @@ async fn serve(
     Err(result)
 }
 
+/// Writes from `wbuf`: `Some(bytes written)`. A buffered writer (TLS) with nothing left to write
+/// is flushed instead: `None`. For a plaintext socket the flush branch is compiled out.
+async fn write_some<W: WriteSide>(writer: &mut W, wbuf: &[u8]) -> std::io::Result<Option<usize>> {
+    if W::NEEDS_FLUSH && wbuf.is_empty() {
+        return writer.flush().await.map(|()| None);
+    }
+    writer.write(wbuf).await.map(Some)
+}
+
+/// The error for a connection that broke: on a plaintext connection, a server that answered
+/// with a TLS record, or dropped the connection before sending anything, may require TLS.
+/// Only on the way out of a broken connection, never per request.
+fn dropped<R: ReadSide>(error: Error, fresh: bool, rbuf: &[u8], node: &str) -> Error {
+    if !R::PLAINTEXT {
+        return error;
+    }
+    if looks_like_tls(rbuf) {
+        return tls_required(node, "node");
+    }
+    match error {
+        Error::Io {
+            node,
+            kind,
+            message,
+        } if fresh => Error::Io {
+            node,
+            kind,
+            message: Arc::from(format!("{message}; {TLS_REQUIRED_HINT}")),
+        },
+        other => other,
+    }
+}
+
 /// Whether the server has closed (or reset) an idle connection: one non-blocking peek, which
 /// looks at the socket itself rather than at readiness the runtime may not have collected yet.
-fn peer_closed(reader: &tokio::net::tcp::OwnedReadHalf) -> bool {
+fn socket_closed(socket: &socket2::Socket) -> bool {
     let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-    match socket2::SockRef::from(reader.as_ref()).peek(&mut probe) {
+    match socket.peek(&mut probe) {
         Ok(0) => true,
         Ok(_) => false,
         Err(e) => {

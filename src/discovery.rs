@@ -13,12 +13,13 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::config::ClusterConfig;
-use crate::error::Error;
+use crate::connection::ConnectionSettings;
+use crate::error::{looks_like_tls, tls_required, Error, TLS_REQUIRED_HINT};
 use crate::jitter::jitter;
 use crate::protocol::{decode, ErrorReply, Limits, Request, Response};
 
@@ -97,22 +98,45 @@ pub(crate) fn split_host_port(address: &str) -> Result<(String, u16), Error> {
 
 /// One discovery: resolve the endpoint (DNS is resolved anew each time), connect, ask
 /// `config get cluster`, fall back to the legacy key, parse. Bounded by `timeout` as a whole.
+/// Always plaintext; a client built with `ClientBuilder::tls` discovers over TLS.
 pub async fn fetch(
     endpoint: &str,
     timeout: Duration,
     limits: &Limits,
 ) -> Result<ClusterConfig, Error> {
-    let failed = |reason: String| Error::Discovery {
-        endpoint: endpoint.to_string(),
-        reason,
-    };
-    match tokio::time::timeout(timeout, fetch_unbounded(endpoint, limits)).await {
+    bounded(endpoint, timeout, fetch_unbounded(endpoint, limits, None)).await
+}
+
+/// One discovery with a client's connection settings: over TLS when the client has it.
+pub(crate) async fn fetch_with(
+    endpoint: &str,
+    timeout: Duration,
+    settings: &ConnectionSettings,
+) -> Result<ClusterConfig, Error> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let discovery = fetch_unbounded(endpoint, &settings.limits, Some((settings, deadline)));
+    bounded(endpoint, timeout, discovery).await
+}
+
+async fn bounded(
+    endpoint: &str,
+    timeout: Duration,
+    discovery: impl std::future::Future<Output = Result<ClusterConfig, Error>>,
+) -> Result<ClusterConfig, Error> {
+    match tokio::time::timeout(timeout, discovery).await {
         Ok(result) => result,
-        Err(_) => Err(failed(format!("no complete answer within {timeout:?}"))),
+        Err(_) => Err(Error::Discovery {
+            endpoint: endpoint.to_string(),
+            reason: format!("no complete answer within {timeout:?}"),
+        }),
     }
 }
 
-async fn fetch_unbounded(endpoint: &str, limits: &Limits) -> Result<ClusterConfig, Error> {
+async fn fetch_unbounded(
+    endpoint: &str,
+    limits: &Limits,
+    settings: Option<(&ConnectionSettings, tokio::time::Instant)>,
+) -> Result<ClusterConfig, Error> {
     let failed = |reason: String| Error::Discovery {
         endpoint: endpoint.to_string(),
         reason,
@@ -122,10 +146,31 @@ async fn fetch_unbounded(endpoint: &str, limits: &Limits) -> Result<ClusterConfi
         .await
         .map_err(|e| failed(format!("connect: {e}")))?;
     stream.set_nodelay(true).ok();
+    #[cfg(feature = "tls")]
+    if let Some((tls, deadline)) = settings.and_then(|(s, d)| s.tls.as_deref().map(|t| (t, d))) {
+        let peer = crate::tls::Peer::Endpoint(endpoint);
+        let mut stream = tls.handshake(stream, &host, peer, deadline).await?;
+        return query(&mut stream, endpoint, limits, false).await;
+    }
+    let _ = settings;
+    query(&mut stream, endpoint, limits, true).await
+}
+
+/// The discovery commands over an open connection.
+async fn query<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    endpoint: &str,
+    limits: &Limits,
+    plaintext: bool,
+) -> Result<ClusterConfig, Error> {
+    let failed = |reason: String| Error::Discovery {
+        endpoint: endpoint.to_string(),
+        reason,
+    };
     let mut rbuf = BytesMut::with_capacity(4096);
-    let first = exchange(&mut stream, &mut rbuf, Request::ConfigGetCluster, limits)
+    let first = exchange(stream, &mut rbuf, Request::ConfigGetCluster, limits)
         .await
-        .map_err(&failed)?;
+        .map_err(|e| e.into_error(endpoint, plaintext, true))?;
     let unknown_command = match first {
         Response::Config(Some(block)) => return parse_block(&block, endpoint),
         Response::Config(None) => false,
@@ -133,9 +178,9 @@ async fn fetch_unbounded(endpoint: &str, limits: &Limits) -> Result<ClusterConfi
         Response::Error(e) => return Err(failed(format!("`config get cluster` answered {e}"))),
         other => return Err(failed(format!("unexpected answer {other:?}"))),
     };
-    let legacy = exchange(&mut stream, &mut rbuf, Request::LegacyConfigGet, limits)
+    let legacy = exchange(stream, &mut rbuf, Request::LegacyConfigGet, limits)
         .await
-        .map_err(&failed)?;
+        .map_err(|e| e.into_error(endpoint, plaintext, false))?;
     match legacy {
         Response::Values(items) if !items.is_empty() => parse_block(&items[0].value, endpoint),
         Response::Values(_) | Response::Error(ErrorReply::Error) if unknown_command => {
@@ -159,38 +204,86 @@ fn parse_block(block: &[u8], endpoint: &str) -> Result<ClusterConfig, Error> {
     })
 }
 
+/// Why one exchange with the endpoint failed.
+enum ExchangeError {
+    /// Described, with the bytes read so far (which may be a TLS record).
+    Failed(String, Vec<u8>),
+    /// A read or write failed; nothing at all had been read when `empty`.
+    Io(std::io::Error, &'static str, bool),
+}
+
+impl ExchangeError {
+    /// The error to report. `plaintext` connections that the endpoint answered with a TLS
+    /// record, or dropped before any byte on the first command (`first`), may need TLS.
+    fn into_error(self, endpoint: &str, plaintext: bool, first: bool) -> Error {
+        let failed = |reason: String| Error::Discovery {
+            endpoint: endpoint.to_string(),
+            reason,
+        };
+        match self {
+            ExchangeError::Failed(_, bytes) if plaintext && looks_like_tls(&bytes) => {
+                tls_required(endpoint, "configuration endpoint")
+            }
+            ExchangeError::Failed(reason, bytes) if plaintext && first && bytes.is_empty() => {
+                failed(format!("{reason}; {TLS_REQUIRED_HINT}"))
+            }
+            ExchangeError::Failed(reason, _) => failed(reason),
+            ExchangeError::Io(e, what, empty) => {
+                #[cfg(feature = "tls")]
+                if let Some(error) =
+                    crate::tls::rustls_failure(&e, crate::tls::Peer::Endpoint(endpoint), false, "")
+                {
+                    return error;
+                }
+                if plaintext && first && empty {
+                    failed(format!("{what}: {e}; {TLS_REQUIRED_HINT}"))
+                } else {
+                    failed(format!("{what}: {e}"))
+                }
+            }
+        }
+    }
+}
+
 /// Sends one request and reads its reply.
-async fn exchange(
-    stream: &mut TcpStream,
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     rbuf: &mut BytesMut,
     request: Request<'_>,
     limits: &Limits,
-) -> Result<Response, String> {
+) -> Result<Response, ExchangeError> {
     let mut out = BytesMut::new();
     let expect = request
         .encode(&mut out, limits)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ExchangeError::Failed(e.to_string(), Vec::new()))?;
     stream
         .write_all(&out)
         .await
-        .map_err(|e| format!("send: {e}"))?;
+        .map_err(|e| ExchangeError::Io(e, "send", rbuf.is_empty()))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| ExchangeError::Io(e, "send", rbuf.is_empty()))?;
     loop {
-        if let Some((response, _)) = decode(rbuf, expect, limits).map_err(|e| e.to_string())? {
-            return Ok(response);
+        match decode(rbuf, expect, limits) {
+            Ok(Some((response, _))) => return Ok(response),
+            Ok(None) => {}
+            Err(e) => return Err(ExchangeError::Failed(e.to_string(), rbuf.to_vec())),
         }
         let n = stream
             .read_buf(rbuf)
             .await
-            .map_err(|e| format!("read: {e}"))?;
+            .map_err(|e| ExchangeError::Io(e, "read", rbuf.is_empty()))?;
         if n == 0 {
-            return Err(if rbuf.is_empty() {
+            let reason = if rbuf.is_empty() {
                 "connection closed without an answer".into()
             } else {
                 format!(
                     "connection closed mid-answer after {} bytes (truncated reply)",
                     rbuf.len()
                 )
-            });
+            };
+            return Err(ExchangeError::Failed(reason, rbuf.to_vec()));
         }
     }
 }

@@ -173,6 +173,33 @@ fn node_label(node: Option<usize>) -> String {
     }
 }
 
+/// What went wrong in a TLS failure ([`Error::Tls`]). Each kind's message says what to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsErrorKind {
+    /// The server's certificate does not chain to a trusted CA: trust its CA with
+    /// `TlsConfig::with_ca_pem`.
+    UntrustedCertificate,
+    /// The server's certificate is not valid for the name checked: set
+    /// `TlsConfig::server_name`.
+    NameMismatch,
+    /// The server's certificate is trusted and names the server, but is unusable (expired, not
+    /// yet valid, wrong purpose, ...).
+    InvalidCertificate,
+    /// The server refused the handshake or ended the session with an alert (a client
+    /// certificate required or refused, no common TLS version).
+    RejectedByServer,
+    /// A plaintext client met a server that speaks TLS: enable `ClientBuilder::tls`.
+    ServerRequiresTls,
+    /// A TLS client met a server that answered with something else than TLS: the server does not
+    /// use TLS.
+    ServerNotTls,
+    /// The server did not complete the handshake within the connect (or discovery) timeout.
+    HandshakeTimeout,
+    /// Any other TLS failure.
+    Other,
+}
+
 /// An error returned by the client. Normal outcomes (a miss, `NOT_STORED`, `EXISTS`, `NOT_FOUND`)
 /// are values, never errors. Every variant that concerns a node names it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -221,6 +248,17 @@ pub enum Error {
         /// The node, as `host:port`.
         node: String,
     },
+    /// A TLS connection to a node or to the configuration endpoint could not be set up, or the
+    /// client and the server disagree on whether to use TLS. The message says what to change.
+    #[error("TLS with {server}: {message}")]
+    Tls {
+        /// The node or the configuration endpoint, as `host:port`.
+        server: String,
+        /// What went wrong.
+        kind: TlsErrorKind,
+        /// What went wrong and what to change.
+        message: Arc<str>,
+    },
     /// The server answered `ERROR`, `CLIENT_ERROR` or `SERVER_ERROR`.
     #[error("node {node}: server error: {message}")]
     Server {
@@ -257,6 +295,7 @@ impl Error {
         match self {
             Error::Timeout { .. } => true,
             Error::Io { kind, .. } => *kind == std::io::ErrorKind::TimedOut,
+            Error::Tls { kind, .. } => *kind == TlsErrorKind::HandshakeTimeout,
             _ => false,
         }
     }
@@ -275,11 +314,15 @@ impl Error {
             Error::Server { message, .. } => {
                 message.starts_with("SERVER_ERROR") && !message.contains("too large")
             }
+            Error::Tls { kind, .. } => {
+                matches!(kind, TlsErrorKind::HandshakeTimeout | TlsErrorKind::Other)
+            }
             Error::Invalid(_) | Error::DiscoveryUnsupported { .. } | Error::Config(_) => false,
         }
     }
 
-    /// The node the error concerns, as `host:port`, when it concerns one.
+    /// The node the error concerns, as `host:port`, when it concerns one (for a TLS failure
+    /// during discovery: the configuration endpoint).
     pub fn node(&self) -> Option<&str> {
         match self {
             Error::Protocol { node, .. }
@@ -287,7 +330,8 @@ impl Error {
             | Error::Timeout { node, .. }
             | Error::NodeDown { node, .. }
             | Error::Overloaded { node }
-            | Error::Server { node, .. } => Some(node),
+            | Error::Server { node, .. }
+            | Error::Tls { server: node, .. } => Some(node),
             _ => None,
         }
     }
@@ -308,3 +352,28 @@ pub(crate) fn excerpt(line: &[u8]) -> String {
     }
     s
 }
+
+/// Whether `bytes` start like a TLS record (content type 20 to 23, then protocol major version
+/// 3), which no memcached reply does: what a server that requires TLS may send to a plaintext
+/// client before it closes the connection.
+pub(crate) fn looks_like_tls(bytes: &[u8]) -> bool {
+    matches!(bytes, [20..=23, 3, ..])
+}
+
+/// The error for a plaintext connection whose server answered with a TLS record.
+pub(crate) fn tls_required(server: &str, what: &str) -> Error {
+    Error::Tls {
+        server: server.to_string(),
+        kind: TlsErrorKind::ServerRequiresTls,
+        message: Arc::from(format!(
+            "the {what} answered with a TLS record: it requires TLS (in-transit encryption); \
+             enable ClientBuilder::tls (cargo feature `tls`)"
+        )),
+    }
+}
+
+/// Added to the message of a plaintext connection that the server closed or reset before
+/// sending a single byte, which is what memcached with TLS does to a plaintext client.
+pub(crate) const TLS_REQUIRED_HINT: &str = "a server that requires TLS (ElastiCache in-transit \
+     encryption) drops plaintext connections this way: if it does, enable ClientBuilder::tls \
+     (cargo feature `tls`)";

@@ -68,6 +68,17 @@
 //!
 //! Key bytes and values are never logged. The library never installs a subscriber.
 //!
+//! # In-transit encryption (TLS)
+//!
+//! With the cargo feature `tls`, `ClientBuilder::tls(TlsConfig)` makes every connection (to the
+//! configuration endpoint and to the nodes) use TLS 1.2/1.3 through rustls with the ring
+//! provider, as ElastiCache for Memcached 1.6.12+ requires when in-transit encryption is on.
+//! Each server's certificate is checked against its own name (a node: the hostname in the
+//! cluster configuration, even when the client connects to the IP listed beside it), or against
+//! one configured name or wildcard. A mismatch in either direction (plaintext client, TLS
+//! server; or the reverse) gives an error that says so, within the usual timeouts. Without the
+//! feature no TLS code is compiled and connections are plain TCP.
+//!
 //! # Errors
 //!
 //! [`Error`] names the node involved and answers [`Error::is_timeout`] and
@@ -88,14 +99,18 @@ mod jitter;
 pub mod protocol;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use builder::ClientBuilder;
 pub use client::{CasOutcome, Client};
 pub use cluster::TopologyChange;
 pub use config::{ClusterConfig, Node};
 pub use distribution::Distribution;
-pub use error::{Error, ProtocolError};
+pub use error::{Error, ProtocolError, TlsErrorKind};
 pub use protocol::{Item, StoreMode};
+#[cfg(feature = "tls")]
+pub use tls::TlsConfig;
 
 /// The README's examples, compiled as doctests so that they stay true.
 #[cfg(doctest)]

@@ -42,6 +42,9 @@ pub struct LocalCluster {
     options: MemcachedOptions,
     distinct_ips: bool,
     state: Mutex<State>,
+    /// The certificate files the nodes read; removed after the processes (declared last).
+    #[cfg(feature = "tls")]
+    _tls_files: Option<super::tls::TlsFiles>,
 }
 
 #[derive(Debug)]
@@ -69,6 +72,8 @@ pub struct LocalClusterBuilder {
     options: MemcachedOptions,
     distinct_ips: bool,
     legacy_only: bool,
+    #[cfg(feature = "tls")]
+    tls: Option<super::tls::ServerIdentity>,
 }
 
 impl Default for LocalClusterBuilder {
@@ -78,6 +83,8 @@ impl Default for LocalClusterBuilder {
             options: MemcachedOptions::default(),
             distinct_ips: true,
             legacy_only: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -130,16 +137,87 @@ impl LocalClusterBuilder {
         self
     }
 
+    /// Serves TLS only, on every node and on the configuration endpoint, as an ElastiCache
+    /// cluster with in-transit encryption does (features `testkit` and `tls`). Every server
+    /// presents `cert_chain_pem` (the certificate first, then any intermediates) with `key_pem`.
+    /// Node k is named `node-k.local-cluster.test` and listed with its IP; the endpoint listens
+    /// on `127.0.0.1`: give the certificate those names (or a `*.local-cluster.test` wildcard,
+    /// checked with `TlsConfig::server_name`). The files memcached reads are kept in a private
+    /// temporary directory, readable by `nobody`, removed with the cluster.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, cert_chain_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        let client_auth = self.tls.take().and_then(|t| t.client_auth);
+        self.tls = Some(super::tls::ServerIdentity {
+            chain_pem: cert_chain_pem.into(),
+            key_pem: key_pem.into(),
+            client_auth,
+        });
+        self
+    }
+
+    /// With [`tls`](LocalClusterBuilder::tls): every node (memcached `ssl_verify_mode=2`) and
+    /// the endpoint require a client certificate issued by a CA in `ca_pem`. The kit's own
+    /// readiness probes present `probe_chain_pem` and `probe_key_pem`, a client certificate
+    /// that CA issued. Without `tls`, [`start`](LocalClusterBuilder::start) fails.
+    #[cfg(feature = "tls")]
+    pub fn tls_client_auth(
+        mut self,
+        ca_pem: impl Into<Vec<u8>>,
+        probe_chain_pem: impl Into<Vec<u8>>,
+        probe_key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        let auth = super::tls::ClientAuth {
+            ca_pem: ca_pem.into(),
+            probe_chain_pem: probe_chain_pem.into(),
+            probe_key_pem: probe_key_pem.into(),
+        };
+        match &mut self.tls {
+            Some(identity) => identity.client_auth = Some(auth),
+            None => {
+                self.tls = Some(super::tls::ServerIdentity {
+                    chain_pem: Vec::new(),
+                    key_pem: Vec::new(),
+                    client_auth: Some(auth),
+                })
+            }
+        }
+        self
+    }
+
     /// Starts the nodes, each ready to answer, and the endpoint serving configuration version 1.
     pub async fn start(self) -> io::Result<LocalCluster> {
-        let endpoint = ConfigEndpoint::start(ClusterConfig {
+        let config = ClusterConfig {
             version: 1,
             nodes: Vec::new(),
-        })?;
+        };
+        #[cfg(feature = "tls")]
+        let (endpoint, options, tls_files) = match &self.tls {
+            None => (ConfigEndpoint::start(config)?, self.options, None),
+            Some(identity) => {
+                if identity.chain_pem.is_empty() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "tls_client_auth needs tls(cert_chain_pem, key_pem) too",
+                    ));
+                }
+                let files = super::tls::TlsFiles::write(identity)?;
+                let endpoint = ConfigEndpoint::start_tls(
+                    config,
+                    &identity.chain_pem,
+                    &identity.key_pem,
+                    identity.client_auth.as_ref().map(|a| a.ca_pem.as_slice()),
+                )?;
+                let mut options = self.options;
+                options.tls = Some(files.memcached());
+                (endpoint, options, Some(files))
+            }
+        };
+        #[cfg(not(feature = "tls"))]
+        let (endpoint, options) = (ConfigEndpoint::start(config)?, self.options);
         endpoint.set_legacy_only(self.legacy_only);
         let cluster = LocalCluster {
             endpoint,
-            options: self.options,
+            options,
             distinct_ips: self.distinct_ips,
             state: Mutex::new(State {
                 slots: Vec::new(),
@@ -147,6 +225,8 @@ impl LocalClusterBuilder {
                 next_ip: 2,
                 next_id: 0,
             }),
+            #[cfg(feature = "tls")]
+            _tls_files: tls_files,
         };
         for _ in 0..self.nodes {
             cluster.start_node().await?;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -26,6 +26,9 @@ const OVERSIZED_LEN: u64 = 1 << 31;
 const MAX_LINE: usize = 8 << 10;
 /// How long `set_behavior` waits for the listener to close or reopen.
 const SWITCH_WAIT: Duration = Duration::from_secs(3);
+/// Longest TLS handshake the endpoint waits for.
+#[cfg(feature = "tls")]
+const HANDSHAKE_WAIT: Duration = Duration::from_secs(3);
 
 /// How the endpoint answers the discovery commands (`config get cluster` and
 /// `get AmazonElastiCache:cluster`). `version` is answered in every mode but `Hang` and `Refuse`.
@@ -82,6 +85,43 @@ struct Shared {
     /// Whether the listener is bound, with a condition variable signalled when that changes.
     listening: Mutex<bool>,
     listening_changed: Condvar,
+    /// TLS for every connection, when started with `start_tls`.
+    tls: Option<Acceptor>,
+}
+
+/// Accepts TLS connections (features `testkit` and `tls`).
+#[cfg(feature = "tls")]
+#[derive(Clone)]
+struct Acceptor(tokio_rustls::TlsAcceptor);
+
+#[cfg(feature = "tls")]
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Acceptor")
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Acceptor {
+    /// Runs the handshake, then serves the connection. A client that is not TLS (or does not
+    /// finish) is dropped; rustls first sends it an alert when it can.
+    async fn serve(self, shared: Arc<Shared>, stream: TcpStream) {
+        if let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_WAIT, self.0.accept(stream)).await {
+            connection(shared, stream).await;
+        }
+    }
+}
+
+/// Without the `tls` feature there is no acceptor.
+#[cfg(not(feature = "tls"))]
+#[derive(Debug, Clone)]
+enum Acceptor {}
+
+#[cfg(not(feature = "tls"))]
+impl Acceptor {
+    async fn serve(self, _shared: Arc<Shared>, _stream: TcpStream) {
+        match self {}
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +133,26 @@ struct Control {
 impl ConfigEndpoint {
     /// Binds `127.0.0.1:0` and starts serving `config`.
     pub fn start(config: ClusterConfig) -> io::Result<ConfigEndpoint> {
+        ConfigEndpoint::launch(config, None)
+    }
+
+    /// Like [`start`](ConfigEndpoint::start), over TLS only (features `testkit` and `tls`): the
+    /// endpoint presents `chain_pem` (its certificate first) with `key_pem`, and with
+    /// `client_ca_pem` requires a client certificate issued by one of those CAs. Plaintext
+    /// clients are sent a TLS alert and dropped, as a TLS ElastiCache endpoint drops them.
+    #[cfg(feature = "tls")]
+    pub fn start_tls(
+        config: ClusterConfig,
+        chain_pem: &[u8],
+        key_pem: &[u8],
+        client_ca_pem: Option<&[u8]>,
+    ) -> io::Result<ConfigEndpoint> {
+        let server = super::tls::server_config(chain_pem, key_pem, client_ca_pem)?;
+        let acceptor = Acceptor(tokio_rustls::TlsAcceptor::from(server));
+        ConfigEndpoint::launch(config, Some(acceptor))
+    }
+
+    fn launch(config: ClusterConfig, tls: Option<Acceptor>) -> io::Result<ConfigEndpoint> {
         let listener = StdListener::bind(("127.0.0.1", 0))?;
         listener.set_nonblocking(true)?;
         let (control, _) = watch::channel(Control {
@@ -107,6 +167,7 @@ impl ConfigEndpoint {
             control,
             listening: Mutex::new(true),
             listening_changed: Condvar::new(),
+            tls,
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -249,7 +310,11 @@ async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         tokio::select! {
             accepted = bound.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(connection(Arc::clone(&shared), stream));
+                    let _ = stream.set_nodelay(true);
+                    match shared.tls.clone() {
+                        None => tokio::spawn(connection(Arc::clone(&shared), stream)),
+                        Some(tls) => tokio::spawn(tls.serve(Arc::clone(&shared), stream)),
+                    };
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "config endpoint accept failed");
@@ -270,8 +335,7 @@ enum Next {
 }
 
 /// Serves one connection: request lines in, replies out, until the client closes.
-async fn connection(shared: Arc<Shared>, mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(shared: Arc<Shared>, mut stream: S) {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 4096];
     let mut silent = false;
@@ -282,7 +346,9 @@ async fn connection(shared: Arc<Shared>, mut stream: TcpStream) {
                 continue;
             }
             let (reply, next) = answer(&shared, request_text(&line));
-            if !reply.is_empty() && stream.write_all(&reply).await.is_err() {
+            if !reply.is_empty()
+                && (stream.write_all(&reply).await.is_err() || stream.flush().await.is_err())
+            {
                 return;
             }
             match next {
@@ -294,6 +360,7 @@ async fn connection(shared: Arc<Shared>, mut stream: TcpStream) {
         if buf.len() > MAX_LINE {
             if !silent {
                 let _ = stream.write_all(b"CLIENT_ERROR line too long\r\n").await;
+                let _ = stream.flush().await;
             }
             return;
         }

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout, Instant};
 
@@ -34,6 +34,28 @@ pub struct MemcachedOptions {
     pub max_item_size: Option<String>,
     /// Worker threads (`-t`). Defaults to 1.
     pub threads: u32,
+    /// TLS (`-Z`), with features `testkit` and `tls`. Defaults to `None`: plaintext.
+    #[cfg(feature = "tls")]
+    pub tls: Option<MemcachedTls>,
+}
+
+/// TLS of a memcached process (features `testkit` and `tls`): `-Z -o ssl_chain_cert=...,
+/// ssl_key=...`, plus `ssl_verify_mode=2,ssl_ca_cert=...` when a client certificate is required.
+/// memcached runs as `nobody`: the files must be readable by that user, and must exist as long
+/// as processes may start. [`LocalClusterBuilder::tls`](super::LocalClusterBuilder::tls)
+/// takes care of both.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemcachedTls {
+    /// The certificate chain (PEM): the server certificate first.
+    pub chain_file: PathBuf,
+    /// The private key (PEM).
+    pub key_file: PathBuf,
+    /// When set, clients must present a certificate issued by a CA of this PEM file.
+    pub client_ca_file: Option<PathBuf>,
+    /// The certificate chain and key (PEM) the kit's readiness probe presents when a client
+    /// certificate is required.
+    pub probe_identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Default for MemcachedOptions {
@@ -45,6 +67,8 @@ impl Default for MemcachedOptions {
             memory_mb: 64,
             max_item_size: None,
             threads: 1,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -276,13 +300,26 @@ async fn launch(addr: SocketAddr, options: &MemcachedOptions) -> io::Result<Chil
     if let Some(size) = &options.max_item_size {
         command.arg("-I").arg(size);
     }
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &options.tls {
+        let mut settings = format!(
+            "ssl_chain_cert={},ssl_key={}",
+            tls.chain_file.display(),
+            tls.key_file.display()
+        );
+        if let Some(ca) = &tls.client_ca_file {
+            settings.push_str(&format!(",ssl_verify_mode=2,ssl_ca_cert={}", ca.display()));
+        }
+        command.arg("-Z").arg("-o").arg(settings);
+    }
+    let prober = Prober::new(options)?;
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = command.spawn().map_err(|e| spawn_error(e, options))?;
     let stderr = drain_stderr(&mut child);
-    match wait_ready(&mut child, addr, &stderr).await {
+    match wait_ready(&mut child, addr, &stderr, &prober).await {
         Ok(()) => Ok(child),
         Err(e) => {
             let _ = child.kill();
@@ -334,6 +371,7 @@ async fn wait_ready(
     child: &mut Child,
     addr: SocketAddr,
     stderr: &Mutex<Vec<u8>>,
+    prober: &Prober,
 ) -> io::Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     let pid = child.id();
@@ -354,7 +392,7 @@ async fn wait_ready(
                 format!("memcached on {addr} exited at start ({status}): {text}"),
             ));
         }
-        match probe(addr).await {
+        match prober.probe(addr).await {
             Ok(Some(answering)) if answering == pid => return Ok(()),
             Ok(Some(other)) => {
                 return Err(io::Error::new(
@@ -374,31 +412,66 @@ async fn wait_ready(
     }
 }
 
-/// Asks `addr` for `version` and its pid. `Ok(None)`: something answered, but not memcached.
-async fn probe(addr: SocketAddr) -> io::Result<Option<u32>> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        stream.write_all(b"version\r\nstats\r\n").await?;
-        let mut reply = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !reply.ends_with(b"END\r\n") {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            reply.extend_from_slice(&chunk[..n]);
-        }
-        Ok::<_, io::Error>(reply)
-    };
-    let reply = timeout(Duration::from_millis(500), exchange)
-        .await
-        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
-    if !reply.starts_with(b"VERSION ") {
-        return Ok(None);
+/// Asks new processes who they are, in plaintext or over TLS as they are run.
+struct Prober {
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl Prober {
+    fn new(options: &MemcachedOptions) -> io::Result<Prober> {
+        let _ = options;
+        Ok(Prober {
+            #[cfg(feature = "tls")]
+            tls: match &options.tls {
+                Some(tls) => Some(super::tls::probe_connector(tls)?),
+                None => None,
+            },
+        })
     }
-    let text = String::from_utf8_lossy(&reply);
-    Ok(text
-        .lines()
+
+    /// Asks `addr` for `version` and its pid. `Ok(None)`: something answered, but not
+    /// memcached.
+    async fn probe(&self, addr: SocketAddr) -> io::Result<Option<u32>> {
+        let exchange = async {
+            let stream = TcpStream::connect(addr).await?;
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &self.tls {
+                let name = rustls::pki_types::ServerName::from(addr.ip());
+                return identify(tls.connect(name, stream).await?).await;
+            }
+            identify(stream).await
+        };
+        let reply = timeout(Duration::from_millis(500), exchange)
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+        Ok(pid_of(&reply))
+    }
+}
+
+/// Sends `version` and `stats` and reads both replies.
+async fn identify<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Result<Vec<u8>> {
+    stream.write_all(b"version\r\nstats\r\n").await?;
+    stream.flush().await?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !reply.ends_with(b"END\r\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    Ok(reply)
+}
+
+/// The pid in a `version` + `stats` reply, or `None` when it is not memcached's.
+fn pid_of(reply: &[u8]) -> Option<u32> {
+    if !reply.starts_with(b"VERSION ") {
+        return None;
+    }
+    let text = String::from_utf8_lossy(reply);
+    text.lines()
         .find_map(|line| line.strip_prefix("STAT pid "))
-        .and_then(|pid| pid.trim().parse().ok()))
+        .and_then(|pid| pid.trim().parse().ok())
 }

@@ -19,6 +19,11 @@
 //! Node hostnames (`node-<k>.local-cluster.test`) do not resolve: the served configuration
 //! always carries each node's IP, and clients connect by IP.
 //!
+//! With the `tls` feature too, [`LocalClusterBuilder::tls`] makes every node (memcached's own TLS,
+//! `-Z`) and the endpoint (rustls) speak TLS only, as an ElastiCache cluster with in-transit
+//! encryption does; [`LocalClusterBuilder::tls_client_auth`] also makes them require a client
+//! certificate.
+//!
 //! Requirements: Linux (for the 127.0.0.0/8 loopback range) and the `memcached` binary
 //! (`apt-get install memcached`, or `scripts/test`, which installs what is missing; another
 //! binary can be named with `MEMCACHED_BIN`). Every process is killed when its owner is dropped,
@@ -38,7 +43,11 @@
 mod cluster;
 mod endpoint;
 mod memcached;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use cluster::{LocalCluster, LocalClusterBuilder};
 pub use endpoint::{ConfigEndpoint, EndpointBehavior};
+#[cfg(feature = "tls")]
+pub use memcached::MemcachedTls;
 pub use memcached::{MemcachedOptions, MemcachedProcess};
