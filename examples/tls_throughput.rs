@@ -1,7 +1,8 @@
 //! Get throughput over TLS against plaintext, side by side in one run: two local 3-node
 //! clusters started with the same options (one with TLS on every node and on the endpoint), 256
 //! concurrent callers each, a few seconds per measurement, 3 rounds alternating plaintext and
-//! TLS. Prints each measurement and the TLS/plaintext ratio of the medians.
+//! TLS. Prints each measurement (with the CPU time the client process and the memcached
+//! processes used, from /proc) and the TLS/plaintext ratio of the medians.
 //!
 //! ```sh
 //! cargo run --release --features testkit,tls --example tls_throughput [-- SECONDS]
@@ -51,13 +52,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          nodes, {seconds} s per measurement"
     );
     let mut results: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let modes = [
+        ("plaintext", &plain, &plain_cluster),
+        ("tls", &tls, &tls_cluster),
+    ];
     for round in 1..=ROUNDS {
-        for (i, (name, c)) in [("plaintext", &plain), ("tls", &tls)]
-            .into_iter()
-            .enumerate()
-        {
-            let rate = measure(c, window).await?;
-            println!("round {round} {name:>9}: {rate:>10.0} gets/s");
+        for (i, (name, c, cluster)) in modes.into_iter().enumerate() {
+            let servers: Vec<u32> = (0..cluster.len()).filter_map(|n| cluster.pid(n)).collect();
+            let (client_before, servers_before) = (cpu_ms(None), cpu_sum(&servers));
+            let (rate, gets) = measure(c, window).await?;
+            let client_us = (cpu_ms(None) - client_before) * 1000.0 / gets;
+            let server_us = (cpu_sum(&servers) - servers_before) * 1000.0 / gets;
+            println!(
+                "round {round} {name:>9}: {rate:>10.0} gets/s   CPU per get: client \
+                 {client_us:.2} us, memcached {server_us:.2} us"
+            );
             results[i].push(rate);
         }
     }
@@ -81,16 +90,48 @@ async fn client(
 ) -> Result<Client, Box<dyn std::error::Error>> {
     let mut builder = Client::builder()
         .config_endpoint(cluster.config_endpoint().to_string())
-        .request_timeout(Duration::from_secs(2));
+        .request_timeout(Duration::from_secs(10));
     if let Some(tls) = tls {
         builder = builder.tls(tls);
     }
     Ok(builder.build().await?)
 }
 
+/// CPU time (user + system) of a process so far, in ms: this one for `None`. 0 where /proc
+/// cannot be read.
+fn cpu_ms(pid: Option<u32>) -> f64 {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after `(comm)`: state is the 1st, utime the 12th, stime the 13th (clock ticks,
+    // 100 per second on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) * 10.0
+}
+
+fn cpu_sum(pids: &[u32]) -> f64 {
+    pids.iter().map(|&pid| cpu_ms(Some(pid))).sum()
+}
+
 /// Gets per second over `window` with [`CALLERS`] tasks, each waiting for its reply before the
-/// next get.
-async fn measure(client: &Client, window: Duration) -> Result<f64, Box<dyn std::error::Error>> {
+/// next get; and how many gets that was.
+async fn measure(
+    client: &Client,
+    window: Duration,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -116,7 +157,7 @@ async fn measure(client: &Client, window: Duration) -> Result<f64, Box<dyn std::
     for task in tasks {
         task.await??;
     }
-    Ok(counted as f64 / elapsed.as_secs_f64())
+    Ok((counted as f64 / elapsed.as_secs_f64(), counted as f64))
 }
 
 fn median(values: &mut [f64]) -> f64 {

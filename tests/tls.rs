@@ -358,6 +358,46 @@ async fn a_tls_client_is_told_the_server_does_not_use_tls() {
 }
 
 #[tokio::test]
+async fn a_server_that_never_answers_the_handshake_does_not_hang_the_client() {
+    let ca = Ca::new("test CA");
+    // The endpoint accepts, reads, and never answers.
+    let cluster = LocalCluster::start(1).await.unwrap();
+    cluster.set_endpoint_behavior(memcached_autodiscovery::testkit::EndpointBehavior::Hang);
+    let error = fails_within(DISCOVERY_TIMEOUT, discover(&cluster, Some(trusting(&ca)))).await;
+    assert_eq!(
+        tls_kind(&error),
+        Some(TlsErrorKind::HandshakeTimeout),
+        "{error}"
+    );
+    assert!(error.is_timeout() && error.is_retryable(), "{error}");
+    assert!(error.to_string().contains("does not use TLS"), "{error}");
+
+    // A node that accepts the connection and says nothing: the handshake ends with the
+    // connect timeout, before the request timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let client = builder()
+        .nodes([addr.to_string()])
+        .tls(trusting(&ca))
+        .build()
+        .await
+        .unwrap();
+    let error = fails_within(CONNECT_TIMEOUT, client.get("k")).await;
+    assert_eq!(
+        tls_kind(&error),
+        Some(TlsErrorKind::HandshakeTimeout),
+        "{error}"
+    );
+    held.abort();
+}
+
+#[tokio::test]
 async fn a_required_client_certificate_is_presented() {
     let ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
