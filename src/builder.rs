@@ -2,17 +2,18 @@
 //!
 //! This module owns configuration and start-up; the calls themselves are in [`crate::client`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
 use crate::client::{Client, Inner};
-use crate::cluster::Snapshot;
+use crate::cluster::{Placement, Snapshot};
 use crate::config::{ClusterConfig, Node};
 use crate::connection::ConnectionSettings;
 use crate::discovery::{fetch_with, spawn_poller, split_host_port, PollState};
-use crate::distribution::Distribution;
+use crate::distribution::{Distribution, NodeIdentity};
 use crate::error::Error;
 use crate::protocol::{Limits, MAX_VALUE_CEILING};
 
@@ -43,6 +44,8 @@ enum Source {
 pub struct ClientBuilder {
     source: Option<Source>,
     distribution: Distribution,
+    node_identity: NodeIdentity,
+    node_weights: Option<Vec<(String, u32)>>,
     poll_interval: Duration,
     request_timeout: Duration,
     connect_timeout: Duration,
@@ -59,6 +62,8 @@ impl Default for ClientBuilder {
         ClientBuilder {
             source: None,
             distribution: Distribution::default(),
+            node_identity: NodeIdentity::default(),
+            node_weights: None,
             poll_interval: Duration::from_secs(60),
             request_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
@@ -92,9 +97,35 @@ impl ClientBuilder {
         self
     }
 
-    /// How keys are placed on nodes. Defaults to [`Distribution::Ring`].
+    /// How keys are placed on nodes. Defaults to [`Distribution::Ring`]. To share a cache with
+    /// another client, pick the mode that reproduces it (see [`Distribution`]) and the
+    /// [`node_identity`](ClientBuilder::node_identity) it hashes.
     pub fn distribution(mut self, distribution: Distribution) -> Self {
         self.distribution = distribution;
+        self
+    }
+
+    /// Which name of a discovered node the placement hashes: its hostname (the default), its IP
+    /// or Java's `hostname/ip`. Peers differ; see [`NodeIdentity`]. Connections and logs always
+    /// use `hostname:port`.
+    pub fn node_identity(mut self, identity: NodeIdentity) -> Self {
+        self.node_identity = identity;
+        self
+    }
+
+    /// Node weights, as `("host:port", weight)` with the node written as in
+    /// [`nodes`](ClientBuilder::nodes) (for a discovered node: its hostname and port). Nodes
+    /// not listed weigh 1. Only modes with weights use them
+    /// ([`Distribution::honours_weights`]); a weight of 0 counts as 1. Giving weights, even all
+    /// 1, is what spymemcached's weights map is to its modes (see [`Locator::weighted`]).
+    ///
+    /// [`Locator::weighted`]: crate::distribution::Locator::weighted
+    pub fn node_weights<I, S>(mut self, weights: I) -> Self
+    where
+        I: IntoIterator<Item = (S, u32)>,
+        S: Into<String>,
+    {
+        self.node_weights = Some(weights.into_iter().map(|(n, w)| (n.into(), w)).collect());
         self
     }
 
@@ -201,8 +232,16 @@ impl ClientBuilder {
                 (Some(endpoint), config)
             }
         };
+        let placement = Placement {
+            distribution: self.distribution,
+            identity: self.node_identity,
+            weights: match self.node_weights {
+                None => None,
+                Some(list) => Some(Arc::new(weight_map(&list)?)),
+            },
+        };
         let (snapshot, _) =
-            Snapshot::empty(self.distribution).next(config, &settings, self.connections_per_node);
+            Snapshot::empty(placement).next(config, &settings, self.connections_per_node);
         tracing::info!(
             version = snapshot.config.version,
             nodes = snapshot.nodes.len(),
@@ -226,6 +265,16 @@ impl ClientBuilder {
         }
         Ok(Client { inner })
     }
+}
+
+/// Node weights keyed by node id (`hostname:port`, IPv6 without brackets).
+fn weight_map(list: &[(String, u32)]) -> Result<HashMap<String, u32>, Error> {
+    list.iter()
+        .map(|(address, weight)| {
+            let (host, port) = split_host_port(address)?;
+            Ok((Node::new(host, None, port).id(), *weight))
+        })
+        .collect()
 }
 
 /// The configuration of a static node list (version 0).

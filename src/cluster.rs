@@ -5,17 +5,18 @@
 //! next one with [`Snapshot::next`] and the client swaps it in whole, so a request sees the old
 //! topology or the new one, never a mix. `next` keeps the connections of nodes that stay (same
 //! `hostname:port` and same address), opens new ones for new or re-addressed nodes (a node whose
-//! IP changed is reconnected, not re-hashed: placement is by `hostname:port`), and lets removed
-//! nodes' connections close once their in-flight requests finish. This module does no I/O
-//! itself; connection tasks start lazily.
+//! IP changed is reconnected, not re-hashed, unless the placement hashes IPs: see
+//! [`NodeIdentity`]), and lets removed nodes' connections close once their in-flight requests
+//! finish. This module does no I/O itself; connection tasks start lazily.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{ClusterConfig, Node};
 use crate::connection::{Connection, ConnectionSettings, Target};
-use crate::distribution::{Distribution, Locator};
+use crate::distribution::{Distribution, Locator, NodeIdentity};
 
 /// One node of a snapshot with its connections.
 pub(crate) struct NodeHandle {
@@ -58,12 +59,39 @@ impl TopologyChange {
     }
 }
 
+/// How a snapshot places keys: the mode, which name of a node it hashes, and node weights.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Placement {
+    pub distribution: Distribution,
+    pub identity: NodeIdentity,
+    /// Weights by `hostname:port` (absent nodes weigh 1); `None` when none were configured.
+    pub weights: Option<Arc<HashMap<String, u32>>>,
+}
+
+impl Placement {
+    fn locator(&self, nodes: &[NodeHandle], placement_ids: &[String]) -> Locator {
+        match &self.weights {
+            None => Locator::new(self.distribution, placement_ids),
+            Some(weights) => {
+                let weighted: Vec<(&str, u32)> = nodes
+                    .iter()
+                    .zip(placement_ids)
+                    .map(|(n, id)| (id.as_str(), weights.get(&*n.id).copied().unwrap_or(1)))
+                    .collect();
+                Locator::weighted(self.distribution, &weighted)
+            }
+        }
+    }
+}
+
 /// Everything a request needs, immutable once built.
 pub(crate) struct Snapshot {
     pub config: Arc<ClusterConfig>,
     pub nodes: Vec<NodeHandle>,
     pub locator: Locator,
-    pub distribution: Distribution,
+    pub placement: Placement,
+    /// What each node is placed by (see [`NodeIdentity`]), in node order.
+    placement_ids: Vec<String>,
 }
 
 fn target_of(node: &Node) -> Target {
@@ -75,15 +103,16 @@ fn target_of(node: &Node) -> Target {
 
 impl Snapshot {
     /// A snapshot with no nodes.
-    pub fn empty(distribution: Distribution) -> Snapshot {
+    pub fn empty(placement: Placement) -> Snapshot {
         Snapshot {
             config: Arc::new(ClusterConfig {
                 version: 0,
                 nodes: Vec::new(),
             }),
             nodes: Vec::new(),
-            locator: Locator::new::<&str>(distribution, &[]),
-            distribution,
+            locator: Locator::new::<&str>(placement.distribution, &[]),
+            placement,
+            placement_ids: Vec::new(),
         }
     }
 
@@ -138,15 +167,16 @@ impl Snapshot {
             .filter(|old| !nodes.iter().any(|n| n.id == old.id))
             .map(|old| old.id.to_string())
             .collect();
-        let ids: Vec<&str> = nodes.iter().map(|n| &*n.id).collect();
-        let locator = if change.added.is_empty()
-            && change.removed.is_empty()
-            && ids.len() == self.nodes.len()
-            && self.nodes.iter().zip(&ids).all(|(a, b)| &*a.id == *b)
-        {
+        // The placement is rebuilt only when what it hashes changed: nodes joined or left, the
+        // order changed, or (identity by IP) a node was re-addressed.
+        let placement_ids: Vec<String> = nodes
+            .iter()
+            .map(|n| self.placement.identity.placement_id(&n.node))
+            .collect();
+        let locator = if placement_ids == self.placement_ids {
             self.locator.clone()
         } else {
-            Locator::new(self.distribution, &ids)
+            self.placement.locator(&nodes, &placement_ids)
         };
         let snapshot = Snapshot {
             config: Arc::new(ClusterConfig {
@@ -155,7 +185,8 @@ impl Snapshot {
             }),
             nodes,
             locator,
-            distribution: self.distribution,
+            placement: self.placement.clone(),
+            placement_ids,
         };
         (snapshot, change)
     }

@@ -106,7 +106,7 @@ pub use builder::ClientBuilder;
 pub use client::{CasOutcome, Client};
 pub use cluster::TopologyChange;
 pub use config::{ClusterConfig, Node};
-pub use distribution::Distribution;
+pub use distribution::{Distribution, NodeIdentity};
 pub use error::{Error, ProtocolError, TlsErrorKind};
 pub use protocol::{Item, StoreMode};
 #[cfg(feature = "tls")]

@@ -6,26 +6,26 @@ use std::io::{self, BufRead, BufReader};
 use memcached_autodiscovery::distribution::{Distribution, Locator};
 use memcached_autodiscovery::Node;
 
-use crate::output::Out;
+use crate::output::{stderr_line, Out};
 use crate::{Failure, Outcome, Result};
-
-/// Every placement mode the library has.
-const DISTRIBUTIONS: &[Distribution] = &[Distribution::Ring];
 
 /// Print `KEY<TAB>HOST:PORT` for each key: the node the client would send it to.
 ///
 /// Keys come from the arguments or, when there are none, from stdin, one per line (empty lines
 /// are skipped). Nodes are printed exactly as written in --nodes, without the weight. Keys are
 /// placed by `host:port` with the port as a number and IPv6 hosts without brackets, as the
-/// client places them.
+/// client places them; write each node as the other client was given it (hostname or IP) to
+/// see where that client puts a key.
 #[derive(clap::Args)]
 pub struct Args {
     /// The nodes, comma-separated: HOST:PORT with an optional :WEIGHT (a positive integer);
-    /// IPv6 as `[addr]:port[:weight]`. The ring mode ignores weights for now: every node gets the
-    /// same share.
+    /// IPv6 as `[addr]:port[:weight]`. Weights count in the ketama and consistent-libmemcached
+    /// modes (nodes without one weigh 1); the other modes give every node the same share.
     #[arg(long, value_name = "HOST:PORT[:WEIGHT],...", required = true)]
     nodes: Vec<String>,
-    /// How keys are placed on nodes (known: ring).
+    /// How keys are placed on nodes: ring (the default), ketama, ketama-spymemcached,
+    /// ketama-fnv1a64, ketama-aws-java, consistent-libmemcached, consistent-libmemcached-md5,
+    /// rendezvous, modula-libmemcached or modula-java.
     #[arg(long, value_name = "NAME", default_value = "ring")]
     distribution: String,
     /// Keys to place; read from stdin, one per line, when none are given.
@@ -36,7 +36,7 @@ pub struct Args {
 /// The placement mode called `name`, or an error listing the known ones.
 pub fn distribution_named(name: &str) -> Result<Distribution> {
     Distribution::from_name(name).ok_or_else(|| {
-        let known: Vec<&str> = DISTRIBUTIONS.iter().map(|d| d.name()).collect();
+        let known: Vec<&str> = Distribution::ALL.iter().map(|d| d.name()).collect();
         Failure::msg(format!(
             "unknown distribution {name} (known: {})",
             known.join(", ")
@@ -147,11 +147,31 @@ pub fn parse_nodes(values: &[String]) -> Result<Vec<NodeSpec>> {
     Ok(specs)
 }
 
+/// The placement of `distribution` over `nodes`: weighted when any node has a weight and the
+/// mode has weights (for spymemcached's modes, a weight on any node is a weights map).
+pub fn locator_for(distribution: Distribution, nodes: &[NodeSpec]) -> Locator {
+    let ids: Vec<String> = nodes.iter().map(NodeSpec::id).collect();
+    if nodes.iter().all(|n| n.weight.is_none()) {
+        return Locator::new(distribution, &ids);
+    }
+    if !distribution.honours_weights() {
+        stderr_line(&format!(
+            "note: the {distribution} distribution has no weights; they are ignored"
+        ));
+        return Locator::new(distribution, &ids);
+    }
+    let weighted: Vec<(String, u32)> = nodes
+        .iter()
+        .zip(ids)
+        .map(|(n, id)| (id, n.weight.unwrap_or(1)))
+        .collect();
+    Locator::weighted(distribution, &weighted)
+}
+
 pub fn run(args: Args) -> Result<Outcome> {
     let distribution = distribution_named(&args.distribution)?;
     let nodes = parse_nodes(&args.nodes)?;
-    let ids: Vec<String> = nodes.iter().map(NodeSpec::id).collect();
-    let locator = Locator::new(distribution, &ids);
+    let locator = locator_for(distribution, &nodes);
     let mut out = Out::new();
     let place = |out: &mut Out, key: &[u8]| -> Result<()> {
         let index = locator
@@ -271,11 +291,50 @@ mod tests {
     #[test]
     fn unknown_distributions_list_the_known_ones() {
         assert_eq!(distribution_named("ring").unwrap(), Distribution::Ring);
+        for &d in Distribution::ALL {
+            assert_eq!(distribution_named(d.name()).unwrap(), d);
+        }
         match distribution_named("modula") {
-            Err(Failure::Message(m)) => {
-                assert_eq!(m, "unknown distribution modula (known: ring)")
-            }
+            Err(Failure::Message(m)) => assert_eq!(
+                m,
+                "unknown distribution modula (known: ring, ketama, ketama-spymemcached, \
+                 ketama-fnv1a64, ketama-aws-java, consistent-libmemcached, \
+                 consistent-libmemcached-md5, rendezvous, modula-libmemcached, modula-java)"
+            ),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn weights_reach_the_modes_that_have_them() {
+        let plain = parse_nodes(&["a:11211,b:11211,c:11211".to_string()]).unwrap();
+        let heavy = parse_nodes(&["a:11211:6,b:11211,c:11211".to_string()]).unwrap();
+        let share_of_a = |locator: &Locator| {
+            (0..3000)
+                .filter(|i| locator.locate(format!("k{i}").as_bytes()) == Some(0))
+                .count()
+        };
+        for &d in Distribution::ALL {
+            let even = share_of_a(&locator_for(d, &plain));
+            let weighted = share_of_a(&locator_for(d, &heavy));
+            if d.honours_weights() {
+                assert!(
+                    weighted > 1800 && weighted > even,
+                    "{d}: {even} -> {weighted}"
+                );
+            } else {
+                assert_eq!(weighted, even, "{d}");
+            }
+        }
+        // The weighted ketama ring is libmemcached's: the same as the library's.
+        let expected = Locator::weighted(
+            Distribution::Ketama,
+            &[("a:11211", 6), ("b:11211", 1), ("c:11211", 1)],
+        );
+        let ours = locator_for(Distribution::Ketama, &heavy);
+        for i in 0..500 {
+            let k = format!("x{i}");
+            assert_eq!(ours.locate(k.as_bytes()), expected.locate(k.as_bytes()));
         }
     }
 }

@@ -483,7 +483,9 @@ async fn locate_refuses_unknown_distributions_and_bad_nodes() {
     assert_clean_failure(&out);
     assert_eq!(
         stderr(&out),
-        "error: unknown distribution modula (known: ring)\n"
+        "error: unknown distribution modula (known: ring, ketama, ketama-spymemcached, \
+         ketama-fnv1a64, ketama-aws-java, consistent-libmemcached, consistent-libmemcached-md5, \
+         rendezvous, modula-libmemcached, modula-java)\n"
     );
 
     for bad in [
