@@ -428,8 +428,7 @@ async fn serve<R: ReadSide, W: WriteSide>(
     let mut wbuf = BytesMut::with_capacity(16 << 10);
     let mut rbuf = BytesMut::with_capacity(16 << 10);
     let mut open = true;
-    let far = || Instant::now() + Duration::from_secs(86_400 * 365);
-    let sleep = tokio::time::sleep_until(far());
+    let sleep = tokio::time::sleep_until(Instant::now() + Duration::from_secs(86_400 * 365));
     tokio::pin!(sleep);
     let mut armed_for: Option<Instant> = None;
     let mut last_io = Instant::now();
@@ -476,10 +475,15 @@ async fn serve<R: ReadSide, W: WriteSide>(
             }
             last_io = Instant::now();
         }
+        // The timer watches the oldest request. Deadlines grow in FIFO order, so a timer armed
+        // for an earlier request stays valid (it fires early at worst and is re-armed then):
+        // it is reset about once per timeout period, not once per reply.
         let front_deadline = in_flight.front().map(|f| f.deadline);
-        if front_deadline != armed_for {
-            sleep.as_mut().reset(front_deadline.unwrap_or_else(far));
-            armed_for = front_deadline;
+        if let Some(front) = front_deadline {
+            if armed_for.map_or(true, |armed| armed > front) {
+                sleep.as_mut().reset(front);
+                armed_for = Some(front);
+            }
         }
         let can_take = open && wbuf.len() < MAX_WRITE_BATCH && in_flight.len() < MAX_IN_FLIGHT;
         if rbuf.capacity() - rbuf.len() < 4096 {
@@ -546,6 +550,12 @@ async fn serve<R: ReadSide, W: WriteSide>(
                 }
             }
             () = &mut sleep, if front_deadline.is_some() => {
+                let front = front_deadline.unwrap_or_else(Instant::now);
+                if Instant::now() < front {
+                    sleep.as_mut().reset(front); // armed for a request already answered
+                    armed_for = Some(front);
+                    continue;
+                }
                 break Broken {
                     error: Error::Timeout { node: node.to_string(), timeout: settings.request_timeout },
                     node_down: true,
