@@ -201,10 +201,26 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(100, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
+/// One worker's tally. Latencies are kept as a plain list during the phase (a sequential
+/// write per op) and go into the histogram afterwards, outside the measured CPU time: recording
+/// straight into 256 large histograms costs a cache miss per operation.
 struct Worker {
-    histogram: Histogram<u64>,
+    latencies: Vec<u64>,
     outcome: Outcome,
-    ops: u64,
+}
+
+impl Worker {
+    fn new(capacity: usize) -> Worker {
+        Worker {
+            latencies: Vec::with_capacity(capacity),
+            outcome: Outcome::OK,
+        }
+    }
+}
+
+/// Room for a fair share of the operations, with slack for uneven workers.
+fn share(phase: &Phase) -> usize {
+    ((phase.ops as usize / phase.concurrency.max(1)) * 2 + 64).min(1 << 22)
 }
 
 struct Shared {
@@ -221,19 +237,49 @@ impl Shared {
 }
 
 fn record(worker: &mut Worker, start: Instant, end: Instant, outcome: Outcome) {
-    let nanos = end.duration_since(start).as_nanos() as u64;
-    worker.histogram.saturating_record(nanos.max(100));
+    worker
+        .latencies
+        .push(end.duration_since(start).as_nanos() as u64);
     worker.outcome.misses += outcome.misses;
     worker.outcome.errors += outcome.errors;
-    worker.ops += 1;
+}
+
+/// A finished phase before its latencies are put into a histogram.
+pub struct Tally {
+    workers: Vec<Worker>,
+    elapsed: Duration,
+    phase: Phase,
+    done: Option<PhaseResult>,
+}
+
+impl Tally {
+    /// A phase whose result was built as it ran (the raw probe's).
+    pub fn done(result: PhaseResult, phase: Phase) -> Tally {
+        Tally {
+            workers: Vec::new(),
+            elapsed: result.elapsed,
+            phase,
+            done: Some(result),
+        }
+    }
+
+    /// Builds the histogram and the totals.
+    pub fn merge(self) -> PhaseResult {
+        match self.done {
+            Some(result) => result,
+            None => merge(self.workers, self.elapsed, &self.phase),
+        }
+    }
 }
 
 fn merge(workers: Vec<Worker>, elapsed: Duration, phase: &Phase) -> PhaseResult {
     let mut histogram = new_histogram();
     let (mut ops, mut misses, mut errors) = (0, 0, 0);
     for w in workers {
-        histogram.add(&w.histogram).expect("same histogram bounds");
-        ops += w.ops;
+        for &nanos in &w.latencies {
+            histogram.saturating_record(nanos.max(100));
+        }
+        ops += w.latencies.len() as u64;
         misses += w.outcome.misses;
         errors += w.outcome.errors;
     }
@@ -248,31 +294,24 @@ fn merge(workers: Vec<Worker>, elapsed: Duration, phase: &Phase) -> PhaseResult 
 }
 
 /// Runs one phase against an async peer: `concurrency` tokio tasks.
-pub async fn run_async<P: AsyncPeer>(
-    peer: Arc<P>,
-    keys: Arc<Keyspace>,
-    phase: Phase,
-) -> PhaseResult {
-    // Histograms are allocated before the clock starts.
-    let histograms: Vec<Histogram<u64>> = (0..phase.concurrency).map(|_| new_histogram()).collect();
+pub async fn run_async<P: AsyncPeer>(peer: Arc<P>, keys: Arc<Keyspace>, phase: Phase) -> Tally {
+    // Latency lists are allocated before the clock starts.
+    let lists: Vec<Worker> = (0..phase.concurrency)
+        .map(|_| Worker::new(share(&phase)))
+        .collect();
     let start = Instant::now();
     let shared = Arc::new(Shared {
         issued: AtomicU64::new(0),
         limit: phase.ops,
         deadline: start + phase.cap,
     });
-    let tasks: Vec<_> = histograms
+    let tasks: Vec<_> = lists
         .into_iter()
         .enumerate()
-        .map(|(i, histogram)| {
+        .map(|(i, mut worker)| {
             let (peer, keys, shared) = (peer.clone(), keys.clone(), shared.clone());
             tokio::spawn(async move {
                 let mut rng = Rng::new(phase.seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
-                let mut worker = Worker {
-                    histogram,
-                    outcome: Outcome::OK,
-                    ops: 0,
-                };
                 let mut now = Instant::now();
                 while shared.claim(now) {
                     let outcome = match next_op(phase.mix, &mut rng, &keys) {
@@ -292,12 +331,19 @@ pub async fn run_async<P: AsyncPeer>(
     for task in tasks {
         workers.push(task.await.expect("worker task panicked"));
     }
-    merge(workers, start.elapsed(), &phase)
+    Tally {
+        elapsed: start.elapsed(),
+        workers,
+        phase,
+        done: None,
+    }
 }
 
 /// Runs one phase against a blocking peer: `concurrency` OS threads.
-pub fn run_sync<P: SyncPeer>(peer: Arc<P>, keys: Arc<Keyspace>, phase: Phase) -> PhaseResult {
-    let histograms: Vec<Histogram<u64>> = (0..phase.concurrency).map(|_| new_histogram()).collect();
+pub fn run_sync<P: SyncPeer>(peer: Arc<P>, keys: Arc<Keyspace>, phase: Phase) -> Tally {
+    let lists: Vec<Worker> = (0..phase.concurrency)
+        .map(|_| Worker::new(share(&phase)))
+        .collect();
     let start = Instant::now();
     let shared = Shared {
         issued: AtomicU64::new(0),
@@ -305,21 +351,16 @@ pub fn run_sync<P: SyncPeer>(peer: Arc<P>, keys: Arc<Keyspace>, phase: Phase) ->
         deadline: start + phase.cap,
     };
     let workers = std::thread::scope(|scope| {
-        let handles: Vec<_> = histograms
+        let handles: Vec<_> = lists
             .into_iter()
             .enumerate()
-            .map(|(i, histogram)| {
+            .map(|(i, mut worker)| {
                 let (peer, keys, shared) = (&peer, &keys, &shared);
                 std::thread::Builder::new()
                     .stack_size(256 << 10)
                     .spawn_scoped(scope, move || {
                         let mut rng =
                             Rng::new(phase.seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
-                        let mut worker = Worker {
-                            histogram,
-                            outcome: Outcome::OK,
-                            ops: 0,
-                        };
                         let mut now = Instant::now();
                         while shared.claim(now) {
                             let outcome = match next_op(phase.mix, &mut rng, keys) {
@@ -341,7 +382,12 @@ pub fn run_sync<P: SyncPeer>(peer: Arc<P>, keys: Arc<Keyspace>, phase: Phase) ->
             .map(|h| h.join().expect("worker thread panicked"))
             .collect::<Vec<_>>()
     });
-    merge(workers, start.elapsed(), &phase)
+    Tally {
+        elapsed: start.elapsed(),
+        workers,
+        phase,
+        done: None,
+    }
 }
 
 /// FNV-1a, 64 bits: the harness's key hash for peers that have no routing of their own.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use memcached_autodiscovery::testkit::LocalCluster;
 
-use crate::load::{Keyspace, Mix, Phase, PhaseResult};
+use crate::load::{Keyspace, Mix, Phase, PhaseResult, Tally};
 use crate::peers::{PeerKind, Pools};
 use crate::report::Record;
 
@@ -362,13 +362,14 @@ async fn run_one(
                 .map_err(|e| e.to_string())?;
                 let mut failed = None;
                 let m = measure(&pids, base_sockets, || {
-                    match raw::probe(&servers, &keys, spec) {
+                    let result = match raw::probe(&servers, &keys, spec) {
                         Ok(r) => r,
                         Err(e) => {
                             failed = Some(e.to_string());
                             empty_result()
                         }
-                    }
+                    };
+                    Tally::done(result, phase)
                 });
                 failed.map_or(Ok(m), Err)
             })
@@ -403,14 +404,14 @@ pub struct Measured {
     pub sockets: usize,
 }
 
-fn measure(pids: &[u32], base_sockets: usize, phase: impl FnOnce() -> PhaseResult) -> Measured {
+fn measure(pids: &[u32], base_sockets: usize, phase: impl FnOnce() -> Tally) -> Measured {
     let sampler = sys::SocketSampler::start();
     let (cpu0, srv0) = (sys::self_cpu_micros(), sys::procs_cpu_micros(pids));
-    let result = phase();
+    let tally = phase();
     let (cpu1, srv1) = (sys::self_cpu_micros(), sys::procs_cpu_micros(pids));
     let sockets = sampler.finish().saturating_sub(base_sockets);
     Measured {
-        result,
+        result: tally.merge(),
         client_cpu_us: cpu1.saturating_sub(cpu0),
         server_cpu_us: srv1.saturating_sub(srv0),
         sockets,
@@ -428,12 +429,12 @@ async fn measure_async<P: load::AsyncPeer>(
     load::run_async(peer.clone(), keys.clone(), warmup).await;
     let sampler = sys::SocketSampler::start();
     let (cpu0, srv0) = (sys::self_cpu_micros(), sys::procs_cpu_micros(&bench.pids));
-    let result = load::run_async(peer.clone(), keys, phase).await;
+    let tally = load::run_async(peer.clone(), keys, phase).await;
     let (cpu1, srv1) = (sys::self_cpu_micros(), sys::procs_cpu_micros(&bench.pids));
     let sockets = sampler.finish().saturating_sub(base_sockets);
     drop(peer);
     Measured {
-        result,
+        result: tally.merge(),
         client_cpu_us: cpu1.saturating_sub(cpu0),
         server_cpu_us: srv1.saturating_sub(srv0),
         sockets,
