@@ -27,7 +27,8 @@ loadbench: memcached-autodiscovery against other Rust memcached clients on local
 
 USAGE: loadbench [OPTIONS]
 
-  --quick               one mix (get), C=256, 1 repeat, no cold start
+  --quick               one mix (get), C=256, 1 repeat, no cold start; results go to
+                        target/loadbench-quick unless --out is given
   --mixes LIST          get,get90,mget10                      (default: all three)
   --concurrency LIST    closed-loop callers                   (default: 1,16,64,256)
   --peers LIST          mcad, mcad-cpnN (connections_per_node N), async-memcached,
@@ -91,6 +92,8 @@ fn parse_args() -> Result<Options, String> {
             .trim_end()
             .to_string(),
     };
+    let mut out_given = false;
+    let mut quick = false;
     let mut it = args.into_iter().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -101,6 +104,7 @@ fn parse_args() -> Result<Options, String> {
                 std::process::exit(0);
             }
             "--quick" => {
+                quick = true;
                 o.mixes = vec![Mix::Get];
                 o.concurrency = vec![256];
                 o.repeats = 1;
@@ -115,10 +119,17 @@ fn parse_args() -> Result<Options, String> {
             "--cap-secs" => o.cap = Duration::from_secs_f64(number(value()?)? as f64),
             "--nodes" => o.nodes = number(value()?)?.max(1) as usize,
             "--cold-start" => o.cold_start = number(value()?)? as usize,
-            "--out" => o.out = PathBuf::from(value()?),
+            "--out" => {
+                o.out = PathBuf::from(value()?);
+                out_given = true;
+            }
             "--no-charts" => o.charts = false,
             other => return Err(format!("unknown option {other}; see --help")),
         }
+    }
+    if quick && !out_given {
+        // A quick look must not overwrite the committed results.
+        o.out = PathBuf::from("target/loadbench-quick");
     }
     if o.concurrency.contains(&0) {
         return Err("concurrency must be at least 1".into());
