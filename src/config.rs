@@ -106,6 +106,11 @@ impl ClusterConfig {
         loop {
             let (after_space, _) = whitespace(rest).unwrap_or((rest, &[][..]));
             rest = after_space;
+            if let Some((node, len)) = parse_node_fast(rest) {
+                nodes.push(node);
+                rest = &rest[len..];
+                continue;
+            }
             let Ok((after, token)) = node_token(rest) else {
                 break;
             };
@@ -166,29 +171,98 @@ fn node_token(input: &[u8]) -> IResult<&[u8], &[u8]> {
     take_till1(|b: u8| b.is_ascii_whitespace())(input)
 }
 
+/// The bytes a hostname field may hold: ASCII letters, digits, `-`, `.`, `_` and `:`. A table,
+/// because this test runs on every byte of every hostname.
+const HOSTNAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b':');
+        b += 1;
+    }
+    table
+};
+
 fn is_hostname(field: &[u8]) -> bool {
-    !field.is_empty()
-        && field.len() <= 255
-        && field
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':'))
+    !field.is_empty() && field.len() <= 255 && field.iter().all(|&b| HOSTNAME_BYTES[usize::from(b)])
+}
+
+/// Parses the node entry at the start of `input` in one pass, when it is in the common form:
+/// `host|ip|port` followed by whitespace or the end of the block. `None` means "not in that
+/// form", not "invalid": the caller then cuts the token and parses it with [`parse_node`], which
+/// gives the same node whenever this one does, and the precise error otherwise.
+fn parse_node_fast(input: &[u8]) -> Option<(Node, usize)> {
+    // `|` and whitespace are not hostname bytes, so this stops at the end of the host field.
+    let host_len = input
+        .iter()
+        .position(|&b| !HOSTNAME_BYTES[usize::from(b)])?;
+    if !(1..=255).contains(&host_len) || input[host_len] != b'|' {
+        return None;
+    }
+    let rest = &input[host_len + 1..];
+    let ip_len = rest
+        .iter()
+        .position(|&b| b == b'|' || b.is_ascii_whitespace())?;
+    if rest[ip_len] != b'|' {
+        return None;
+    }
+    let ip_field = &rest[..ip_len];
+    let digits = &rest[ip_len + 1..];
+    let port_len = digits
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(digits.len());
+    if !(1..=5).contains(&port_len)
+        || digits
+            .get(port_len)
+            .is_some_and(|b| !b.is_ascii_whitespace())
+    {
+        return None;
+    }
+    let port = digits[..port_len]
+        .iter()
+        .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+    let port = u16::try_from(port).ok().filter(|&p| p != 0)?;
+    let ip = match ip_field {
+        [] => None,
+        ip => match std::str::from_utf8(ip)
+            .ok()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+        {
+            Some(addr) => Some(addr),
+            None if is_hostname(ip) => None,
+            None => return None,
+        },
+    };
+    let hostname = std::str::from_utf8(&input[..host_len]).ok()?.to_owned();
+    Some((
+        Node { hostname, ip, port },
+        host_len + 1 + ip_len + 1 + port_len,
+    ))
 }
 
 fn parse_node(token: &[u8]) -> Result<Node, ConfigErrorKind> {
-    let fields: Vec<&[u8]> = token.split(|&b| b == b'|').collect();
-    let [host, ip, port] = fields[..] else {
+    // Borrowed fields, parsed in place: the hostname is the node's only allocation.
+    let split = || token.split(|&b| b == b'|');
+    let mut fields = split();
+    let (Some(host), Some(ip), Some(port), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
         return Err(ConfigErrorKind::FieldCount {
-            fields: fields.len(),
+            fields: split().count(),
         });
     };
     if !is_hostname(host) {
         return Err(ConfigErrorKind::BadHostname);
     }
-    let text = |f: &[u8]| std::str::from_utf8(f).map(str::to_owned);
-    let hostname = text(host).map_err(|_| ConfigErrorKind::BadHostname)?;
+    fn text(f: &[u8]) -> Option<&str> {
+        std::str::from_utf8(f).ok()
+    }
+    let hostname = text(host).ok_or(ConfigErrorKind::BadHostname)?.to_owned();
     let ip = match ip {
         [] => None,
-        ip => match text(ip).ok().and_then(|s| s.parse::<IpAddr>().ok()) {
+        ip => match text(ip).and_then(|s| s.parse::<IpAddr>().ok()) {
             Some(addr) => Some(addr),
             // TLS clusters may put a hostname in the IP field: connect by hostname then.
             None if is_hostname(ip) => None,
@@ -196,11 +270,14 @@ fn parse_node(token: &[u8]) -> Result<Node, ConfigErrorKind> {
         },
     };
     let port = match port {
-        p if !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit) => text(p)
-            .ok()
-            .and_then(|s| s.parse::<u16>().ok())
-            .filter(|&p| p != 0)
-            .ok_or(ConfigErrorKind::BadPort)?,
+        p if !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit) => {
+            // At most five digits: the value fits in a u32 before the range check.
+            let value = p.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'));
+            u16::try_from(value)
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or(ConfigErrorKind::BadPort)?
+        }
         _ => return Err(ConfigErrorKind::BadPort),
     };
     Ok(Node { hostname, ip, port })
@@ -271,5 +348,65 @@ mod tests {
             c.to_reply(ReplyKind::LegacyGet),
             b"VALUE AmazonElastiCache:cluster 0 7\r\n3\na||1\n\r\nEND\r\n"
         );
+    }
+
+    #[test]
+    fn hostname_table_matches_the_byte_rule() {
+        for b in 0..=255u8 {
+            let rule = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':');
+            assert_eq!(is_hostname(&[b]), rule, "byte 0x{b:02x}");
+        }
+        assert!(!is_hostname(b""));
+        assert!(is_hostname(&[b'a'; 255]));
+        assert!(!is_hostname(&[b'a'; 256]));
+    }
+
+    #[test]
+    fn the_one_pass_node_parser_agrees_with_the_exact_one() {
+        let fields: &[&[u8]] = &[
+            b"",
+            b"h",
+            b"node-1.c.use1.cache.amazonaws.com",
+            b"10.0.0.1",
+            b"2001:db8::1",
+            b"::ffff:10.0.0.1",
+            b"1.2.3",
+            b"0",
+            b"1",
+            b"11211",
+            b"65535",
+            b"65536",
+            b"011211",
+            b"99999",
+            b"a b",
+            b"h!",
+            b"\xff",
+            &[b'x'; 255],
+            &[b'x'; 256],
+        ];
+        let ends: &[&[u8]] = &[b"", b" ", b"\n", b"\r\n", b"|", b"|x", b"x", b"!"];
+        let mut checked = 0;
+        for host in fields {
+            for ip in fields {
+                for port in fields {
+                    for end in ends {
+                        let mut input = [*host, *ip, *port].join(&b'|');
+                        input.extend_from_slice(end);
+                        let Some((node, len)) = parse_node_fast(&input) else {
+                            continue;
+                        };
+                        let (_, token) = node_token(&input).unwrap();
+                        assert_eq!(token.len(), len, "{:?}", input.escape_ascii().to_string());
+                        assert_eq!(parse_node(token), Ok(node));
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 500, "only {checked} inputs took the fast path");
+        // Every fixture-like config parses the same with the fast path taken or not.
+        let c = ClusterConfig::parse(b"1\nh1|10.0.0.1|11211 h2||11212\th3|h3|1\r\n").unwrap();
+        assert_eq!(c.nodes.len(), 3);
+        assert_eq!(c.nodes[2], Node::new("h3", None, 1));
     }
 }

@@ -6,7 +6,7 @@
 //! so a hostile server cannot make the caller allocate more than [`Limits`] allows. Values are
 //! slices of the received buffer (`Bytes`), never copies.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::Limits;
 use crate::error::{excerpt, ProtocolError};
@@ -141,12 +141,19 @@ pub fn decode(
     expect: Expect,
     limits: &Limits,
 ) -> Result<Option<(Response, usize)>, ProtocolError> {
-    let Some(scan) = scan(buf, expect, limits)? else {
+    let Some(Scan { len, shape }) = scan(buf, expect, limits)? else {
         return Ok(None);
     };
-    let consumed = scan.len;
-    let frame = buf.split_to(consumed).freeze();
-    Ok(Some((scan.build(&frame), consumed)))
+    let response = if shape.holds_bytes() {
+        let frame = buf.split_to(len).freeze();
+        shape.build(&frame)
+    } else {
+        // Nothing of the reply is kept (a status line, a miss): skip its bytes, which is
+        // cheaper than splitting them off into shared storage.
+        buf.advance(len);
+        shape.build(&Bytes::new())
+    };
+    Ok(Some((response, len)))
 }
 
 /// Where the parts of a complete reply sit in the buffer; turned into a [`Response`] once the
@@ -157,7 +164,7 @@ struct Scan {
 }
 
 enum Shape {
-    Values(Vec<ItemSpan>),
+    Values(Spans),
     Simple(Response),
     Config(Option<(usize, usize)>),
 }
@@ -169,22 +176,57 @@ struct ItemSpan {
     value: (usize, usize),
 }
 
-impl Scan {
+/// The item spans of a retrieval reply. The first one is kept inline, so that the common
+/// single-key reply allocates only its `Vec<Item>`, not a second vector of spans.
+#[derive(Default)]
+struct Spans {
+    first: Option<ItemSpan>,
+    more: Vec<ItemSpan>,
+}
+
+impl Spans {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    fn push(&mut self, span: ItemSpan) {
+        if self.first.is_none() {
+            self.first = Some(span);
+        } else {
+            self.more.push(span);
+        }
+    }
+}
+
+impl Shape {
+    /// Whether the response keeps slices of the reply's bytes.
+    fn holds_bytes(&self) -> bool {
+        match self {
+            Shape::Values(spans) => spans.len() > 0,
+            Shape::Config(span) => span.is_some(),
+            Shape::Simple(_) => false,
+        }
+    }
+
+    /// The response, with its byte fields sliced from `frame`, the reply's bytes.
     fn build(self, frame: &Bytes) -> Response {
-        match self.shape {
+        match self {
             Shape::Simple(r) => r,
             Shape::Config(span) => Response::Config(span.map(|(a, b)| frame.slice(a..b))),
-            Shape::Values(spans) => Response::Values(
-                spans
-                    .into_iter()
-                    .map(|s| Item {
-                        key: frame.slice(s.key.0..s.key.1),
-                        flags: s.flags,
-                        cas: s.cas,
-                        value: frame.slice(s.value.0..s.value.1),
-                    })
-                    .collect(),
-            ),
+            Shape::Values(spans) => {
+                let item = |s: ItemSpan| Item {
+                    key: frame.slice(s.key.0..s.key.1),
+                    flags: s.flags,
+                    cas: s.cas,
+                    value: frame.slice(s.value.0..s.value.1),
+                };
+                let mut items = Vec::with_capacity(spans.len());
+                if let Some(first) = spans.first {
+                    items.push(item(first));
+                    items.extend(spans.more.into_iter().map(item));
+                }
+                Response::Values(items)
+            }
         }
     }
 }
@@ -201,7 +243,7 @@ fn line_at(
     // Saturating: `Limits` has public fields, so the limit may be as large as usize::MAX.
     let cap = limits.max_line_len.saturating_add(2);
     let window = &rest[..rest.len().min(cap)];
-    match window.iter().position(|&b| b == b'\n') {
+    match find_lf(window) {
         Some(nl) if nl > 0 && window[nl - 1] == b'\r' => Ok(Some((at + nl - 1, at + nl + 1))),
         Some(nl) => Err(ProtocolError::MalformedLine {
             what: "reply (no CR before LF)",
@@ -212,6 +254,33 @@ fn line_at(
         }),
         None => Ok(None),
     }
+}
+
+/// Index of the first LF in `bytes`. Tests eight bytes at a time: reply lines are mostly 5 to
+/// 60 bytes, and on every reply this search is the decoder's main loop.
+#[inline]
+fn find_lf(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    const LFS: u64 = u64::from_le_bytes([b'\n'; 8]);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        // Bytes equal to LF become zero; the lowest flagged byte is the first zero byte.
+        let x = u64::from_le_bytes(word) ^ LFS;
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(base + (zeros.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| base + i)
 }
 
 /// Parses an error line, if `line` is one.
@@ -250,6 +319,11 @@ fn parse_u32(digits: &[u8]) -> Option<u32> {
 }
 
 fn scan(buf: &[u8], expect: Expect, limits: &Limits) -> Result<Option<Scan>, ProtocolError> {
+    if let Expect::Values { max } = expect {
+        // scan_values reads the first line itself, error replies included: going straight there
+        // saves finding and classifying that line twice.
+        return scan_values(buf, max, limits);
+    }
     let Some((end, next)) = line_at(buf, 0, limits)? else {
         return Ok(None);
     };
@@ -356,7 +430,7 @@ fn block_end(
 }
 
 fn scan_values(buf: &[u8], max: usize, limits: &Limits) -> Result<Option<Scan>, ProtocolError> {
-    let mut items = Vec::new();
+    let mut items = Spans::default();
     let mut at = 0;
     loop {
         let Some((end, next)) = line_at(buf, at, limits)? else {
@@ -493,4 +567,31 @@ fn scan_config(buf: &[u8], limits: &Limits) -> Result<Option<Scan>, ProtocolErro
         len: done,
         shape: Shape::Config(Some((next, block_end))),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_lf;
+
+    #[test]
+    fn find_lf_agrees_with_a_byte_loop() {
+        // Every length up to three words, LF at every position (or none), over backgrounds that
+        // stress the word test: bytes next to LF, 0x80 and above, zero.
+        for fill in [b'a', b'\t', b'\x0b', b'\r', 0x8a, 0xff, 0x00] {
+            for len in 0..=24 {
+                for lf in (0..len).map(Some).chain([None]) {
+                    let mut bytes = vec![fill; len];
+                    if let Some(i) = lf {
+                        bytes[i] = b'\n';
+                        // A second LF later must not be reported instead.
+                        if i + 3 < len {
+                            bytes[i + 3] = b'\n';
+                        }
+                    }
+                    let naive = bytes.iter().position(|&b| b == b'\n');
+                    assert_eq!(find_lf(&bytes), naive, "{bytes:?}");
+                }
+            }
+        }
+    }
 }
