@@ -432,6 +432,8 @@ async fn serve<R: ReadSide, W: WriteSide>(
     tokio::pin!(sleep);
     let mut armed_for: Option<Instant> = None;
     let mut last_io = Instant::now();
+    // Whether this write already waited one scheduler turn for more requests (see below).
+    let mut coalesced = false;
     // Nothing read yet on this connection (for the hint that a server may require TLS).
     let mut fresh = true;
     // Bytes accepted by a buffered writer (TLS) and not yet flushed to the socket.
@@ -474,6 +476,14 @@ async fn serve<R: ReadSide, W: WriteSide>(
                 };
             }
             last_io = Instant::now();
+        }
+        // Write coalescing: the callers woken by the last replies usually have not run yet, so
+        // writing now would send one or two requests per syscall. When others are in flight
+        // (a lone caller never waits), give them one scheduler turn to queue theirs first.
+        if !wbuf.is_empty() && !coalesced && wbuf.len() < MAX_WRITE_BATCH && in_flight.len() > 1 {
+            coalesced = true;
+            tokio::task::yield_now().await;
+            continue;
         }
         // The timer watches the oldest request. Deadlines grow in FIFO order, so a timer armed
         // for an earlier request stays valid (it fires early at worst and is re-armed then):
@@ -527,6 +537,7 @@ async fn serve<R: ReadSide, W: WriteSide>(
                     },
                     Ok(Some(n)) => {
                         last_io = Instant::now();
+                        coalesced = false;
                         if W::NEEDS_FLUSH {
                             unflushed = true;
                         }
