@@ -7,14 +7,14 @@
 //! [`crate::builder`]; discovery and refresh in [`crate::discovery`].
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
+
 use std::sync::Arc;
-use std::task::Poll;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::builder::ClientBuilder;
@@ -23,9 +23,7 @@ use crate::config::{ClusterConfig, Node};
 use crate::connection::{Connection, ConnectionSettings};
 use crate::discovery::{decide, fetch_with, Decision, PollState, Refresh};
 use crate::error::{excerpt, Error, ProtocolError};
-use crate::protocol::{
-    validate_key, Expect, Item, Limits, Request, Response, Retrieval, StoreMode,
-};
+use crate::protocol::{validate_key, Item, Limits, Request, Response, Retrieval, StoreMode};
 
 /// Keys per `get` line in [`Client::get_many`]; larger groups are split into several pipelined
 /// requests.
@@ -170,32 +168,6 @@ fn server_error(node: &str, reply: &crate::protocol::ErrorReply) -> Error {
     }
 }
 
-/// A boxed future, for running a varying number of calls at once.
-type BoxedCall<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Runs futures concurrently and returns their outputs in order.
-async fn join_all<T>(mut futures: Vec<BoxedCall<'_, T>>) -> Vec<T> {
-    let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (fut, out) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if out.is_none() {
-                match fut.as_mut().poll(cx) {
-                    Poll::Ready(v) => *out = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
-}
-
 impl Client {
     /// A builder with safe defaults; see [`ClientBuilder`].
     pub fn builder() -> ClientBuilder {
@@ -325,42 +297,40 @@ impl Client {
                 groups[index].push(key);
             }
         }
-        let mut calls: Vec<BoxedCall<'_, Result<Vec<Item>, Error>>> = Vec::new();
-        for (index, group) in groups.iter().enumerate() {
-            for chunk in group.chunks(KEYS_PER_GET) {
-                let conn = snapshot.nodes[index].connection().clone();
-                calls.push(Box::pin(async move {
+        // Queue every node's request first, then collect the replies: all travel at once, under
+        // one deadline.
+        let deadline = Instant::now() + self.inner.settings.request_timeout;
+        let span = tracing::debug_span!("memcached.request", op = "get_many", keys = keys.len());
+        async {
+            let mut waiting = Vec::with_capacity(groups.len());
+            for (index, group) in groups.iter().enumerate() {
+                let conn = snapshot.nodes[index].connection();
+                for chunk in group.chunks(KEYS_PER_GET) {
                     let request = Request::Retrieve {
                         kind: Retrieval::Get,
                         keys: chunk,
                     };
                     let mut buf = BytesMut::new();
                     let expect = request.encode(&mut buf, &self.inner.limits)?;
-                    let span = tracing::debug_span!(
-                        "memcached.request",
-                        op = "get_many",
-                        node = conn.node(),
-                        keys = chunk.len()
-                    );
-                    match conn
-                        .call(buf.freeze(), expect, true)
-                        .instrument(span)
-                        .await?
-                    {
-                        Response::Values(items) => check_order(chunk, items, conn.node()),
-                        Response::Error(e) => Err(server_error(conn.node(), &e)),
-                        other => Err(unexpected(conn.node(), &other)),
-                    }
-                }));
+                    let reply = conn.send(buf.freeze(), expect, true, deadline).await?;
+                    waiting.push((conn, chunk, reply));
+                }
             }
-        }
-        let mut found = HashMap::with_capacity(keys.len());
-        for result in join_all(calls).await {
-            for item in result? {
-                found.insert(item.key, item.value);
+            let mut found = HashMap::with_capacity(keys.len());
+            for (conn, chunk, reply) in waiting {
+                let items = match conn.reply(reply).await? {
+                    Response::Values(items) => check_order(chunk, items, conn.node())?,
+                    Response::Error(e) => return Err(server_error(conn.node(), &e)),
+                    other => return Err(unexpected(conn.node(), &other)),
+                };
+                for item in items {
+                    found.insert(item.key, item.value);
+                }
             }
+            Ok(found)
         }
-        Ok(found)
+        .instrument(span)
+        .await
     }
 
     /// Stores `value` under `key` with `mode`, `flags` and a time to live (zero: no expiry).
@@ -549,24 +519,27 @@ impl Client {
             Ok(expect) => (buf.freeze(), expect),
             Err(e) => return vec![(String::new(), Err(e.into()))],
         };
-        let calls = snapshot
-            .nodes
-            .iter()
-            .map(|node| {
-                let conn = node.connection().clone();
-                let (bytes, expect): (Bytes, Expect) = frame.clone();
-                let span = tracing::debug_span!("memcached.request", op, node = conn.node());
-                Box::pin(async move { conn.call(bytes, expect, idempotent).instrument(span).await })
-                    as BoxedCall<'static, Result<Response, Error>>
-            })
-            .collect();
-        let results = join_all(calls).await;
-        snapshot
-            .nodes
-            .iter()
-            .map(|n| n.id.to_string())
-            .zip(results)
-            .collect()
+        let deadline = Instant::now() + self.inner.settings.request_timeout;
+        let span = tracing::debug_span!("memcached.request", op, nodes = snapshot.nodes.len());
+        async {
+            let mut waiting = Vec::with_capacity(snapshot.nodes.len());
+            for node in &snapshot.nodes {
+                let conn = node.connection();
+                let (bytes, expect) = frame.clone();
+                waiting.push((node, conn.send(bytes, expect, idempotent, deadline).await));
+            }
+            let mut results = Vec::with_capacity(waiting.len());
+            for (node, sent) in waiting {
+                let result = match sent {
+                    Ok(reply) => node.connection().reply(reply).await,
+                    Err(e) => Err(e),
+                };
+                results.push((node.id.to_string(), result));
+            }
+            results
+        }
+        .instrument(span)
+        .await
     }
 
     /// Invalidates every item on every node (`flush_all`).

@@ -144,6 +144,12 @@ impl Health {
     }
 }
 
+/// Where the reply of a queued request arrives, and until when it is awaited.
+pub(crate) struct Reply {
+    rx: oneshot::Receiver<Result<Response, Error>>,
+    deadline: Instant,
+}
+
 /// A cheap, cloneable handle to one connection task. The task ends when the last handle is
 /// dropped and the requests already in flight have been answered (or have timed out).
 #[derive(Clone)]
@@ -181,41 +187,70 @@ impl Connection {
         &self.health.node
     }
 
+    /// The deadline of a request sent now.
+    pub(crate) fn deadline(&self) -> Instant {
+        Instant::now() + self.request_timeout
+    }
+
+    /// Queues one encoded request (waiting for room in the queue, at most until `deadline`) and
+    /// returns where its reply will arrive; [`Connection::reply`] waits for it. Several requests
+    /// can be queued before any reply is awaited, so that they travel together. `idempotent`
+    /// requests may be sent a second time on a fresh connection if the connection breaks
+    /// before their reply (see [`Request::is_idempotent`](crate::protocol::Request::is_idempotent)).
+    /// Cancel-safe: a dropped future or receiver never affects another request.
+    pub(crate) async fn send(
+        &self,
+        frame: Bytes,
+        expect: Expect,
+        idempotent: bool,
+        deadline: Instant,
+    ) -> Result<Reply, Error> {
+        if let Some(down) = self.health.down_error() {
+            return Err(down);
+        }
+        let (reply, rx) = oneshot::channel();
+        let pending = Pending {
+            frame,
+            expect,
+            reply,
+            deadline,
+            idempotent,
+            replayed: false,
+        };
+        match tokio::time::timeout_at(deadline, self.tx.send(pending)).await {
+            Ok(Ok(())) => Ok(Reply { rx, deadline }),
+            Ok(Err(_)) => Err(self.closed()),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
+    /// Waits for the reply of a request queued by [`Connection::send`], at most until its
+    /// deadline.
+    pub(crate) async fn reply(&self, reply: Reply) -> Result<Response, Error> {
+        match tokio::time::timeout_at(reply.deadline, reply.rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(self.closed()),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
     /// Sends one encoded request and waits for its reply, at most the request timeout.
-    /// `idempotent` requests may be sent a second time on a fresh connection if the connection
-    /// breaks before their reply (see [`Request::is_idempotent`](crate::protocol::Request::is_idempotent)).
-    /// Cancel-safe: dropping the future at any point never affects another request.
     pub(crate) async fn call(
         &self,
         frame: Bytes,
         expect: Expect,
         idempotent: bool,
     ) -> Result<Response, Error> {
-        if let Some(down) = self.health.down_error() {
-            return Err(down);
-        }
-        let deadline = Instant::now() + self.request_timeout;
-        let (reply, rx) = oneshot::channel();
-        let exchange = async {
-            let pending = Pending {
-                frame,
-                expect,
-                reply,
-                deadline,
-                idempotent,
-                replayed: false,
-            };
-            if self.tx.send(pending).await.is_err() {
-                return Err(self.closed());
-            }
-            rx.await.unwrap_or_else(|_| Err(self.closed()))
-        };
-        match tokio::time::timeout_at(deadline, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
-                node: self.health.node.to_string(),
-                timeout: self.request_timeout,
-            }),
+        let reply = self
+            .send(frame, expect, idempotent, self.deadline())
+            .await?;
+        self.reply(reply).await
+    }
+
+    fn timeout(&self) -> Error {
+        Error::Timeout {
+            node: self.health.node.to_string(),
+            timeout: self.request_timeout,
         }
     }
 
