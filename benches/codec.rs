@@ -1,1 +1,256 @@
-fn main() {}
+//! Micro-benchmarks of the pure protocol core: reply decoding and request encoding.
+//!
+//! What is timed. Decoding consumes its input buffer, so every decode benchmark gets a fresh
+//! copy of the reply per iteration, made in an untimed setup step (`batched` below, which works
+//! like criterion's `iter_batched`): allocating and filling the input is not timed, and neither
+//! is freeing it (the emptied buffer, which still owns the input's storage, is handed back and
+//! dropped after the clock is read). The setup also puts the copy in the state of a live
+//! connection's read buffer (`live_buffer`): `BytesMut` switches its storage to a shared,
+//! reference-counted form on the first split, with one small allocation, and a connection pays
+//! that once per buffer, not once per reply.
+//!
+//! The timed part is `decode` followed by dropping the decoded reply, as a connection hands each
+//! reply on and the caller drops it: scanning the header lines, checking sizes, splitting the
+//! reply's bytes off the buffer, building the `Response` (its `Vec` of items and zero-copy
+//! `Bytes` slices of keys and values), and freeing that `Vec`. Replies are dropped inside the
+//! timing rather than kept to the end of the batch because thousands of live replies push the
+//! allocator off its fast path, and the benchmark would then measure heap churn that a
+//! connection, which frees each reply soon, does not have.
+//!
+//! Encoding writes into a buffer that is allocated once, outside the timing, and cleared at the
+//! start of every iteration, as a connection's write buffer is reused between batches.
+//!
+//! The clock is wall time. With `BENCH_CLOCK=cpu` it is the benchmark thread's own on-CPU time
+//! instead (Linux, `CLOCK_THREAD_CPUTIME_ID`), which time spent running other processes on a busy
+//! shared machine does not inflate.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
+use memcached_autodiscovery::protocol::{
+    decode, Expect, Limits, Request, Response, Retrieval, StoreMode,
+};
+
+/// A 10-byte key, as an application might use.
+const KEY: &[u8] = b"user:12345";
+
+/// The clock read around the timed code.
+enum Clock {
+    Wall(Instant),
+    ThreadCpu,
+}
+
+impl Clock {
+    fn from_env() -> Clock {
+        match std::env::var("BENCH_CLOCK").as_deref() {
+            Ok("cpu") => Clock::ThreadCpu,
+            _ => Clock::Wall(Instant::now()),
+        }
+    }
+
+    /// Nanoseconds since an arbitrary origin.
+    fn now(&self) -> u64 {
+        match self {
+            Clock::Wall(origin) => origin.elapsed().as_nanos() as u64,
+            Clock::ThreadCpu => thread_cpu_ns(),
+        }
+    }
+}
+
+/// CPU time used by the calling thread, in ns.
+#[cfg(target_os = "linux")]
+fn thread_cpu_ns() -> u64 {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: std::ffi::c_long,
+        tv_nsec: std::ffi::c_long,
+    }
+    extern "C" {
+        fn clock_gettime(clock: std::ffi::c_int, out: *mut Timespec) -> std::ffi::c_int;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: std::ffi::c_int = 3;
+    let mut t = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable timespec (two C longs on Linux) for the call's duration.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_ns() -> u64 {
+    panic!("BENCH_CLOCK=cpu is only implemented on Linux")
+}
+
+/// Times `routine` on inputs made by `setup`, `chunk` inputs at a time; only the calls of
+/// `routine` are inside the clock readings, and its outputs are dropped after them.
+fn batched<I, O>(
+    b: &mut Bencher<'_>,
+    chunk: u64,
+    mut setup: impl FnMut() -> I,
+    mut routine: impl FnMut(I) -> O,
+) {
+    b.iter_custom(|iters| {
+        let clock = Clock::from_env();
+        let mut timed = 0;
+        let mut left = iters;
+        while left > 0 {
+            let n = left.min(chunk);
+            let inputs: Vec<I> = (0..n).map(|_| setup()).collect();
+            let mut outputs = Vec::with_capacity(n as usize);
+            let start = clock.now();
+            for input in inputs {
+                outputs.push(routine(input));
+            }
+            timed += clock.now() - start;
+            drop(black_box(outputs));
+            left -= n;
+        }
+        Duration::from_nanos(timed)
+    })
+}
+
+/// Times `routine` called `iters` times in a row.
+fn looped<O>(b: &mut Bencher<'_>, mut routine: impl FnMut() -> O) {
+    b.iter_custom(|iters| {
+        let clock = Clock::from_env();
+        let start = clock.now();
+        for _ in 0..iters {
+            black_box(routine());
+        }
+        Duration::from_nanos(clock.now() - start)
+    })
+}
+
+/// A copy of `template` in the state of a connection's read buffer after its first reply: its
+/// storage already shared, so that splitting a reply off does not allocate.
+fn live_buffer(template: &BytesMut) -> BytesMut {
+    let mut buf = template.clone();
+    drop(buf.split_to(0));
+    buf
+}
+
+fn get_hit_reply(value_len: usize) -> Vec<u8> {
+    let mut reply = b"VALUE ".to_vec();
+    reply.extend_from_slice(KEY);
+    reply.extend_from_slice(format!(" 0 {value_len}\r\n").as_bytes());
+    reply.extend((0..value_len).map(|i| b'a' + (i % 26) as u8));
+    reply.extend_from_slice(b"\r\nEND\r\n");
+    reply
+}
+
+fn bench_decode(c: &mut Criterion) {
+    let limits = Limits::default();
+    let one_key = Expect::Values { max: 1 };
+    let decode_one = |mut buf: BytesMut| {
+        let reply = decode(black_box(&mut buf), one_key, &limits).unwrap();
+        drop(black_box(reply));
+        buf
+    };
+    let mut group = c.benchmark_group("decode");
+
+    let small = BytesMut::from(&get_hit_reply(100)[..]);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("get_hit_100B", |b| {
+        batched(b, 100, || live_buffer(&small), decode_one)
+    });
+
+    let miss = BytesMut::from(&b"END\r\n"[..]);
+    group.bench_function("get_miss", |b| {
+        batched(b, 100, || live_buffer(&miss), decode_one)
+    });
+
+    // The value is not copied: decode reads the header and the CRLF after the announced
+    // length, then hands out a slice of the received buffer. Throughput is the reply's size.
+    let large_reply = get_hit_reply(100 << 10);
+    let large = BytesMut::from(&large_reply[..]);
+    group.throughput(Throughput::Bytes(large_reply.len() as u64));
+    group.bench_function("get_hit_100KiB", |b| {
+        batched(b, 64, || live_buffer(&large), decode_one)
+    });
+
+    // 100 replies back to back in one read buffer, decoded one after the other, as a
+    // connection does after one read of a pipelined batch.
+    let pipelined = BytesMut::from(&get_hit_reply(100).repeat(100)[..]);
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("pipelined_100_get_hits", |b| {
+        batched(
+            b,
+            10,
+            || live_buffer(&pipelined),
+            |mut buf| {
+                while let Some(reply) = decode(black_box(&mut buf), one_key, &limits).unwrap() {
+                    drop(black_box(reply));
+                }
+                buf
+            },
+        )
+    });
+    group.finish();
+
+    // Outside the timing: the benchmarks decode what they claim to, and values are slices of
+    // the received buffer, not copies.
+    for (input, len) in [(&small, 100), (&large, 100 << 10)] {
+        let mut buf = live_buffer(input);
+        let received = buf.as_ptr_range();
+        match decode(&mut buf, one_key, &limits) {
+            Ok(Some((Response::Values(items), _))) => {
+                let value = items[0].value.as_ptr_range();
+                assert_eq!(items[0].value.len(), len);
+                assert!(received.start <= value.start && value.end <= received.end);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut buf = pipelined.clone();
+    let mut count = 0;
+    while let Some((Response::Values(items), _)) = decode(&mut buf, one_key, &limits).unwrap() {
+        assert_eq!(items.len(), 1);
+        count += 1;
+    }
+    assert_eq!((count, buf.len()), (100, 0));
+}
+
+fn bench_encode(c: &mut Criterion) {
+    let limits = Limits::default();
+    let mut group = c.benchmark_group("encode");
+    group.throughput(Throughput::Elements(1));
+    let mut buf = BytesMut::with_capacity(4096);
+
+    let keys: &[&[u8]] = &[KEY];
+    let get = Request::Retrieve {
+        kind: Retrieval::Get,
+        keys,
+    };
+    group.bench_function("get", |b| {
+        looped(b, || {
+            buf.clear();
+            black_box(&get).encode(&mut buf, &limits).unwrap();
+            buf.len()
+        })
+    });
+
+    let value = [b'v'; 100];
+    let set = Request::Store {
+        mode: StoreMode::Set,
+        key: KEY,
+        flags: 0,
+        exptime: 300,
+        value: &value,
+    };
+    group.bench_function("set_100B", |b| {
+        looped(b, || {
+            buf.clear();
+            black_box(&set).encode(&mut buf, &limits).unwrap();
+            buf.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_encode);
+criterion_main!(benches);

@@ -1,1 +1,115 @@
-fn main() {}
+//! Micro-benchmarks of the cluster configuration parser, on data blocks shaped like the ones
+//! ElastiCache serves: `<version>\n` then `host|ip|port` entries separated by spaces, with
+//! hostnames of the form `<cluster>.<id>.<nnnn>.<region>.cache.amazonaws.com` and private IPv4
+//! addresses.
+//!
+//! What is timed: `ClusterConfig::parse` of a block that is built once, outside the timing
+//! (parsing only reads it, so nothing needs resetting between iterations), including every
+//! allocation of the result (the node list and one `String` per hostname) and dropping it again
+//! at the end of the iteration. (Keeping the results alive until the end of a sample, as
+//! `iter_with_large_drop` does, holds thousands of configs at once, and the page faults of that
+//! memory land in the timed region: it measures worse, not better.)
+//!
+//! The clock is wall time. With `BENCH_CLOCK=cpu` it is the benchmark thread's own on-CPU time
+//! instead (Linux, `CLOCK_THREAD_CPUTIME_ID`), which time spent running other processes on a busy
+//! shared machine does not inflate.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Bencher, BenchmarkId, Criterion, Throughput};
+use memcached_autodiscovery::config::ClusterConfig;
+
+/// The clock read around the timed code.
+enum Clock {
+    Wall(Instant),
+    ThreadCpu,
+}
+
+impl Clock {
+    fn from_env() -> Clock {
+        match std::env::var("BENCH_CLOCK").as_deref() {
+            Ok("cpu") => Clock::ThreadCpu,
+            _ => Clock::Wall(Instant::now()),
+        }
+    }
+
+    /// Nanoseconds since an arbitrary origin.
+    fn now(&self) -> u64 {
+        match self {
+            Clock::Wall(origin) => origin.elapsed().as_nanos() as u64,
+            Clock::ThreadCpu => thread_cpu_ns(),
+        }
+    }
+}
+
+/// CPU time used by the calling thread, in ns.
+#[cfg(target_os = "linux")]
+fn thread_cpu_ns() -> u64 {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: std::ffi::c_long,
+        tv_nsec: std::ffi::c_long,
+    }
+    extern "C" {
+        fn clock_gettime(clock: std::ffi::c_int, out: *mut Timespec) -> std::ffi::c_int;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: std::ffi::c_int = 3;
+    let mut t = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable timespec (two C longs on Linux) for the call's duration.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_ns() -> u64 {
+    panic!("BENCH_CLOCK=cpu is only implemented on Linux")
+}
+
+/// Times `routine` called `iters` times in a row.
+fn looped<O>(b: &mut Bencher<'_>, mut routine: impl FnMut() -> O) {
+    b.iter_custom(|iters| {
+        let clock = Clock::from_env();
+        let start = clock.now();
+        for _ in 0..iters {
+            black_box(routine());
+        }
+        Duration::from_nanos(clock.now() - start)
+    })
+}
+
+/// A data block of `nodes` nodes, as `config get cluster` returns it inside its envelope.
+fn block(nodes: usize) -> Vec<u8> {
+    let entries: Vec<String> = (1..=nodes)
+        .map(|n| {
+            format!(
+                "sessions-prod.x7kq2m.{n:04}.use1.cache.amazonaws.com|10.{}.{}.{}|11211",
+                n % 4,
+                (n * 37) % 256,
+                1 + (n * 11) % 254
+            )
+        })
+        .collect();
+    format!("{}\n{}\n", 40 + nodes, entries.join(" ")).into_bytes()
+}
+
+fn bench_parse(c: &mut Criterion) {
+    let mut group = c.benchmark_group("config_parse");
+    for nodes in [3, 30, 300] {
+        let data = block(nodes);
+        let parsed = ClusterConfig::parse(&data).expect("the benchmark block parses");
+        assert_eq!(parsed.nodes.len(), nodes);
+        group.throughput(Throughput::Elements(nodes as u64));
+        group.bench_with_input(BenchmarkId::new("nodes", nodes), &data, |b, data| {
+            looped(b, || ClusterConfig::parse(black_box(data)).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_parse);
+criterion_main!(benches);
