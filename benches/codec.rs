@@ -24,10 +24,14 @@
 //! instead (Linux, `CLOCK_THREAD_CPUTIME_ID`), which time spent running other processes on a busy
 //! shared machine does not inflate.
 
+#[path = "support/clock.rs"]
+mod clock;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
+use clock::Clock;
 use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
 use memcached_autodiscovery::protocol::{
     decode, Expect, Limits, Request, Response, Retrieval, StoreMode,
@@ -35,56 +39,6 @@ use memcached_autodiscovery::protocol::{
 
 /// A 10-byte key, as an application might use.
 const KEY: &[u8] = b"user:12345";
-
-/// The clock read around the timed code.
-enum Clock {
-    Wall(Instant),
-    ThreadCpu,
-}
-
-impl Clock {
-    fn from_env() -> Clock {
-        match std::env::var("BENCH_CLOCK").as_deref() {
-            Ok("cpu") => Clock::ThreadCpu,
-            _ => Clock::Wall(Instant::now()),
-        }
-    }
-
-    /// Nanoseconds since an arbitrary origin.
-    fn now(&self) -> u64 {
-        match self {
-            Clock::Wall(origin) => origin.elapsed().as_nanos() as u64,
-            Clock::ThreadCpu => thread_cpu_ns(),
-        }
-    }
-}
-
-/// CPU time used by the calling thread, in ns.
-#[cfg(target_os = "linux")]
-fn thread_cpu_ns() -> u64 {
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: std::ffi::c_long,
-        tv_nsec: std::ffi::c_long,
-    }
-    extern "C" {
-        fn clock_gettime(clock: std::ffi::c_int, out: *mut Timespec) -> std::ffi::c_int;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: std::ffi::c_int = 3;
-    let mut t = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid, writable timespec (two C longs on Linux) for the call's duration.
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
-}
-
-#[cfg(not(target_os = "linux"))]
-fn thread_cpu_ns() -> u64 {
-    panic!("BENCH_CLOCK=cpu is only implemented on Linux")
-}
 
 /// Times `routine` on inputs made by `setup`, `chunk` inputs at a time; only the calls of
 /// `routine` are inside the clock readings, and its outputs are dropped after them.
