@@ -107,15 +107,20 @@ async fn storm(client: Client, callers: u64, rounds: u64) -> Arc<Tally> {
     tally
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_callers_with_random_timeouts_get_only_their_own_values() {
-    let cluster = LocalCluster::start(3).await.unwrap();
-    let client = Client::builder()
+/// A client whose own timeout never fires during a storm: every cut comes from the storm.
+async fn patient_client(cluster: &LocalCluster) -> Client {
+    Client::builder()
         .config_endpoint(cluster.config_endpoint().to_string())
         .request_timeout(Duration::from_secs(10))
         .build()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_callers_with_random_timeouts_get_only_their_own_values() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = patient_client(&cluster).await;
     let tally = storm(client.clone(), 10_000, 6).await;
     let (ok, cancelled, errors, wrong) = (
         tally.ok.load(Ordering::Relaxed),
@@ -168,12 +173,7 @@ async fn a_future_dropped_before_its_first_poll_sends_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_requests_with_random_cancellations() {
     let cluster = LocalCluster::start(3).await.unwrap();
-    let client = Client::builder()
-        .config_endpoint(cluster.config_endpoint().to_string())
-        .request_timeout(Duration::from_secs(10))
-        .build()
-        .await
-        .unwrap();
+    let client = patient_client(&cluster).await;
     let callers = 500u64;
     let rounds = 1300u64; // one or two requests a round (a cancelled set skips its get)
     let tally = storm(client.clone(), callers, rounds).await;
