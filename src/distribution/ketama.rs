@@ -203,6 +203,11 @@ fn weight_of(weights: Option<&[u32]>, i: usize) -> u32 {
     weights.and_then(|w| w.get(i).copied()).unwrap_or(1).max(1)
 }
 
+/// The sum of the weights of `nodes` nodes, each as [`weight_of`] reads it.
+fn total_weight(weights: Option<&[u32]>, nodes: usize) -> u64 {
+    (0..nodes).map(|i| u64::from(weight_of(weights, i))).sum()
+}
+
 impl Continuum {
     fn new(positions: Vec<u32>, owners: Vec<u32>, key_hash: KeyHash) -> Continuum {
         let bits = index_bits(positions.len());
@@ -234,9 +239,7 @@ impl Continuum {
         weights: Option<&[u32]>,
         key_hash: KeyHash,
     ) -> Continuum {
-        let total: u64 = (0..ids.len())
-            .map(|i| u64::from(weight_of(weights, i)))
-            .sum();
+        let total = total_weight(weights, ids.len());
         let mut points = Points::with_capacity(ids.len() * KETAMA_POINTS as usize);
         for (node, id) in ids.iter().enumerate() {
             let count = ketama_points_per_node(weight_of(weights, node), total, ids.len());
@@ -274,9 +277,7 @@ impl Continuum {
         digest: PointDigest,
         key_hash: KeyHash,
     ) -> Continuum {
-        let total: u64 = (0..ids.len())
-            .map(|i| u64::from(weight_of(weights, i)))
-            .sum();
+        let total = total_weight(weights, ids.len());
         let mut points = Points::with_capacity(ids.len() * KETAMA_POINTS as usize);
         for (node, id) in ids.iter().enumerate() {
             let count = match weights {
