@@ -31,7 +31,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use clock::Clock;
+use clock::{looped, Clock};
 use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
 use memcached_autodiscovery::protocol::{
     decode, Expect, Limits, Request, Response, Retrieval, StoreMode,
@@ -65,18 +65,6 @@ fn batched<I, O>(
             left -= n;
         }
         Duration::from_nanos(timed)
-    })
-}
-
-/// Times `routine` called `iters` times in a row.
-fn looped<O>(b: &mut Bencher<'_>, mut routine: impl FnMut() -> O) {
-    b.iter_custom(|iters| {
-        let clock = Clock::from_env();
-        let start = clock.now();
-        for _ in 0..iters {
-            black_box(routine());
-        }
-        Duration::from_nanos(clock.now() - start)
     })
 }
 

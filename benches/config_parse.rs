@@ -18,23 +18,10 @@
 mod clock;
 
 use std::hint::black_box;
-use std::time::Duration;
 
-use clock::Clock;
-use criterion::{criterion_group, criterion_main, Bencher, BenchmarkId, Criterion, Throughput};
+use clock::looped;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use memcached_autodiscovery::config::ClusterConfig;
-
-/// Times `routine` called `iters` times in a row.
-fn looped<O>(b: &mut Bencher<'_>, mut routine: impl FnMut() -> O) {
-    b.iter_custom(|iters| {
-        let clock = Clock::from_env();
-        let start = clock.now();
-        for _ in 0..iters {
-            black_box(routine());
-        }
-        Duration::from_nanos(clock.now() - start)
-    })
-}
 
 /// A data block of `nodes` nodes, as `config get cluster` returns it inside its envelope.
 fn block(nodes: usize) -> Vec<u8> {

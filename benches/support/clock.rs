@@ -1,8 +1,11 @@
-//! The clock the criterion benchmarks read around the timed code: wall time, or with
+//! The clock the criterion benchmarks read around the timed code, and the plain timing loop over it: wall time, or with
 //! `BENCH_CLOCK=cpu` the CPU time of the benchmark thread, which other jobs on a shared machine
 //! do not inflate. Included by each benchmark with `#[path]`.
 
-use std::time::Instant;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::Bencher;
 
 /// The clock read around the timed code.
 pub enum Clock {
@@ -52,4 +55,16 @@ fn thread_cpu_ns() -> u64 {
 #[cfg(not(target_os = "linux"))]
 fn thread_cpu_ns() -> u64 {
     panic!("BENCH_CLOCK=cpu is only implemented on Linux")
+}
+
+/// Times `routine` called `iters` times in a row.
+pub fn looped<O>(b: &mut Bencher<'_>, mut routine: impl FnMut() -> O) {
+    b.iter_custom(|iters| {
+        let clock = Clock::from_env();
+        let start = clock.now();
+        for _ in 0..iters {
+            black_box(routine());
+        }
+        Duration::from_nanos(clock.now() - start)
+    })
 }
