@@ -242,12 +242,6 @@ pub enum Error {
         /// The last failure seen on the node.
         reason: Arc<str>,
     },
-    /// The node's request queue is full (backpressure).
-    #[error("node {node}: request queue full; slow down or raise queue_depth")]
-    Overloaded {
-        /// The node, as `host:port`.
-        node: String,
-    },
     /// A TLS connection to a node or to the configuration endpoint could not be set up, or the
     /// client and the server disagree on whether to use TLS. The message says what to change.
     #[error("TLS with {server}: {message}")]
@@ -307,7 +301,6 @@ impl Error {
             Error::Timeout { .. }
             | Error::Io { .. }
             | Error::NodeDown { .. }
-            | Error::Overloaded { .. }
             | Error::Protocol { .. }
             | Error::Discovery { .. }
             | Error::NoNodes => true,
@@ -329,7 +322,6 @@ impl Error {
             | Error::Io { node, .. }
             | Error::Timeout { node, .. }
             | Error::NodeDown { node, .. }
-            | Error::Overloaded { node }
             | Error::Server { node, .. }
             | Error::Tls { server: node, .. } => Some(node),
             _ => None,

@@ -51,7 +51,6 @@ fn kind(e: &Error) -> &'static str {
         Error::Io { .. } => "io",
         Error::NodeDown { .. } => "node_down",
         Error::Protocol { .. } => "protocol",
-        Error::Overloaded { .. } => "overloaded",
         Error::Server { .. } => "server",
         Error::NoNodes => "no_nodes",
         _ => "other",
