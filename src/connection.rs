@@ -20,7 +20,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -66,6 +66,9 @@ pub(crate) struct ConnectionSettings {
 pub(crate) enum Target {
     Addr(SocketAddr, #[cfg(feature = "tls")] Arc<str>),
     Host(String, u16),
+    /// An in-memory pipe per connect, whose other end a test harness plays the server on.
+    #[cfg(feature = "fuzzing")]
+    Memory(crate::fuzzing::MemoryDialer),
 }
 
 impl Target {
@@ -86,6 +89,8 @@ impl Target {
         match self {
             Target::Addr(_, host) => host,
             Target::Host(host, _) => host,
+            #[cfg(feature = "fuzzing")]
+            Target::Memory(_) => "memory",
         }
     }
 }
@@ -101,27 +106,25 @@ struct Pending {
     replayed: bool,
 }
 
-/// State the task shares with the handles: whether the node is down, and why.
+/// State the task shares with the handles: whether the node is down, and why. Times are read
+/// from tokio's clock, the one request deadlines use.
 struct Health {
     node: Arc<str>,
-    /// Nanoseconds since [`epoch`] until which the node counts as down; 0 when up.
+    /// When the connection was made; `down_until` counts from here.
+    epoch: Instant,
+    /// Nanoseconds since `epoch` until which the node counts as down; 0 when up.
     down_until: AtomicU64,
     reason: Mutex<Arc<str>>,
 }
 
-fn epoch() -> std::time::Instant {
-    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
-    *EPOCH.get_or_init(std::time::Instant::now)
-}
-
-fn now_nanos() -> u64 {
-    epoch().elapsed().as_nanos() as u64
-}
-
 impl Health {
+    fn now_nanos(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
     fn down_error(&self) -> Option<Error> {
         let until = self.down_until.load(Ordering::Relaxed);
-        if until == 0 || now_nanos() >= until {
+        if until == 0 || self.now_nanos() >= until {
             return None;
         }
         let reason = self.reason.lock().map(|r| r.clone()).unwrap_or_default();
@@ -135,7 +138,9 @@ impl Health {
         if let Ok(mut r) = self.reason.lock() {
             *r = Arc::from(reason.to_string());
         }
-        let until = now_nanos().saturating_add(jitter(backoff, 0.2).as_nanos() as u64);
+        let until = self
+            .now_nanos()
+            .saturating_add(jitter(backoff, 0.2).as_nanos() as u64);
         self.down_until.store(until.max(1), Ordering::Relaxed);
     }
 
@@ -170,6 +175,7 @@ impl Connection {
         let (tx, rx) = mpsc::channel(settings.queue_depth.max(1));
         let health = Arc::new(Health {
             node: node_id,
+            epoch: Instant::now(),
             down_until: AtomicU64::new(0),
             reason: Mutex::new(Arc::from("")),
         });
@@ -263,7 +269,7 @@ impl Connection {
     }
 }
 
-fn io_error(node: &str, e: &std::io::Error) -> Error {
+pub(crate) fn io_error(node: &str, e: &std::io::Error) -> Error {
     Error::Io {
         node: node.to_string(),
         kind: e.kind(),
@@ -321,6 +327,11 @@ async fn run(
                 let (reader, writer) = tls.split();
                 serve(reader, writer, first, &mut rx, &settings, &node).await
             }
+            #[cfg(feature = "fuzzing")]
+            Stream::Memory(pipe) => {
+                let (reader, writer) = tokio::io::split(pipe);
+                serve(reader, writer, first, &mut rx, &settings, &node).await
+            }
         };
         match served {
             Ok(()) => return,
@@ -345,6 +356,8 @@ enum Stream {
     Plain(TcpStream),
     #[cfg(feature = "tls")]
     Tls(Box<crate::tls::TlsSocket>),
+    #[cfg(feature = "fuzzing")]
+    Memory(tokio::io::DuplexStream),
 }
 
 /// Connects to the node and, with TLS, runs the handshake; both within the connect timeout.
@@ -353,12 +366,21 @@ async fn connect(
     settings: &ConnectionSettings,
     node: &str,
 ) -> Result<Stream, Error> {
+    #[cfg(feature = "fuzzing")]
+    if let Target::Memory(dialer) = target {
+        return dialer
+            .dial()
+            .map(Stream::Memory)
+            .map_err(|e| io_error(node, &e));
+    }
     let timeout = settings.connect_timeout;
     let deadline = Instant::now() + timeout;
     let attempt = async {
         let stream = match target {
             Target::Addr(addr, ..) => TcpStream::connect(addr).await,
             Target::Host(host, port) => TcpStream::connect((host.as_str(), *port)).await,
+            #[cfg(feature = "fuzzing")]
+            Target::Memory(_) => Err(std::io::ErrorKind::Unsupported.into()), // dialed above
         }
         .map_err(|e| io_error(node, &e))?;
         stream.set_nodelay(true).map_err(|e| io_error(node, &e))?;

@@ -95,6 +95,9 @@ mod connection;
 pub mod discovery;
 pub mod distribution;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod jitter;
 pub mod protocol;
 #[cfg(feature = "testkit")]

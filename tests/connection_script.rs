@@ -1,0 +1,234 @@
+//! The connection task under scripted faults (feature `fuzzing`): named scripts for the cases
+//! the fuzz target `connection` is built to find, each checking that the script did exercise
+//! its case, then every input of the fuzz corpus replayed. The promises themselves (own reply
+//! or an error, no wait past the timeout, serves again, at most once for a request that is not
+//! idempotent, ends with its last handle) are checked inside `connection_session` for every
+//! script; see `src/fuzzing/mod.rs`.
+
+use std::path::Path;
+
+use memcached_autodiscovery::fuzzing::{
+    connection_session, Cancel, Kind, Op, ScriptBuilder, SessionReport, Setup,
+};
+
+const HONEST: Setup = Setup {
+    lies: false,
+    queue_depth: 8,
+    timeout_ms: 101,
+    pipe_capacity: 1021,
+};
+
+fn call(kind: Kind, keys: u8, cancel: Cancel) -> Op {
+    Op::Call { kind, keys, cancel }
+}
+
+fn get(cancel: Cancel) -> Op {
+    call(Kind::Get, 1, cancel)
+}
+
+#[test]
+fn cancelled_callers_never_take_a_later_callers_reply() {
+    // Eight gets in flight; every other caller gives up in a different way while the replies
+    // trickle in three bytes at a time.
+    let cancels = [
+        Cancel::Never,
+        Cancel::AfterSend,
+        Cancel::Never,
+        Cancel::Race(2),
+        Cancel::Never,
+        Cancel::Timeout(0),
+        Cancel::Never,
+        Cancel::Race(9),
+    ];
+    let script = cancels
+        .iter()
+        .fold(ScriptBuilder::new(HONEST), |s, &c| s.then(get(c)))
+        .then(Op::Yield(7))
+        .then(Op::ServeAll)
+        .then(Op::Answer(4))
+        .then(Op::Answer(4))
+        .repeat(200, Op::Flush(Some(3)))
+        .build();
+    let report = connection_session(&script);
+    assert_eq!(report.calls, 8);
+    assert_eq!(report.errors, 0, "{report:?}");
+    assert_eq!(report.checked + report.cancelled, 8, "{report:?}");
+    // The four that never give up are checked; a racing branch of 9 turns may lose to its
+    // reply, the others always cancel.
+    assert!(report.cancelled >= 3 && report.checked >= 4, "{report:?}");
+    // Callers that left before their request was written (dropped right after queueing it)
+    // were skipped: fewer than 8 requests (plus the final check) reached the server.
+    assert!(report.requests_read < 8 + 1, "{report:?}");
+}
+
+#[test]
+fn a_reply_cut_at_every_byte_is_read_whole() {
+    let script = ScriptBuilder::new(HONEST)
+        .then(call(Kind::Gets, 4, Cancel::Never))
+        .then(call(Kind::Stats, 0, Cancel::Never))
+        .then(call(Kind::Config, 0, Cancel::Never))
+        .then(Op::ServeAll)
+        .then(Op::Answer(3))
+        .repeat(400, Op::Flush(Some(1)))
+        .build();
+    let report = connection_session(&script);
+    assert_eq!((report.checked, report.errors), (3, 0), "{report:?}");
+}
+
+#[test]
+fn a_one_byte_pipe_cuts_every_request_and_every_reply() {
+    let setup = Setup {
+        pipe_capacity: 1,
+        timeout_ms: 501,
+        ..HONEST
+    };
+    let kinds = [Kind::Set, Kind::Cas, Kind::Gat, Kind::Append, Kind::Touch];
+    let script = kinds
+        .iter()
+        .fold(ScriptBuilder::new(setup), |s, &k| {
+            s.then(call(k, 1, Cancel::Never))
+        })
+        .repeat(40, Op::ServeAll)
+        .build();
+    let report = connection_session(&script);
+    assert_eq!((report.checked, report.errors), (5, 0), "{report:?}");
+}
+
+#[test]
+fn a_connection_closed_mid_reply_sends_again_only_what_may_be_sent_twice() {
+    // get and set may be sent twice; incr and delete may not. All four are read by the server,
+    // the first reply is half written, then the server closes the connection.
+    let script = ScriptBuilder::new(HONEST)
+        .then(get(Cancel::Never))
+        .then(call(Kind::Set, 1, Cancel::Never))
+        .then(call(Kind::Incr, 1, Cancel::Never))
+        .then(call(Kind::Delete, 1, Cancel::Never))
+        .then(Op::Yield(7))
+        .then(Op::Answer(4))
+        .then(Op::Flush(Some(5)))
+        .then(Op::Yield(7))
+        .then(Op::Close)
+        .repeat(5, Op::ServeAll)
+        .build();
+    let report = connection_session(&script);
+    assert_eq!(report.connections, 2, "{report:?}");
+    assert_eq!((report.checked, report.errors), (2, 2), "{report:?}");
+    // 4 on the first connection, get and set again on the second, then the final check.
+    assert_eq!(report.requests_read, 7, "{report:?}");
+}
+
+#[test]
+fn a_silent_server_times_out_every_caller_then_a_new_connection_serves() {
+    let script = ScriptBuilder::new(HONEST)
+        .repeat(6, get(Cancel::Never))
+        .then(call(Kind::Decr, 1, Cancel::Never))
+        .then(Op::Sleep(250))
+        .build();
+    let report = connection_session(&script);
+    assert_eq!((report.checked, report.errors), (0, 7), "{report:?}");
+    assert_eq!(report.connections, 2, "{report:?}");
+}
+
+#[test]
+fn refused_connects_fail_the_callers_and_the_node_is_tried_again_later() {
+    // One refusal: the first three callers fail with it; three more, during the backoff, fail
+    // at once without a connect (one would have succeeded); after the backoff it connects.
+    let script = ScriptBuilder::new(HONEST)
+        .then(Op::Refuse(1))
+        .repeat(3, get(Cancel::Never))
+        .then(Op::Yield(7))
+        .repeat(3, get(Cancel::Never))
+        .then(Op::Yield(7))
+        .then(Op::Sleep(150))
+        .repeat(3, get(Cancel::Never))
+        .then(Op::Yield(7))
+        .repeat(3, Op::ServeAll)
+        .build();
+    let report = connection_session(&script);
+    assert_eq!((report.checked, report.errors), (3, 6), "{report:?}");
+    assert_eq!(report.connections, 1, "{report:?}");
+}
+
+#[test]
+fn callers_waiting_for_room_in_a_full_queue_keep_their_deadline() {
+    let setup = Setup {
+        queue_depth: 1,
+        timeout_ms: 21,
+        ..HONEST
+    };
+    let script = ScriptBuilder::new(setup)
+        .repeat(30, get(Cancel::Never))
+        .then(Op::Sleep(100))
+        .build();
+    let report = connection_session(&script);
+    assert_eq!((report.checked, report.errors), (0, 30), "{report:?}");
+}
+
+#[test]
+fn aborted_callers_leave_the_connection_in_sync() {
+    let script = ScriptBuilder::new(HONEST)
+        .repeat(6, call(Kind::Gets, 2, Cancel::Never))
+        .then(Op::Yield(3))
+        .then(Op::Abort(1))
+        .then(Op::Abort(4))
+        .repeat(3, Op::ServeAll)
+        .build();
+    let report = connection_session(&script);
+    assert_eq!((report.checked, report.cancelled), (4, 2), "{report:?}");
+    // The aborted callers' requests were written; their replies were read and discarded.
+    assert_eq!(report.requests_read, 6 + 1, "{report:?}");
+}
+
+fn lying(lies: &[&[u8]]) -> SessionReport {
+    let setup = Setup {
+        lies: true,
+        ..HONEST
+    };
+    let script = lies
+        .iter()
+        .fold(ScriptBuilder::new(setup), |s, lie| {
+            s.repeat(3, get(Cancel::Never))
+                .then(Op::Yield(7))
+                .then(Op::ServeAll)
+                .then(Op::Lie(lie.to_vec()))
+                .then(Op::Sleep(20))
+        })
+        .build();
+    let report = connection_session(&script);
+    assert!(report.lied, "{report:?}");
+    report
+}
+
+#[test]
+fn a_lying_server_gets_a_protocol_error_and_the_next_connection_serves() {
+    lying(&[b"garbage\r\n"]);
+    lying(&[b"VALUE k1 0 4294967296\r\n"]);
+    lying(&[b"VALUE k1 0 5\r\nabcdefgh\r\nEND\r\n"]);
+    lying(&[&[b'x'; 47]]);
+    lying(&[b"STORED\r\n", b"END\r\n", b"\x16\x03\x01\x00"]);
+}
+
+/// Every input the fuzzer kept for `connection` (the findings, once fixed, among them) is
+/// replayed: each must keep every promise.
+#[test]
+fn every_input_of_the_fuzz_corpus_replays() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/connection");
+    let mut replayed = 0;
+    let mut totals = SessionReport::default();
+    for entry in std::fs::read_dir(&dir).expect("the committed corpus of fuzz target `connection`")
+    {
+        let path = entry.expect("a corpus entry").path();
+        let script = std::fs::read(&path).expect("a corpus file");
+        let report = std::panic::catch_unwind(|| connection_session(&script))
+            .unwrap_or_else(|_| panic!("corpus input {} broke a promise", path.display()));
+        totals.checked += report.checked;
+        totals.cancelled += report.cancelled;
+        replayed += 1;
+    }
+    assert!(
+        replayed >= 100,
+        "only {replayed} corpus inputs in {}",
+        dir.display()
+    );
+    assert!(totals.checked > 0 && totals.cancelled > 0, "{totals:?}");
+}
