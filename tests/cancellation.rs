@@ -168,14 +168,16 @@ async fn a_future_dropped_before_its_first_poll_sends_nothing() {
     );
 }
 
-/// At least a million requests over the pipelined connections, a random half of them cancelled
+/// At least a million requests (`RELIABILITY_ROUNDS` million in the long form) over the pipelined connections, a random half of them cancelled
 /// at random points, with get_many in the mix: no wrong value, and the connections keep serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_requests_with_random_cancellations() {
     let cluster = LocalCluster::start(3).await.unwrap();
     let client = patient_client(&cluster).await;
     let callers = 500u64;
-    let rounds = 1300u64; // one or two requests a round (a cancelled set skips its get)
+    // One or two requests a round (a cancelled set skips its get); RELIABILITY_ROUNDS times
+    // as many in the long form.
+    let rounds = 1300 * support::rounds() as u64;
     let tally = storm(client.clone(), callers, rounds).await;
     let issued = tally.issued.load(Ordering::Relaxed);
     assert!(issued >= 1_000_000, "{issued} requests issued");

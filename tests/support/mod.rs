@@ -26,6 +26,19 @@ pub async fn client_for(cluster: &LocalCluster, poll: Duration) -> Client {
         .expect("client builds on the local cluster")
 }
 
+/// How many times the reliability suite repeats each fault (`RELIABILITY_ROUNDS`, default 1:
+/// the short form `scripts/test` runs). `scripts/reliability N` runs the long form.
+pub fn rounds() -> usize {
+    match std::env::var("RELIABILITY_ROUNDS") {
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| panic!("RELIABILITY_ROUNDS={v:?}: a positive number")),
+        Err(_) => 1,
+    }
+}
+
 /// Waits (at most `limit`) until `done` holds, checking every 20 ms.
 pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = std::time::Instant::now();
