@@ -349,11 +349,16 @@ impl Session {
         if self.server.as_ref().is_some_and(|s| s.tainted) {
             self.server = None; // the only way past a lie: drop the connection it was told on
         }
-        // Serve for longer than any deadline and any backoff, so every caller has ended.
+        // Serve for longer than any deadline and any backoff, so every caller has ended and
+        // the node is not left marked down. Once every caller is done, the rest is a wait.
         let quiet = self.request_timeout * 2 + Duration::from_millis(200);
         let until = Instant::now() + quiet;
         while Instant::now() < until {
             self.serve_all().await;
+            if self.callers.iter().all(JoinHandle::is_finished) {
+                tokio::time::sleep_until(until).await;
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         for caller in std::mem::take(&mut self.callers) {
