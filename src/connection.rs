@@ -6,11 +6,14 @@
 //! request keeps its place in the queue and its reply is read and discarded, so no later caller
 //! can ever receive it. A request whose caller left before it was written is not sent at all.
 //!
-//! The task connects lazily, on the first request. When a connect fails, or when the oldest
-//! request outlives its deadline (a node that stopped answering), the connection is dropped,
-//! everything in flight fails, and the node is marked down for a backoff period (exponential with
-//! jitter) during which callers fail fast with [`Error::NodeDown`] instead of piling up. This
-//! module does not know about keys, routing or the cluster.
+//! The task connects lazily, on the first request. When a connect fails, when the oldest
+//! request outlives its deadline (a node that stopped answering), or when a connection breaks
+//! before giving a single good reply (a node that answers garbage, or hangs up as memcached
+//! does over its connection limit), the connection is dropped,
+//! everything in flight fails, and the node is marked down for a backoff period (exponential
+//! with jitter, started over by the next good reply) during which callers fail fast with
+//! [`Error::NodeDown`] instead of piling up or opening a connection each. This module does not
+//! know about keys, routing or the cluster.
 //!
 //! The task serves any byte stream through [`ReadSide`] and [`WriteSide`]: a TCP socket split
 //! in two, or (feature `tls`) a TLS session over one. Which one is decided once per connection,
@@ -314,7 +317,6 @@ async fn run(
             }
         };
         health.mark_up();
-        backoff = settings.backoff_min;
         tracing::debug!(node = %node, "memcached.connected");
         let first = std::mem::take(&mut replay);
         let served = match stream {
@@ -338,10 +340,14 @@ async fn run(
             Err(Broken {
                 error,
                 node_down,
+                answered,
                 replay: again,
             }) => {
-                tracing::warn!(node = %node, error = %error, resent = again.len(), "memcached.connection_lost");
+                tracing::warn!(node = %node, error = %error, resent = again.len(), node_down, "memcached.connection_lost");
                 replay = again;
+                if answered {
+                    backoff = settings.backoff_min;
+                }
                 if node_down {
                     health.mark_down(backoff, &error);
                     backoff = (backoff * 2).min(settings.backoff_max);
@@ -460,14 +466,16 @@ impl WriteSide for crate::tls::TlsWriteHalf {
     const NEEDS_FLUSH: bool = true;
 }
 
-/// Why a connection was dropped; `node_down` when the node should be left alone for a while.
-/// `replay` holds the requests to send again on a fresh connection: when the connection failed
-/// at the socket level (closed, reset — typical of a socket that died while a Lambda was
-/// frozen), each request not yet sent again that was either never fully written, or is
+/// Why a connection was dropped; `node_down` when the node should be left alone for a while,
+/// `answered` when the connection gave at least one good reply (so the backoff starts over).
+/// `replay` holds the requests to send again on a fresh connection: when a connection that had
+/// served failed at the socket level (closed, reset — typical of a socket that died while a
+/// Lambda was frozen), each request not yet sent again that was either never fully written, or is
 /// idempotent, gets one more try. Their callers never see the broken socket.
 struct Broken {
     error: Error,
     node_down: bool,
+    answered: bool,
     replay: Vec<Pending>,
 }
 
@@ -495,6 +503,8 @@ async fn serve<R: ReadSide, W: WriteSide>(
     let mut fresh = true;
     // Bytes accepted by a buffered writer (TLS) and not yet flushed to the socket.
     let mut unflushed = false;
+    // A good reply (not an error reply) was read on this connection.
+    let mut answered = false;
 
     let queue = |p: Pending, wbuf: &mut BytesMut, in_flight: &mut VecDeque<Pending>| {
         if p.reply.is_closed() {
@@ -520,17 +530,16 @@ async fn serve<R: ReadSide, W: WriteSide>(
         }
         if !wbuf.is_empty() && last_io.elapsed() > IDLE_PROBE_AFTER {
             if reader.peer_closed() {
-                break Broken {
-                    error: io_error(
+                break (
+                    io_error(
                         node,
                         &std::io::Error::new(
                             std::io::ErrorKind::UnexpectedEof,
                             "the server closed the idle connection",
                         ),
                     ),
-                    node_down: false,
-                    replay: Vec::new(),
-                };
+                    false,
+                );
             }
             last_io = Instant::now();
         }
@@ -560,38 +569,26 @@ async fn serve<R: ReadSide, W: WriteSide>(
             biased;
             read = reader.read_buf(&mut rbuf) => {
                 match read {
-                    Ok(0) => break Broken {
-                        error: dropped::<R>(
+                    Ok(0) => break (dropped::<R>(
                             io_error(node, &std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed by the server")),
                             fresh,
                             &rbuf,
                             node,
-                        ),
-                        node_down: false,
-                        replay: Vec::new(),
-                    },
+                        ), false),
                     Ok(_) => {
                         last_io = Instant::now();
                         fresh = false;
-                        if let Err(error) = dispatch(&mut rbuf, &mut in_flight, &settings.limits, node) {
+                        if let Err(error) = dispatch(&mut rbuf, &mut in_flight, &settings.limits, node, &mut answered) {
                             let error = dropped::<R>(error, false, &rbuf, node);
-                            break Broken { error, node_down: false, replay: Vec::new() };
+                            break (error, false);
                         }
                     }
-                    Err(e) => break Broken {
-                        error: dropped::<R>(reader.failure(&e, node), fresh, &rbuf, node),
-                        node_down: false,
-                        replay: Vec::new(),
-                    },
+                    Err(e) => break (dropped::<R>(reader.failure(&e, node), fresh, &rbuf, node), false),
                 }
             }
             written = write_some(&mut writer, &wbuf), if !wbuf.is_empty() || (W::NEEDS_FLUSH && unflushed) => {
                 match written {
-                    Ok(Some(0)) => break Broken {
-                        error: io_error(node, &std::io::Error::new(std::io::ErrorKind::WriteZero, "socket accepted no bytes")),
-                        node_down: false,
-                        replay: Vec::new(),
-                    },
+                    Ok(Some(0)) => break (io_error(node, &std::io::Error::new(std::io::ErrorKind::WriteZero, "socket accepted no bytes")), false),
                     Ok(Some(n)) => {
                         last_io = Instant::now();
                         coalesced = false;
@@ -604,11 +601,7 @@ async fn serve<R: ReadSide, W: WriteSide>(
                         }
                     }
                     Ok(None) => unflushed = false,
-                    Err(e) => break Broken {
-                        error: dropped::<R>(reader.failure(&e, node), fresh, &rbuf, node),
-                        node_down: false,
-                        replay: Vec::new(),
-                    },
+                    Err(e) => break (dropped::<R>(reader.failure(&e, node), fresh, &rbuf, node), false),
                 }
             }
             pending = rx.recv(), if can_take => {
@@ -624,17 +617,23 @@ async fn serve<R: ReadSide, W: WriteSide>(
                     armed_for = Some(front);
                     continue;
                 }
-                break Broken {
-                    error: Error::Timeout { node: node.to_string(), timeout: settings.request_timeout },
-                    node_down: true,
-                    replay: Vec::new(),
-                };
+                break (Error::Timeout { node: node.to_string(), timeout: settings.request_timeout }, true);
             }
         }
     };
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, writer.shutdown()).await;
-    let mut result = result;
-    let socket_failure = matches!(result.error, Error::Io { .. });
+    let (error, node_down) = result;
+    let mut result = Broken {
+        error,
+        // Not one good reply: the node is failing (not merely closing a connection that has
+        // served); leave it alone for a while rather than reconnect at once.
+        node_down: node_down || !answered,
+        answered,
+        replay: Vec::new(),
+    };
+    // Only a connection that has served is worth a second try: one that broke before any
+    // good reply is a failing node, and a second connection would fail the same way.
+    let socket_failure = matches!(result.error, Error::Io { .. }) && !result.node_down;
     // Requests at the back whose frames are still wholly in the write buffer were never sent.
     let mut unsent_bytes = wbuf.len();
     let mut first_unsent = in_flight.len();
@@ -704,12 +703,14 @@ fn socket_closed(socket: &socket2::Socket) -> bool {
     }
 }
 
-/// Decodes every complete reply in `rbuf` and hands each to the oldest request in flight.
+/// Decodes every complete reply in `rbuf` and hands each to the oldest request in flight;
+/// sets `answered` once one of them is a good reply (not an error reply).
 fn dispatch(
     rbuf: &mut BytesMut,
     in_flight: &mut VecDeque<Pending>,
     limits: &Limits,
     node: &str,
+    answered: &mut bool,
 ) -> Result<(), Error> {
     while !rbuf.is_empty() {
         let Some(front) = in_flight.front() else {
@@ -723,6 +724,7 @@ fn dispatch(
         };
         match decode(rbuf, front.expect, limits) {
             Ok(Some((response, _))) => {
+                *answered |= !matches!(response, Response::Error(_));
                 if let Some(f) = in_flight.pop_front() {
                     let _ = f.reply.send(Ok(response));
                 }

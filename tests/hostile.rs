@@ -58,10 +58,17 @@ async fn setup(kind: Rogue) -> Setup {
     }
 }
 
-/// Gets from the rogue node `n` times; returns the errors, each within the timeout.
+/// Gets from the rogue node until `n` calls have reached it; returns their errors, each within
+/// the timeout. Calls refused at once with `NodeDown` (the node's backoff after each failure)
+/// are retried a little later and not returned.
 async fn hit(s: &Setup, n: usize) -> Vec<Error> {
     let mut errors = Vec::new();
-    for _ in 0..n {
+    let started_all = Instant::now();
+    while errors.len() < n {
+        assert!(
+            started_all.elapsed() < Duration::from_secs(20),
+            "{errors:?}"
+        );
         let started = Instant::now();
         let result = s.client.get(&s.rogue_key).await;
         assert!(
@@ -70,10 +77,11 @@ async fn hit(s: &Setup, n: usize) -> Vec<Error> {
             started.elapsed()
         );
         match result {
+            Err(Error::NodeDown { .. }) => {}
             Err(e) => errors.push(e),
             Ok(v) => panic!("a hostile node produced a value: {v:?}"),
         }
-        tokio::time::sleep(Duration::from_millis(150)).await; // past the shortest backoff
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     errors
 }
@@ -192,4 +200,48 @@ async fn a_silent_node_times_out_then_fails_fast() {
         );
     }
     others_unaffected(&s).await;
+}
+
+/// 64 callers hammering a node whose every connection fails: how many connections it sees.
+async fn storm(s: &Setup, length: Duration) -> (u64, u64) {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let client = s.client.clone();
+            let key = s.rogue_key.clone();
+            tokio::spawn(async move {
+                let mut calls = 0u64;
+                while started.elapsed() < length {
+                    assert!(client.get(&key).await.is_err(), "a failing node failed");
+                    calls += 1;
+                    tokio::task::yield_now().await;
+                }
+                calls
+            })
+        })
+        .collect();
+    let mut calls = 0;
+    for task in tasks {
+        calls += task.await.unwrap();
+    }
+    (calls, s.rogue.accepted.load(Ordering::Relaxed))
+}
+
+/// A storm of failing requests does not open a storm of connections: a connection that fails
+/// before giving one good reply leaves the node alone for a backoff (100 ms doubling to 5 s),
+/// during which calls fail at once. In 2 s that is about five attempts (each may send its
+/// unsent requests once more on a second connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_failing_requests_opens_few_connections() {
+    for kind in [Rogue::Garbage, Rogue::Hangup] {
+        let s = setup(kind).await;
+        let (calls, connections) = storm(&s, Duration::from_secs(2)).await;
+        eprintln!("storm on {kind:?}: {calls} failed calls, {connections} connections");
+        assert!(calls > 1000, "{kind:?}: the storm ran ({calls} calls)");
+        assert!(
+            connections <= 16,
+            "{kind:?}: {connections} connections for {calls} failed calls"
+        );
+        others_unaffected(&s).await;
+    }
 }

@@ -23,6 +23,9 @@ pub enum Rogue {
     NoTerminator,
     /// Sends a reply before any request was made.
     Unsolicited,
+    /// Says `ERROR Too many open connections` and hangs up, as memcached does over its
+    /// connection limit.
+    Hangup,
     /// Forwards to a real node, holding each reply back by the given milliseconds.
     Slow(SocketAddr, u64),
 }
@@ -97,6 +100,12 @@ async fn serve(mut stream: TcpStream, rogue: Rogue, sent: Arc<AtomicU64>) {
             }
             forward.abort();
         }
+        Rogue::Hangup => {
+            let refusal = b"ERROR Too many open connections\r\n";
+            if stream.write_all(refusal).await.is_ok() {
+                send(refusal.len());
+            }
+        }
         Rogue::Unsolicited => {
             let reply = b"VALUE stray 0 5\r\nstray\r\nEND\r\n";
             if stream.write_all(reply).await.is_ok() {
@@ -146,7 +155,7 @@ async fn serve(mut stream: TcpStream, rogue: Rogue, sent: Arc<AtomicU64>) {
                     }
                     ok
                 }
-                Rogue::Slow(..) | Rogue::Unsolicited => unreachable!(),
+                Rogue::Slow(..) | Rogue::Unsolicited | Rogue::Hangup => unreachable!(),
             };
             if !ok {
                 break;
