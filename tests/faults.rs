@@ -352,26 +352,43 @@ async fn a_client_dropped_mid_load_leaves_no_task_and_no_socket() {
     let client = client(&cluster).await;
     let load = Load::start(&client, CALLERS, "drop");
     warm(&load).await;
+    let tasks_during = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let mut connections_during = Vec::new();
+    for a in &addrs {
+        connections_during.push(stat(*a, "curr_connections").await);
+    }
+    assert!(
+        connections_during.iter().zip(&baseline).all(|(d, b)| d > b),
+        "the client holds a connection to every node: {connections_during:?} vs {baseline:?}"
+    );
     drop(client);
     let r = load.finish().await; // the callers' clones go away with them
     check("client dropped", &r);
-    let tasks_gone = eventually(Duration::from_secs(3), || {
+    let alive = || {
         tokio::runtime::Handle::current()
             .metrics()
             .num_alive_tasks()
-            <= tasks_before
-    })
-    .await;
+    };
+    let tasks_gone = eventually(Duration::from_secs(3), || alive() <= tasks_before).await;
     assert!(tasks_gone, "the poller and the connection tasks ended");
-    for (a, base) in addrs.iter().zip(baseline) {
-        let mut closed = false;
+    let mut connections = Vec::new();
+    for (a, base) in addrs.iter().zip(&baseline) {
+        let mut now = stat(*a, "curr_connections").await;
         for _ in 0..150 {
-            if stat(*a, "curr_connections").await == base {
-                closed = true;
+            if now == *base {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+            now = stat(*a, "curr_connections").await;
         }
-        assert!(closed, "{a}: the client's sockets are closed");
+        assert_eq!(now, *base, "{a}: the client's sockets are closed");
+        connections.push(now);
     }
+    eprintln!(
+        "scenario client dropped: alive tasks {tasks_before} before the client, {tasks_during} under load, {} after the drop; \
+         curr_connections per node {baseline:?} before, {connections_during:?} under load, {connections:?} after",
+        alive()
+    );
 }
