@@ -20,7 +20,7 @@
 //!   connection broke;
 //! * when the last handle is dropped, the task closes its connection and ends.
 //!
-//! The harness owns none of this behaviour; it only watches [`crate::connection`] from
+//! The harness owns none of this behaviour; it only watches `crate::connection` from
 //! outside, through the same calls the client makes.
 
 mod memory;
