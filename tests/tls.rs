@@ -117,6 +117,12 @@ fn tls_kind(error: &Error) -> Option<TlsErrorKind> {
     }
 }
 
+/// Checks that `error` is a TLS error of `kind`.
+#[track_caller]
+fn assert_tls(error: &Error, kind: TlsErrorKind) {
+    assert_eq!(tls_kind(error), Some(kind), "{error}");
+}
+
 #[tokio::test]
 async fn get_set_and_discovery_over_tls() {
     let ca = Ca::new("test CA");
@@ -195,11 +201,7 @@ async fn a_wildcard_server_name_verifies_every_server() {
 
     // Without server_name the endpoint is checked against its own host, 127.0.0.1.
     let error = fails_within(DISCOVERY_TIMEOUT, discover(&cluster, Some(trusting(&ca)))).await;
-    assert_eq!(
-        tls_kind(&error),
-        Some(TlsErrorKind::NameMismatch),
-        "{error}"
-    );
+    assert_tls(&error, TlsErrorKind::NameMismatch);
     assert!(
         error.to_string().contains("TlsConfig::server_name"),
         "{error}"
@@ -214,11 +216,7 @@ async fn a_wildcard_server_name_verifies_every_server() {
         ),
     )
     .await;
-    assert_eq!(
-        tls_kind(&error),
-        Some(TlsErrorKind::NameMismatch),
-        "{error}"
-    );
+    assert_tls(&error, TlsErrorKind::NameMismatch);
 }
 
 #[tokio::test]
@@ -235,11 +233,7 @@ async fn a_certificate_for_another_name_is_refused() {
         ),
     )
     .await;
-    assert_eq!(
-        tls_kind(&error),
-        Some(TlsErrorKind::NameMismatch),
-        "{error}"
-    );
+    assert_tls(&error, TlsErrorKind::NameMismatch);
     let message = error.to_string();
     assert!(message.contains("TlsConfig::server_name"), "{message}");
     assert!(message.contains("cache.elsewhere.test"), "{message}");
@@ -258,11 +252,7 @@ async fn a_certificate_for_another_name_is_refused() {
         .await
         .unwrap();
     let error = fails_within(CONNECT_TIMEOUT, client.get("k")).await;
-    assert_eq!(
-        tls_kind(&error),
-        Some(TlsErrorKind::NameMismatch),
-        "{error}"
-    );
+    assert_tls(&error, TlsErrorKind::NameMismatch);
     assert_eq!(error.node(), Some(addr.to_string().as_str()));
 }
 
@@ -273,11 +263,7 @@ async fn an_untrusted_certificate_authority_is_refused() {
     let other = Ca::new("another CA");
     for tls in [trusting(&other), TlsConfig::webpki_roots()] {
         let error = fails_within(DISCOVERY_TIMEOUT, discover(&cluster, Some(tls))).await;
-        assert_eq!(
-            tls_kind(&error),
-            Some(TlsErrorKind::UntrustedCertificate),
-            "{error}"
-        );
+        assert_tls(&error, TlsErrorKind::UntrustedCertificate);
         assert!(
             error.to_string().contains("TlsConfig::with_ca_pem"),
             "{error}"
@@ -293,11 +279,7 @@ async fn an_untrusted_certificate_authority_is_refused() {
         .await
         .unwrap();
     let error = fails_within(CONNECT_TIMEOUT, client.get("k")).await;
-    assert_eq!(
-        tls_kind(&error),
-        Some(TlsErrorKind::UntrustedCertificate),
-        "{error}"
-    );
+    assert_tls(&error, TlsErrorKind::UntrustedCertificate);
 }
 
 #[tokio::test]
@@ -307,11 +289,7 @@ async fn a_plaintext_client_is_told_to_enable_tls() {
 
     // The endpoint answers a plaintext command with a TLS alert.
     let error = fails_within(DISCOVERY_TIMEOUT, discover(&cluster, None)).await;
-    assert_eq!(
-        tls_kind(&error),
-        Some(TlsErrorKind::ServerRequiresTls),
-        "{error}"
-    );
+    assert_tls(&error, TlsErrorKind::ServerRequiresTls);
     assert!(
         error.to_string().contains("enable ClientBuilder::tls"),
         "{error}"
@@ -364,11 +342,7 @@ async fn a_server_that_never_answers_the_handshake_does_not_hang_the_client() {
     let cluster = LocalCluster::start(1).await.unwrap();
     cluster.set_endpoint_behavior(memcached_autodiscovery::testkit::EndpointBehavior::Hang);
     let error = fails_within(DISCOVERY_TIMEOUT, discover(&cluster, Some(trusting(&ca)))).await;
-    assert_eq!(
-        tls_kind(&error),
-        Some(TlsErrorKind::HandshakeTimeout),
-        "{error}"
-    );
+    assert_tls(&error, TlsErrorKind::HandshakeTimeout);
     assert!(error.is_timeout() && error.is_retryable(), "{error}");
     assert!(error.to_string().contains("does not use TLS"), "{error}");
 
@@ -389,11 +363,7 @@ async fn a_server_that_never_answers_the_handshake_does_not_hang_the_client() {
         .await
         .unwrap();
     let error = fails_within(CONNECT_TIMEOUT, client.get("k")).await;
-    assert_eq!(
-        tls_kind(&error),
-        Some(TlsErrorKind::HandshakeTimeout),
-        "{error}"
-    );
+    assert_tls(&error, TlsErrorKind::HandshakeTimeout);
     held.abort();
 }
 
@@ -424,11 +394,7 @@ async fn a_required_client_certificate_is_presented() {
 
     // Without one, the endpoint and each node refuse, and the message says what to give.
     let error = fails_within(DISCOVERY_TIMEOUT, discover(&cluster, Some(trusting(&ca)))).await;
-    assert_eq!(
-        tls_kind(&error),
-        Some(TlsErrorKind::RejectedByServer),
-        "{error}"
-    );
+    assert_tls(&error, TlsErrorKind::RejectedByServer);
     assert!(error.to_string().contains("client_cert_pem"), "{error}");
     let node = cluster.nodes()[0].clone();
     let client = builder()
@@ -438,11 +404,7 @@ async fn a_required_client_certificate_is_presented() {
         .await
         .unwrap();
     let error = fails_within(REQUEST_TIMEOUT, client.get("k")).await;
-    assert_eq!(
-        tls_kind(&error),
-        Some(TlsErrorKind::RejectedByServer),
-        "{error}"
-    );
+    assert_tls(&error, TlsErrorKind::RejectedByServer);
     assert!(error.to_string().contains("client_cert_pem"), "{error}");
 
     // A certificate from a CA the nodes do not trust is refused too.
@@ -459,11 +421,7 @@ async fn a_required_client_certificate_is_presented() {
         .await
         .unwrap();
     let error = fails_within(REQUEST_TIMEOUT, client.get("k")).await;
-    assert_eq!(
-        tls_kind(&error),
-        Some(TlsErrorKind::RejectedByServer),
-        "{error}"
-    );
+    assert_tls(&error, TlsErrorKind::RejectedByServer);
 }
 
 /// The idle-socket check looks at the TCP socket under the TLS session: a non-idempotent
