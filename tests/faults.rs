@@ -338,27 +338,33 @@ async fn a_failing_configuration_endpoint_never_disturbs_the_data_path() {
     );
 }
 
+/// The tasks alive on this test's runtime.
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// Each node's `curr_connections`.
+async fn connections_per_node(addrs: &[std::net::SocketAddr]) -> Vec<u64> {
+    let mut counts = Vec::new();
+    for a in addrs {
+        counts.push(stat(*a, "curr_connections").await);
+    }
+    counts
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_dropped_mid_load_leaves_no_task_and_no_socket() {
     let cluster = LocalCluster::start(3).await.unwrap();
     let addrs = cluster.node_addrs();
-    let mut baseline = Vec::new();
-    for a in &addrs {
-        baseline.push(stat(*a, "curr_connections").await);
-    }
-    let tasks_before = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
+    let baseline = connections_per_node(&addrs).await;
+    let tasks_before = alive_tasks();
     let client = client(&cluster).await;
     let load = Load::start(&client, CALLERS, "drop");
     warm(&load).await;
-    let tasks_during = tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks();
-    let mut connections_during = Vec::new();
-    for a in &addrs {
-        connections_during.push(stat(*a, "curr_connections").await);
-    }
+    let tasks_during = alive_tasks();
+    let connections_during = connections_per_node(&addrs).await;
     assert!(
         connections_during.iter().zip(&baseline).all(|(d, b)| d > b),
         "the client holds a connection to every node: {connections_during:?} vs {baseline:?}"
@@ -366,12 +372,7 @@ async fn a_client_dropped_mid_load_leaves_no_task_and_no_socket() {
     drop(client);
     let r = load.finish().await; // the callers' clones go away with them
     check("client dropped", &r);
-    let alive = || {
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-    };
-    let tasks_gone = eventually(Duration::from_secs(3), || alive() <= tasks_before).await;
+    let tasks_gone = eventually(Duration::from_secs(3), || alive_tasks() <= tasks_before).await;
     assert!(tasks_gone, "the poller and the connection tasks ended");
     let mut connections = Vec::new();
     for (a, base) in addrs.iter().zip(&baseline) {
@@ -389,6 +390,6 @@ async fn a_client_dropped_mid_load_leaves_no_task_and_no_socket() {
     eprintln!(
         "scenario client dropped: alive tasks {tasks_before} before the client, {tasks_during} under load, {} after the drop; \
          curr_connections per node {baseline:?} before, {connections_during:?} under load, {connections:?} after",
-        alive()
+        alive_tasks()
     );
 }
