@@ -301,18 +301,19 @@ async fn run(
             };
             replay.push(first);
         }
+        // Requests queued before the node was marked down: no connect during the backoff,
+        // they fail as the callers arriving now do.
+        if let Some(down) = health.down_error() {
+            fail_queued(&mut replay, &mut rx, &down);
+            continue;
+        }
         let stream = match connect(&target, &settings, &node).await {
             Ok(stream) => stream,
             Err(err) => {
                 tracing::warn!(node = %node, error = %err, backoff_ms = backoff.as_millis() as u64, "memcached.connect_failed");
                 health.mark_down(backoff, &err);
                 backoff = (backoff * 2).min(settings.backoff_max);
-                for p in replay.drain(..) {
-                    let _ = p.reply.send(Err(err.clone()));
-                }
-                while let Ok(p) = rx.try_recv() {
-                    let _ = p.reply.send(Err(err.clone()));
-                }
+                fail_queued(&mut replay, &mut rx, &err);
                 continue;
             }
         };
@@ -354,6 +355,16 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// Fails `batch` and everything waiting in the queue with `error`.
+fn fail_queued(batch: &mut Vec<Pending>, rx: &mut mpsc::Receiver<Pending>, error: &Error) {
+    for p in batch.drain(..) {
+        let _ = p.reply.send(Err(error.clone()));
+    }
+    while let Ok(p) = rx.try_recv() {
+        let _ = p.reply.send(Err(error.clone()));
     }
 }
 

@@ -170,6 +170,23 @@ fn refused_connects_fail_the_callers_and_the_node_is_tried_again_later() {
 }
 
 #[test]
+fn requests_queued_when_the_node_fails_do_not_open_a_connection_during_its_backoff() {
+    // Three gets are written; three more are queued just as the server hangs up before any
+    // reply. The node is then down: the queued three fail with it instead of reconnecting.
+    let script = ScriptBuilder::new(HONEST)
+        .repeat(3, get(Cancel::Never))
+        .then(Op::Yield(7))
+        .repeat(3, get(Cancel::Never))
+        .then(Op::Close)
+        .then(Op::Yield(7))
+        .build();
+    let report = connection_session(&script);
+    assert_eq!((report.checked, report.errors), (0, 6), "{report:?}");
+    // The first connection, then (after the backoff) the final check's.
+    assert_eq!(report.connections, 2, "{report:?}");
+}
+
+#[test]
 fn callers_waiting_for_room_in_a_full_queue_keep_their_deadline() {
     let setup = Setup {
         queue_depth: 1,
