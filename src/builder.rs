@@ -3,23 +3,43 @@
 //! This module owns configuration and start-up; the calls themselves are in [`crate::client`].
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-
-use crate::client::{Client, Inner};
-use crate::cluster::{Placement, Snapshot};
+use crate::client::Client;
+use crate::cluster::Placement;
 use crate::config::{ClusterConfig, Node};
 use crate::connection::ConnectionSettings;
-use crate::discovery::{fetch_with, spawn_poller, split_host_port, PollState};
+use crate::discovery::fetch;
 use crate::distribution::{Distribution, NodeIdentity};
 use crate::error::Error;
 use crate::protocol::{Limits, MAX_VALUE_CEILING};
+use crate::topology::{Source, Topology};
+use crate::transport::{split_host_port, Dial, Transport};
 
-enum Source {
+/// The longest any timeout or interval may be: longer settings are clamped to it.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// The most connections per node: more are clamped to it.
+pub const MAX_CONNECTIONS_PER_NODE: usize = 64;
+/// The deepest request queue per connection: deeper settings are clamped to it.
+pub const MAX_QUEUE_DEPTH: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+enum Nodes {
     Endpoint(String),
-    Nodes(Vec<String>),
+    Static(Vec<String>),
+}
+
+impl Client {
+    /// A builder with safe defaults; see [`ClientBuilder`].
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+}
+
+fn clamp(d: Duration, min: Duration) -> Duration {
+    d.clamp(min, MAX_DURATION)
 }
 
 /// Builds a [`Client`]. Every setting has a default that is safe in AWS Lambda: short timeouts
@@ -42,7 +62,7 @@ enum Source {
 /// ```
 #[must_use]
 pub struct ClientBuilder {
-    source: Option<Source>,
+    source: Option<Nodes>,
     distribution: Distribution,
     node_identity: NodeIdentity,
     node_weights: Option<Vec<(String, u32)>>,
@@ -53,8 +73,33 @@ pub struct ClientBuilder {
     max_value_size: usize,
     connections_per_node: usize,
     queue_depth: usize,
+    backoff: (Duration, Duration),
+    dialer: Option<Arc<dyn Dial>>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("ClientBuilder");
+        s.field("nodes", &self.source)
+            .field("distribution", &self.distribution)
+            .field("node_identity", &self.node_identity)
+            .field("node_weights", &self.node_weights)
+            .field("poll_interval", &self.poll_interval)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("discovery_timeout", &self.discovery_timeout)
+            .field("max_value_size", &self.max_value_size)
+            .field("connections_per_node", &self.connections_per_node)
+            .field("queue_depth", &self.queue_depth)
+            .field("reconnect_backoff", &self.backoff)
+            .field("custom_dialer", &self.dialer.is_some());
+        // TlsConfig's Debug shows counts and names only, never key material.
+        #[cfg(feature = "tls")]
+        s.field("tls", &self.tls);
+        s.finish()
+    }
 }
 
 impl Default for ClientBuilder {
@@ -71,6 +116,8 @@ impl Default for ClientBuilder {
             max_value_size: 1 << 20,
             connections_per_node: 1,
             queue_depth: 4096,
+            backoff: (Duration::from_millis(100), Duration::from_secs(5)),
+            dialer: None,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -82,7 +129,7 @@ impl ClientBuilder {
     /// cluster's `.cfg.` address; Memorystore: the discovery endpoint). The port defaults to
     /// 11211. Replaces any earlier `nodes(...)`.
     pub fn config_endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.source = Some(Source::Endpoint(endpoint.into()));
+        self.source = Some(Nodes::Endpoint(endpoint.into()));
         self
     }
 
@@ -93,7 +140,7 @@ impl ClientBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.source = Some(Source::Nodes(nodes.into_iter().map(Into::into).collect()));
+        self.source = Some(Nodes::Static(nodes.into_iter().map(Into::into).collect()));
         self
     }
 
@@ -131,50 +178,69 @@ impl ClientBuilder {
 
     /// How often the configuration endpoint is polled (with ±10 % jitter). A request that finds
     /// the last poll older than this (after a Lambda freeze) also starts one refresh in the
-    /// background. Defaults to 60 s, the cadence of AWS's own clients.
+    /// background. Defaults to 60 s, the cadence of AWS's own clients. Clamped to 10 ms ..= 24 h.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval.max(Duration::from_millis(10));
+        self.poll_interval = clamp(interval, Duration::from_millis(10));
         self
     }
 
     /// Longest wait for one request's reply, queueing included. A node that does not answer
-    /// within it has its connection reset. Defaults to 1 s.
+    /// within it has its connection reset. Defaults to 1 s. Clamped to 1 ms ..= 24 h.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout.max(Duration::from_millis(1));
+        self.request_timeout = clamp(timeout, Duration::from_millis(1));
         self
     }
 
-    /// Longest wait for a TCP connect to a node. Defaults to 1 s.
+    /// Longest wait for a connect to a node (TCP, and the TLS handshake with `tls`). Defaults to
+    /// 1 s. Clamped to 1 ms ..= 24 h.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout.max(Duration::from_millis(1));
+        self.connect_timeout = clamp(timeout, Duration::from_millis(1));
         self
     }
 
     /// Longest wait for one discovery (DNS, connect, both commands). Bounds `build()`.
-    /// Defaults to 2 s.
+    /// Defaults to 2 s. Clamped to 1 ms ..= 24 h.
     pub fn discovery_timeout(mut self, timeout: Duration) -> Self {
-        self.discovery_timeout = timeout.max(Duration::from_millis(1));
+        self.discovery_timeout = clamp(timeout, Duration::from_millis(1));
         self
     }
 
     /// Largest value sent or accepted, in bytes. Defaults to 1 MiB (memcached's default item
-    /// size); at most 1 GiB. Raise it together with memcached's `-I`.
+    /// size). Clamped to 1 B ..= 1 GiB. Raise it together with memcached's `-I`.
     pub fn max_value_size(mut self, bytes: usize) -> Self {
-        self.max_value_size = bytes.min(MAX_VALUE_CEILING);
+        self.max_value_size = bytes.clamp(1, MAX_VALUE_CEILING);
         self
     }
 
     /// Connections per node. Defaults to 1: requests are pipelined, so one connection serves
-    /// any number of concurrent callers.
+    /// any number of concurrent callers. Clamped to 1 ..= 64.
     pub fn connections_per_node(mut self, n: usize) -> Self {
-        self.connections_per_node = n.max(1);
+        self.connections_per_node = n.clamp(1, MAX_CONNECTIONS_PER_NODE);
         self
     }
 
     /// Requests that may wait for a connection's writer before callers are held back
-    /// (backpressure). Defaults to 4096.
+    /// (backpressure). Defaults to 4096. Clamped to 1 ..= 1,048,576.
     pub fn queue_depth(mut self, n: usize) -> Self {
-        self.queue_depth = n.max(1);
+        self.queue_depth = n.clamp(1, MAX_QUEUE_DEPTH);
+        self
+    }
+
+    /// How long a failing node is left alone before the next connect: `min` after the first
+    /// failure, doubling (with ±20 % jitter) up to `max`, and back to `min` after a good reply.
+    /// Callers of a node in backoff fail at once with [`Error::NodeDown`]. Defaults to 100 ms and
+    /// 5 s. Each is clamped to 1 ms ..= 24 h, and `max` to at least `min`.
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        let min = clamp(min, Duration::from_millis(1));
+        self.backoff = (min, clamp(max, min));
+        self
+    }
+
+    /// Opens every connection (to the nodes and to the configuration endpoint) through `dialer`
+    /// instead of TCP: see [`Dial`]. The connect timeout still applies. Cannot be combined with
+    /// [`tls`](ClientBuilder::tls) (`build()` returns [`Error::Config`]).
+    pub fn dialer(mut self, dialer: impl Dial) -> Self {
+        self.dialer = Some(Arc::new(dialer));
         self
     }
 
@@ -200,71 +266,95 @@ impl ClientBuilder {
         self
     }
 
+    /// One discovery from the configuration endpoint, with this builder's transport settings
+    /// (TLS, dialer, connect and discovery timeouts, maximum value size): the cluster's
+    /// configuration as the endpoint serves it now. Starts no client, no poller and no node
+    /// connection. With a static node list, returns that list as version 0.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), memcached_autodiscovery::Error> {
+    /// let config = memcached_autodiscovery::Client::builder()
+    ///     .config_endpoint("mycluster.abc123.cfg.use1.cache.amazonaws.com:11211")
+    ///     .discover()
+    ///     .await?;
+    /// println!("version {}: {} nodes", config.version, config.nodes.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn discover(self) -> Result<ClusterConfig, Error> {
+        let (settings, _) = self.settings()?;
+        match self.source {
+            None => Err(no_nodes()),
+            Some(Nodes::Static(list)) => static_config(&list),
+            Some(Nodes::Endpoint(endpoint)) => {
+                fetch(
+                    &endpoint,
+                    &settings.transport,
+                    &settings.limits,
+                    self.discovery_timeout,
+                )
+                .await
+            }
+        }
+    }
+
     /// Builds the client. With a configuration endpoint, the first discovery happens here,
     /// bounded by the discovery timeout; an endpoint without auto-discovery (plain memcached)
     /// gives [`Error::DiscoveryUnsupported`]. Connections open lazily, on first use.
     /// Must be called within a tokio runtime.
     pub async fn build(self) -> Result<Client, Error> {
-        let limits = Limits::with_max_value_len(self.max_value_size);
-        let settings = Arc::new(ConnectionSettings {
-            connect_timeout: self.connect_timeout,
-            request_timeout: self.request_timeout,
-            limits,
-            queue_depth: self.queue_depth,
-            backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
-            #[cfg(feature = "tls")]
-            tls: match &self.tls {
-                Some(tls) => Some(tls.context()?),
-                None => None,
-            },
-        });
-        let (endpoint, config) = match self.source {
-            None => {
-                return Err(Error::Config(
-                    "no nodes: call config_endpoint(\"host:port\") or nodes([...])".into(),
-                ))
-            }
-            Some(Source::Nodes(list)) => (None, static_config(&list)?),
-            Some(Source::Endpoint(endpoint)) => {
+        let (settings, placement) = self.settings()?;
+        let source = match self.source {
+            None => return Err(no_nodes()),
+            Some(Nodes::Static(list)) => Source::Static(static_config(&list)?),
+            Some(Nodes::Endpoint(endpoint)) => {
                 split_host_port(&endpoint)?;
-                let config = fetch_with(&endpoint, self.discovery_timeout, &settings).await?;
-                (Some(endpoint), config)
+                Source::Endpoint {
+                    endpoint,
+                    poll_interval: self.poll_interval,
+                    discovery_timeout: self.discovery_timeout,
+                }
             }
         };
+        let topology =
+            Topology::start(source, placement, settings, self.connections_per_node).await?;
+        Ok(Client::new(topology))
+    }
+
+    /// The connection settings and the placement, checked.
+    fn settings(&self) -> Result<(Arc<ConnectionSettings>, Placement), Error> {
+        #[allow(unused_mut)]
+        let mut transport = Transport::new(self.connect_timeout, self.dialer.clone());
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            if self.dialer.is_some() {
+                return Err(Error::Config(
+                    "a custom dialer cannot be combined with tls: TLS runs over TCP only".into(),
+                ));
+            }
+            transport = transport.with_tls(tls.context()?);
+        }
+        let settings = Arc::new(ConnectionSettings {
+            request_timeout: self.request_timeout,
+            limits: Limits::with_max_value_size(self.max_value_size),
+            queue_depth: self.queue_depth,
+            backoff_min: self.backoff.0,
+            backoff_max: self.backoff.1,
+            transport: Arc::new(transport),
+        });
         let placement = Placement {
             distribution: self.distribution,
             identity: self.node_identity,
-            weights: match self.node_weights {
+            weights: match &self.node_weights {
                 None => None,
-                Some(list) => Some(Arc::new(weight_map(&list)?)),
+                Some(list) => Some(Arc::new(weight_map(list)?)),
             },
         };
-        let (snapshot, _) =
-            Snapshot::empty(placement).next(config, &settings, self.connections_per_node);
-        tracing::info!(
-            version = snapshot.config.version,
-            nodes = snapshot.nodes.len(),
-            endpoint = endpoint.as_deref().unwrap_or("(static)"),
-            "memcached.topology.initial"
-        );
-        let poll = Arc::new(PollState::new(self.poll_interval));
-        poll.attempted();
-        let has_endpoint = endpoint.is_some();
-        let inner = Arc::new(Inner {
-            snapshot: ArcSwap::from_pointee(snapshot),
-            settings,
-            limits,
-            connections_per_node: self.connections_per_node,
-            endpoint,
-            discovery_timeout: self.discovery_timeout,
-            poll: poll.clone(),
-        });
-        if has_endpoint {
-            spawn_poller(Arc::downgrade(&inner), poll);
-        }
-        Ok(Client { inner })
+        Ok((settings, placement))
     }
+}
+
+fn no_nodes() -> Error {
+    Error::Config("no nodes: call config_endpoint(\"host:port\") or nodes([...])".into())
 }
 
 /// Node weights keyed by node id (`hostname:port`, IPv6 without brackets).

@@ -6,24 +6,28 @@
 //! `EXISTS` and `NOT_FOUND` are values, not errors. Settings and start-up are in
 //! [`crate::builder`]; discovery and refresh in [`crate::discovery`].
 
+//! [`Client`]: the public calls, and nothing else.
+//!
+//! Each call validates and encodes its request (a bad key is refused before anything is sent),
+//! takes the current snapshot from the [`Topology`] without locking, routes the key to its node,
+//! sends the request on that node's connection and maps the reply to a typed result. Misses,
+//! `NOT_STORED` (except for `set`), `EXISTS` and `NOT_FOUND` are values, not errors. Settings are
+//! in [`crate::builder`]; discovery and refresh in [`crate::topology`].
+
 use std::collections::HashMap;
-
+use std::fmt;
 use std::sync::Arc;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::builder::ClientBuilder;
-use crate::cluster::{Snapshot, TopologyChange};
 use crate::config::{ClusterConfig, Node};
-use crate::connection::{Connection, ConnectionSettings};
-use crate::discovery::{decide, fetch_with, Decision, PollState, Refresh};
-use crate::error::{excerpt, Error, ProtocolError};
-use crate::protocol::{validate_key, Item, Limits, Request, Response, Retrieval, StoreMode};
+use crate::connection::Connection;
+use crate::error::{excerpt, Error, ProtocolError, ServerErrorKind};
+use crate::protocol::{validate_key, Item, Request, Response, Retrieval, StoreMode};
+use crate::topology::Topology;
 
 /// Keys per `get` line in [`Client::get_many`]; larger groups are split into several pipelined
 /// requests.
@@ -31,6 +35,7 @@ const KEYS_PER_GET: usize = 100;
 
 /// The outcome of [`Client::cas`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CasOutcome {
     /// The value was stored.
     Stored,
@@ -45,110 +50,26 @@ pub enum CasOutcome {
 /// in-flight requests finish, the connections.
 #[derive(Clone)]
 pub struct Client {
-    pub(crate) inner: Arc<Inner>,
+    topology: Arc<Topology>,
 }
 
-pub(crate) struct Inner {
-    pub snapshot: ArcSwap<Snapshot>,
-    pub settings: Arc<ConnectionSettings>,
-    pub limits: Limits,
-    pub connections_per_node: usize,
-    pub endpoint: Option<String>,
-    pub discovery_timeout: Duration,
-    pub poll: Arc<PollState>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.poll.wake();
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snapshot = self.topology.current();
+        f.debug_struct("Client")
+            .field("version", &snapshot.config.version)
+            .field("nodes", &snapshot.config.nodes)
+            .finish_non_exhaustive()
     }
 }
 
-impl Refresh for Inner {
-    async fn refresh(self: Arc<Self>) -> Result<bool, Error> {
-        self.refresh_now().await.map(|change| !change.is_empty())
-    }
-}
-
-impl Inner {
-    /// One poll of the endpoint, then the apply rules. Only one runs at a time.
-    async fn refresh_now(&self) -> Result<TopologyChange, Error> {
-        let Some(endpoint) = self.endpoint.as_deref() else {
-            return Ok(TopologyChange::default());
-        };
-        let _single_flight = self.poll.lock.lock().await;
-        self.poll.attempted();
-        let span = tracing::info_span!("memcached.discovery", endpoint);
-        let fetched = fetch_with(endpoint, self.discovery_timeout, &self.settings)
-            .instrument(span.clone())
-            .await;
-        let _entered = span.enter();
-        let config = match fetched {
-            Ok(config) => config,
-            Err(error) => {
-                if self.poll.may_warn() {
-                    tracing::warn!(error = %error, "memcached.discovery.failed; keeping the last good topology");
-                }
-                return Err(error);
-            }
-        };
-        let current = self.snapshot.load_full();
-        match decide(&current.config, &config) {
-            Decision::Unchanged => Ok(TopologyChange::default()),
-            Decision::Stale => {
-                tracing::debug!(
-                    current = current.config.version,
-                    received = config.version,
-                    "memcached.discovery.stale_version_ignored"
-                );
-                Ok(TopologyChange::default())
-            }
-            Decision::Apply => {
-                // Building a ring is CPU work (about 3 ms at 30 nodes, 0.3 s at 300): keep it
-                // off the async workers.
-                let (base, settings, per_node) = (
-                    current.clone(),
-                    self.settings.clone(),
-                    self.connections_per_node,
-                );
-                let (next, change) =
-                    tokio::task::spawn_blocking(move || base.next(config, &settings, per_node))
-                        .await
-                        .map_err(|e| Error::Discovery {
-                            endpoint: endpoint.to_string(),
-                            reason: format!("building the new topology failed: {e}"),
-                        })?;
-                tracing::info!(
-                    old_version = current.config.version,
-                    new_version = next.config.version,
-                    added = ?change.added,
-                    removed = ?change.removed,
-                    readdressed = ?change.readdressed,
-                    moved_share = current.moved_share(&next),
-                    "memcached.topology.changed"
-                );
-                self.snapshot.store(Arc::new(next));
-                Ok(change)
-            }
-        }
-    }
-}
-
-/// memcached's exptime for a time to live: 0 = never; up to 30 days = seconds; beyond that an
-/// absolute Unix time (memcached reads large values as timestamps). Sub-second TTLs round up.
-fn exptime(ttl: Duration) -> u32 {
-    if ttl.is_zero() {
-        return 0;
-    }
-    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-    if secs <= 30 * 24 * 3600 {
-        return secs as u32;
-    }
+/// memcached's exptime for `ttl` now (see [`crate::protocol::exptime`]).
+fn exptime(ttl: Duration) -> Result<u32, Error> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    u32::try_from(now.saturating_add(secs)).unwrap_or(u32::MAX)
+    Ok(crate::protocol::exptime(ttl, now)?)
 }
 
 fn unexpected(node: &str, response: &Response) -> Error {
@@ -164,26 +85,27 @@ fn unexpected(node: &str, response: &Response) -> Error {
 fn server_error(node: &str, reply: &crate::protocol::ErrorReply) -> Error {
     Error::Server {
         node: node.to_string(),
+        kind: reply.kind(),
         message: reply.to_string(),
     }
 }
 
 impl Client {
-    /// A builder with safe defaults; see [`ClientBuilder`].
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
+    /// A client over `topology`.
+    pub(crate) fn new(topology: Arc<Topology>) -> Client {
+        Client { topology }
     }
 
     /// The current cluster configuration (version and nodes).
     pub fn cluster(&self) -> Arc<ClusterConfig> {
-        self.inner.snapshot.load().config.clone()
+        self.topology.current().config.clone()
     }
 
     /// The node `key` routes to now.
     pub fn node_for(&self, key: impl AsRef<[u8]>) -> Result<Node, Error> {
         let key = key.as_ref();
         validate_key(key)?;
-        let snapshot = self.inner.snapshot.load();
+        let snapshot = self.topology.current();
         snapshot
             .route(key)
             .map(|n| n.node.clone())
@@ -193,14 +115,11 @@ impl Client {
     /// Polls the configuration endpoint now and applies what it says. Returns whether the
     /// topology changed. With a static node list it does nothing and returns `false`.
     pub async fn refresh(&self) -> Result<bool, Error> {
-        self.inner.refresh_now().await.map(|c| !c.is_empty())
+        self.topology.refresh().await.map(|c| !c.is_empty())
     }
 
     fn connection_for(&self, key: &[u8]) -> Result<Connection, Error> {
-        if self.inner.endpoint.is_some() {
-            self.inner.poll.check_stale();
-        }
-        let snapshot = self.inner.snapshot.load();
+        let snapshot = self.topology.snapshot();
         snapshot
             .route(key)
             .map(|n| n.connection().clone())
@@ -215,7 +134,7 @@ impl Client {
         request: Request<'_>,
     ) -> Result<(Response, Connection), Error> {
         let mut buf = BytesMut::new();
-        let expect = request.encode(&mut buf, &self.inner.limits)?;
+        let expect = request.encode(&mut buf, &self.topology.settings().limits)?;
         let conn = self.connection_for(key)?;
         let span = tracing::debug_span!("memcached.request", op, node = conn.node());
         let response = conn
@@ -269,7 +188,7 @@ impl Client {
     /// The value of `key`, also setting its time to live (get-and-touch), or `None`.
     pub async fn gat(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<Option<Bytes>, Error> {
         let item = self
-            .retrieve_one("gat", Retrieval::Gat(exptime(ttl)), key.as_ref())
+            .retrieve_one("gat", Retrieval::Gat(exptime(ttl)?), key.as_ref())
             .await?;
         Ok(item.map(|i| i.value))
     }
@@ -285,10 +204,7 @@ impl Client {
         for key in &keys {
             validate_key(key.as_ref())?;
         }
-        if self.inner.endpoint.is_some() {
-            self.inner.poll.check_stale();
-        }
-        let snapshot = self.inner.snapshot.load_full();
+        let snapshot = self.topology.snapshot();
         let mut groups: Vec<Vec<&[u8]>> = vec![Vec::new(); snapshot.nodes.len()];
         for key in &keys {
             let key = key.as_ref();
@@ -299,7 +215,8 @@ impl Client {
         }
         // Queue every node's request first, then collect the replies: all travel at once, under
         // one deadline.
-        let deadline = Instant::now() + self.inner.settings.request_timeout;
+        let settings = self.topology.settings();
+        let deadline = Instant::now() + settings.request_timeout;
         let span = tracing::debug_span!("memcached.request", op = "get_many", keys = keys.len());
         async {
             let mut waiting = Vec::with_capacity(groups.len());
@@ -311,7 +228,7 @@ impl Client {
                         keys: chunk,
                     };
                     let mut buf = BytesMut::new();
-                    let expect = request.encode(&mut buf, &self.inner.limits)?;
+                    let expect = request.encode(&mut buf, &settings.limits)?;
                     let reply = conn.send(buf.freeze(), expect, true, deadline).await?;
                     waiting.push((conn, chunk, reply));
                 }
@@ -349,7 +266,7 @@ impl Client {
             mode,
             key,
             flags,
-            exptime: exptime(ttl),
+            exptime: exptime(ttl)?,
             value: value.as_ref(),
         };
         let (response, conn) = self.call("store", key, request).await?;
@@ -375,7 +292,8 @@ impl Client {
             let node = self.node_for(key).map(|n| n.id()).unwrap_or_default();
             Err(Error::Server {
                 node,
-                message: "set was not stored".into(),
+                kind: ServerErrorKind::NotStored,
+                message: "NOT_STORED (a set is expected to always store)".into(),
             })
         }
     }
@@ -432,7 +350,7 @@ impl Client {
         let request = Request::Cas {
             key,
             flags: 0,
-            exptime: exptime(ttl),
+            exptime: exptime(ttl)?,
             value: value.as_ref(),
             cas,
         };
@@ -494,7 +412,7 @@ impl Client {
                 key,
                 Request::Touch {
                     key,
-                    exptime: exptime(ttl),
+                    exptime: exptime(ttl)?,
                 },
             )
             .await?;
@@ -512,14 +430,15 @@ impl Client {
         op: &'static str,
         request: Request<'_>,
     ) -> Vec<(String, Result<Response, Error>)> {
-        let snapshot = self.inner.snapshot.load_full();
+        let snapshot = self.topology.snapshot();
+        let settings = self.topology.settings();
         let mut buf = BytesMut::new();
         let idempotent = request.is_idempotent();
-        let frame = match request.encode(&mut buf, &self.inner.limits) {
+        let frame = match request.encode(&mut buf, &settings.limits) {
             Ok(expect) => (buf.freeze(), expect),
             Err(e) => return vec![(String::new(), Err(e.into()))],
         };
-        let deadline = Instant::now() + self.inner.settings.request_timeout;
+        let deadline = Instant::now() + settings.request_timeout;
         let span = tracing::debug_span!("memcached.request", op, nodes = snapshot.nodes.len());
         async {
             let mut waiting = Vec::with_capacity(snapshot.nodes.len());
@@ -598,20 +517,6 @@ fn check_order(requested: &[&[u8]], items: Vec<Item>, node: &str) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exptime_follows_memcached_rules() {
-        assert_eq!(exptime(Duration::ZERO), 0);
-        assert_eq!(exptime(Duration::from_millis(1)), 1);
-        assert_eq!(exptime(Duration::from_secs(60)), 60);
-        assert_eq!(exptime(Duration::from_secs(30 * 24 * 3600)), 30 * 24 * 3600);
-        let far = exptime(Duration::from_secs(31 * 24 * 3600));
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as u32;
-        assert!(far > now && far - now >= 31 * 24 * 3600 - 5);
-    }
 
     #[test]
     fn multi_get_replies_must_follow_request_order() {

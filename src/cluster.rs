@@ -1,9 +1,9 @@
 //! The immutable topology snapshot: a configuration, its key placement and a connection handle
 //! per node.
 //!
-//! Requests load the current snapshot without locking and route through it; discovery builds the
-//! next one with [`Snapshot::next`] and the client swaps it in whole, so a request sees the old
-//! topology or the new one, never a mix. `next` keeps the connections of nodes that stay (same
+//! Requests load the current snapshot without locking and route through it; the topology
+//! ([`crate::topology`]) builds the next one with [`Snapshot::next`] and swaps it in whole, so a
+//! request sees the old topology or the new one, never a mix. `next` keeps the connections of nodes that stay (same
 //! `hostname:port` and same address), opens new ones for new or re-addressed nodes (a node whose
 //! IP changed is reconnected, not re-hashed, unless the placement hashes IPs: see
 //! [`NodeIdentity`]), and lets removed nodes' connections close once their in-flight requests
@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{ClusterConfig, Node};
-use crate::connection::{Connection, ConnectionSettings, Target};
+use crate::connection::{Connection, ConnectionSettings};
 use crate::distribution::{Distribution, Locator, NodeIdentity};
+use crate::transport::Target;
 
 /// One node of a snapshot with its connections.
 pub(crate) struct NodeHandle {
@@ -43,7 +44,7 @@ impl NodeHandle {
 
 /// What changed between two snapshots, for logs and for `refresh()`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TopologyChange {
+pub(crate) struct TopologyChange {
     /// Nodes (`host:port`) that joined.
     pub added: Vec<String>,
     /// Nodes that left.
@@ -95,10 +96,11 @@ pub(crate) struct Snapshot {
 }
 
 fn target_of(node: &Node) -> Target {
-    match node.ip {
-        Some(ip) => Target::addr(SocketAddr::new(ip, node.port), &node.hostname),
-        None => Target::Host(node.hostname.clone(), node.port),
-    }
+    Target::new(
+        node.hostname.clone(),
+        node.port,
+        node.ip.map(|ip| SocketAddr::new(ip, node.port)),
+    )
 }
 
 impl Snapshot {

@@ -109,6 +109,15 @@ pub enum ProtocolError {
         /// The configured maximum.
         max: usize,
     },
+    /// A time to live ends after the latest expiry memcached can hold (2038-01-19 03:14:07 UTC;
+    /// it reads exptime as a signed 32-bit Unix time). Nothing was sent.
+    #[error("a time to live of {secs} s ends after 2038-01-19 03:14:07 UTC, the latest expiry memcached can hold (a signed 32-bit Unix time); the longest time to live now is {max} s, and Duration::ZERO means no expiry")]
+    TtlTooLong {
+        /// The time to live asked for, in seconds.
+        secs: u64,
+        /// The longest time to live that can be represented now, in seconds.
+        max: u64,
+    },
     /// A `stats` argument holds a space or a control byte.
     #[error("invalid stats argument: it must be one word of printable bytes")]
     InvalidArgument,
@@ -200,6 +209,39 @@ pub enum TlsErrorKind {
     Other,
 }
 
+/// What a server's error answer means ([`Error::Server`]), read from the answer itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerErrorKind {
+    /// `SERVER_ERROR out of memory ...`: the server could not make room for the item. Retrying
+    /// later may succeed once memory is freed.
+    OutOfMemory,
+    /// `SERVER_ERROR object too large for cache`: the value is over the server's item size
+    /// (memcached's `-I`). Retrying cannot help.
+    TooLarge,
+    /// A temporary condition (`SERVER_ERROR busy`, `temporary failure`, ...). Retrying later may
+    /// succeed.
+    Busy,
+    /// `CLIENT_ERROR ...`: the server refused the request as malformed. Retrying cannot help.
+    ClientError,
+    /// `ERROR`: the server does not know the command.
+    UnknownCommand,
+    /// `NOT_STORED` in answer to a `set`, which is expected to always store.
+    NotStored,
+    /// Any other `SERVER_ERROR`. Retrying later may succeed.
+    Other,
+}
+
+impl ServerErrorKind {
+    /// Whether the same request may succeed later.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ServerErrorKind::OutOfMemory | ServerErrorKind::Busy | ServerErrorKind::Other
+        )
+    }
+}
+
 /// An error returned by the client. Normal outcomes (a miss, `NOT_STORED`, `EXISTS`, `NOT_FOUND`)
 /// are values, never errors. Every variant that concerns a node names it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -216,15 +258,20 @@ pub enum Error {
         /// What was wrong.
         source: ProtocolError,
     },
-    /// A socket operation failed (connect refused, reset, closed).
-    #[error("node {node}: {message}")]
+    /// A socket operation failed (connect refused, reset, closed). The connection it happened
+    /// on is closed; requests in flight on it failed with this error, except those sent again
+    /// on a fresh connection (see the crate docs on replays). [`source`](std::error::Error::source)
+    /// is the [`std::io::Error`].
+    #[error("node {node}: {source}{}", hint.map(|h| format!("; {h}")).unwrap_or_default())]
     Io {
-        /// The node, as `host:port`.
+        /// The node (or configuration endpoint), as `host:port`.
         node: String,
-        /// The kind of I/O failure.
-        kind: std::io::ErrorKind,
-        /// A description of the failure.
-        message: Arc<str>,
+        /// The I/O error.
+        #[source]
+        source: Arc<std::io::Error>,
+        /// What the failure may mean, when the client can tell (e.g. that the server may
+        /// require TLS).
+        hint: Option<&'static str>,
     },
     /// The request did not complete within its timeout.
     #[error("node {node}: no reply within {timeout:?}")]
@@ -244,21 +291,26 @@ pub enum Error {
     },
     /// A TLS connection to a node or to the configuration endpoint could not be set up, or the
     /// client and the server disagree on whether to use TLS. The message says what to change.
-    #[error("TLS with {server}: {message}")]
+    /// No connection is left open.
+    #[error("TLS with {node}: {message}")]
     Tls {
         /// The node or the configuration endpoint, as `host:port`.
-        server: String,
+        node: String,
         /// What went wrong.
         kind: TlsErrorKind,
         /// What went wrong and what to change.
         message: Arc<str>,
     },
-    /// The server answered `ERROR`, `CLIENT_ERROR` or `SERVER_ERROR`.
+    /// The server answered `ERROR`, `CLIENT_ERROR` or `SERVER_ERROR` (or, to a `set`,
+    /// `NOT_STORED`). The connection stays open and in step: the server answered this request
+    /// and nothing else.
     #[error("node {node}: server error: {message}")]
     Server {
         /// The node, as `host:port`.
         node: String,
-        /// The server's message (e.g. `SERVER_ERROR object too large for cache`).
+        /// What the answer means, for retry decisions.
+        kind: ServerErrorKind,
+        /// The server's answer (e.g. `SERVER_ERROR object too large for cache`).
         message: String,
     },
     /// The configuration endpoint answered `ERROR` to both discovery commands.
@@ -288,7 +340,7 @@ impl Error {
     pub fn is_timeout(&self) -> bool {
         match self {
             Error::Timeout { .. } => true,
-            Error::Io { kind, .. } => *kind == std::io::ErrorKind::TimedOut,
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::TimedOut,
             Error::Tls { kind, .. } => *kind == TlsErrorKind::HandshakeTimeout,
             _ => false,
         }
@@ -304,9 +356,7 @@ impl Error {
             | Error::Protocol { .. }
             | Error::Discovery { .. }
             | Error::NoNodes => true,
-            Error::Server { message, .. } => {
-                message.starts_with("SERVER_ERROR") && !message.contains("too large")
-            }
+            Error::Server { kind, .. } => kind.is_retryable(),
             Error::Tls { kind, .. } => {
                 matches!(kind, TlsErrorKind::HandshakeTimeout | TlsErrorKind::Other)
             }
@@ -323,8 +373,44 @@ impl Error {
             | Error::Timeout { node, .. }
             | Error::NodeDown { node, .. }
             | Error::Server { node, .. }
-            | Error::Tls { server: node, .. } => Some(node),
+            | Error::Tls { node, .. } => Some(node),
             _ => None,
+        }
+    }
+}
+
+/// An [`Error`]'s message without any bytes a server sent (see [`Error::without_data`]).
+pub(crate) struct WithoutData<'a>(&'a Error);
+
+impl fmt::Display for WithoutData<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Error::Protocol { node, source } => {
+                write!(f, "node {node}: {}", source.without_data())
+            }
+            other => fmt::Display::fmt(other, f),
+        }
+    }
+}
+
+impl Error {
+    /// The message for logs: as `Display`, but a protocol error does not quote the reply
+    /// (which may hold keys and values).
+    pub(crate) fn without_data(&self) -> WithoutData<'_> {
+        WithoutData(self)
+    }
+}
+
+impl ProtocolError {
+    /// What went wrong, without quoting any reply bytes.
+    pub(crate) fn without_data(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            ProtocolError::UnexpectedReply { expected, .. } => {
+                format!("unexpected reply to {expected}").into()
+            }
+            ProtocolError::MalformedLine { what, .. } => format!("malformed {what} line").into(),
+            ProtocolError::InvalidKey(_) => "invalid key".into(),
+            other => other.to_string().into(),
         }
     }
 }
@@ -345,27 +431,27 @@ pub(crate) fn excerpt(line: &[u8]) -> String {
     s
 }
 
-/// Whether `bytes` start like a TLS record (content type 20 to 23, then protocol major version
-/// 3), which no memcached reply does: what a server that requires TLS may send to a plaintext
-/// client before it closes the connection.
-pub(crate) fn looks_like_tls(bytes: &[u8]) -> bool {
-    matches!(bytes, [20..=23, 3, ..])
+/// Who a connection failure concerns, for messages: `node host:port` or `configuration endpoint
+/// host:port`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Peer<'a> {
+    Node(&'a str),
+    Endpoint(&'a str),
 }
 
-/// The error for a plaintext connection whose server answered with a TLS record.
-pub(crate) fn tls_required(server: &str, what: &str) -> Error {
-    Error::Tls {
-        server: server.to_string(),
-        kind: TlsErrorKind::ServerRequiresTls,
-        message: Arc::from(format!(
-            "the {what} answered with a TLS record: it requires TLS (in-transit encryption); \
-             enable ClientBuilder::tls (cargo feature `tls`)"
-        )),
+impl Peer<'_> {
+    /// `host:port`.
+    pub(crate) fn id(self) -> String {
+        match self {
+            Peer::Node(id) | Peer::Endpoint(id) => id.to_string(),
+        }
+    }
+
+    /// What the peer is, in words.
+    pub(crate) fn what(self) -> &'static str {
+        match self {
+            Peer::Node(_) => "node",
+            Peer::Endpoint(_) => "configuration endpoint",
+        }
     }
 }
-
-/// Added to the message of a plaintext connection that the server closed or reset before
-/// sending a single byte, which is what memcached with TLS does to a plaintext client.
-pub(crate) const TLS_REQUIRED_HINT: &str = "a server that requires TLS (ElastiCache in-transit \
-     encryption) drops plaintext connections this way: if it does, enable ClientBuilder::tls \
-     (cargo feature `tls`)";

@@ -16,7 +16,8 @@ fn random() -> u64 {
 pub(crate) fn jitter(d: Duration, spread: f64) -> Duration {
     let spread = spread.clamp(0.0, 1.0);
     let unit = (random() >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
-    d.mul_f64(1.0 - spread + 2.0 * spread * unit)
+    let factor = 1.0 - spread + 2.0 * spread * unit;
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(d)
 }
 
 #[cfg(test)]
@@ -32,5 +33,6 @@ mod tests {
             .all(|d| *d >= Duration::from_secs(54) && *d <= Duration::from_secs(66)));
         assert!(samples.iter().any(|d| *d != samples[0]));
         assert_eq!(jitter(base, 0.0), base);
+        let _ = jitter(Duration::MAX, 0.1); // total: no overflow panic
     }
 }

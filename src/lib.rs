@@ -92,25 +92,22 @@ mod client;
 mod cluster;
 pub mod config;
 mod connection;
-pub mod discovery;
+mod discovery;
 pub mod distribution;
 pub mod error;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing;
 mod jitter;
+pub mod pipeline;
 pub mod protocol;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 #[cfg(feature = "tls")]
 mod tls;
+pub mod topology;
+pub mod transport;
 
-pub use builder::ClientBuilder;
+pub use builder::{ClientBuilder, MAX_CONNECTIONS_PER_NODE, MAX_DURATION, MAX_QUEUE_DEPTH};
 pub use client::{CasOutcome, Client};
-pub use cluster::TopologyChange;
 pub use config::{ClusterConfig, Node};
 pub use distribution::{Distribution, NodeIdentity};
-pub use error::{Error, ProtocolError, TlsErrorKind};
+pub use error::{Error, ProtocolError, ServerErrorKind, TlsErrorKind};
 pub use protocol::{Item, StoreMode};
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;

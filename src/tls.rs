@@ -8,21 +8,18 @@
 //! request path itself has no TLS branch: the stream type is chosen once, at connect time.
 
 use std::fmt;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{CertificateError, ClientConfig, RootCertStore};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::error::{Error, TlsErrorKind};
+use crate::error::{Error, Peer, TlsErrorKind};
 
 /// The label put in front of a wildcard's domain to check a certificate against the wildcard
 /// itself. Certificate authorities may not issue host names with an underscore, so a publicly
@@ -294,31 +291,9 @@ impl fmt::Debug for TlsContext {
     }
 }
 
-/// Who a failure concerns, for messages: `node host:port` or `configuration endpoint host:port`.
-#[derive(Clone, Copy)]
-pub(crate) enum Peer<'a> {
-    Node(&'a str),
-    Endpoint(&'a str),
-}
-
-impl Peer<'_> {
-    fn id(self) -> String {
-        match self {
-            Peer::Node(id) | Peer::Endpoint(id) => id.to_string(),
-        }
-    }
-
-    fn what(self) -> &'static str {
-        match self {
-            Peer::Node(_) => "node",
-            Peer::Endpoint(_) => "configuration endpoint",
-        }
-    }
-}
-
 fn tls_error(peer: Peer<'_>, kind: TlsErrorKind, message: String) -> Error {
     Error::Tls {
-        server: peer.id(),
+        node: peer.id(),
         kind,
         message: Arc::from(message),
     }
@@ -332,27 +307,15 @@ impl TlsContext {
         host: &str,
         peer: Peer<'_>,
         deadline: Instant,
-    ) -> Result<TlsSocket, Error> {
+    ) -> Result<TlsStream<TcpStream>, Error> {
         let name = self
             .names
             .name_for(host)
             .map_err(|m| tls_error(peer, TlsErrorKind::NameMismatch, m))?;
-        // A second handle on the socket, to peek at it while the TLS stream is split.
-        let probe = socket2::SockRef::from(&tcp).try_clone().map_err(|e| {
-            tls_error(
-                peer,
-                TlsErrorKind::Other,
-                format!("cannot duplicate the socket: {e}"),
-            )
-        })?;
         let shown = display_name(&name);
         match tokio::time::timeout_at(deadline, self.connector.connect(name, tcp)).await {
-            Ok(Ok(stream)) => Ok(TlsSocket {
-                stream,
-                probe,
-                client_certificate: self.client_certificate,
-            }),
-            Ok(Err(e)) => Err(self.failure(&e, peer, &shown, true)),
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(self.failure(e, peer, &shown)),
             Err(_) => Err(tls_error(
                 peer,
                 TlsErrorKind::HandshakeTimeout,
@@ -367,20 +330,23 @@ impl TlsContext {
         }
     }
 
-    /// The [`Error`] for an I/O error of a TLS stream (during the handshake or after it).
-    fn failure(&self, e: &std::io::Error, peer: Peer<'_>, name: &str, handshake: bool) -> Error {
-        if let Some(err) = rustls_failure(e, peer, self.client_certificate, name) {
+    /// Whether connections present a client certificate.
+    pub(crate) fn presents_client_certificate(&self) -> bool {
+        self.client_certificate
+    }
+
+    /// The [`Error`] for an I/O error of the TLS handshake.
+    fn failure(&self, e: std::io::Error, peer: Peer<'_>, name: &str) -> Error {
+        if let Some(err) = rustls_failure(&e, peer, self.client_certificate, name) {
             return err;
         }
         let what = peer.what();
-        if handshake
-            && matches!(
-                e.kind(),
-                std::io::ErrorKind::UnexpectedEof
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-            )
-        {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+        ) {
             return tls_error(
                 peer,
                 TlsErrorKind::Other,
@@ -392,12 +358,8 @@ impl TlsContext {
         }
         Error::Io {
             node: peer.id(),
-            kind: e.kind(),
-            message: Arc::from(if handshake {
-                format!("TLS handshake: {e}")
-            } else {
-                e.to_string()
-            }),
+            source: Arc::new(e),
+            hint: Some("during the TLS handshake"),
         }
     }
 }
@@ -518,95 +480,6 @@ fn bare_name(listed: &str) -> &str {
         .and_then(|rest| rest.strip_suffix(')'))
         .unwrap_or(listed);
     inner.trim_matches('"')
-}
-
-/// The write half of a TLS connection.
-pub(crate) type TlsWriteHalf = WriteHalf<TlsStream<TcpStream>>;
-
-/// An established TLS connection and a second handle on its TCP socket.
-pub(crate) struct TlsSocket {
-    stream: TlsStream<TcpStream>,
-    probe: socket2::Socket,
-    client_certificate: bool,
-}
-
-impl TlsSocket {
-    /// Splits the connection into halves the connection task can drive concurrently.
-    pub(crate) fn split(self) -> (TlsReadHalf, TlsWriteHalf) {
-        let (read, write) = tokio::io::split(self.stream);
-        (
-            TlsReadHalf {
-                read,
-                probe: self.probe,
-                client_certificate: self.client_certificate,
-            },
-            write,
-        )
-    }
-}
-
-impl AsyncRead for TlsSocket {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TlsSocket {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-/// The read half of a TLS connection, with the TCP socket underneath for
-/// [`peer_closed`](crate::connection::ReadSide::peer_closed).
-pub(crate) struct TlsReadHalf {
-    read: ReadHalf<TlsStream<TcpStream>>,
-    probe: socket2::Socket,
-    client_certificate: bool,
-}
-
-impl TlsReadHalf {
-    /// The TCP socket under the TLS session.
-    pub(crate) fn socket(&self) -> &socket2::Socket {
-        &self.probe
-    }
-
-    /// The [`Error`] for an I/O error of this connection to node `node`.
-    pub(crate) fn failure(&self, e: &std::io::Error, node: &str) -> Error {
-        rustls_failure(e, Peer::Node(node), self.client_certificate, "").unwrap_or_else(|| {
-            Error::Io {
-                node: node.to_string(),
-                kind: e.kind(),
-                message: Arc::from(e.to_string()),
-            }
-        })
-    }
-}
-
-impl AsyncRead for TlsReadHalf {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
-    }
 }
 
 #[cfg(test)]

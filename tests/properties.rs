@@ -62,13 +62,15 @@ fn expect() -> impl Strategy<Value = Expect> {
 fn limits() -> impl Strategy<Value = Limits> {
     prop_oneof![
         Just(Limits::default()),
-        (0usize..40, 0usize..40).prop_map(|(max_value_len, max_line_len)| Limits {
-            max_value_len,
-            max_line_len,
-        }),
-        Just(Limits {
-            max_value_len: usize::MAX,
-            max_line_len: usize::MAX,
+        (0usize..40, 0usize..40)
+            .prop_map(
+                |(max_value_size, max_line_size)| Limits::new(max_value_size, max_line_size,)
+            ),
+        Just({
+            let mut huge = Limits::default();
+            huge.max_value_size = usize::MAX;
+            huge.max_line_size = usize::MAX;
+            huge
         }),
     ]
 }
@@ -326,7 +328,7 @@ proptest! {
         value_len in 0usize..24,
         which in 0usize..6,
     ) {
-        let limits = Limits::with_max_value_len(16);
+        let limits = Limits::with_max_value_size(16);
         let value = vec![b'v'; value_len];
         let request = match which {
             0 => Request::Delete { key: &key },

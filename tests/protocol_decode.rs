@@ -379,7 +379,7 @@ fn header_only(
 #[test]
 fn oversized_blocks_are_refused_from_the_header_alone() {
     let default = Limits::default();
-    let max = default.max_value_len;
+    let max = default.max_value_size;
     let four_gib = 4u64 << 30;
     let cases: Vec<(Vec<u8>, Expect, Limits, u64, usize)> = vec![
         (
@@ -420,7 +420,7 @@ fn oversized_blocks_are_refused_from_the_header_alone() {
         (
             b"VALUE k 0 11\r\n".to_vec(),
             Expect::Values { max: 1 },
-            Limits::with_max_value_len(10),
+            Limits::with_max_value_size(10),
             11,
             10,
         ),
@@ -428,7 +428,7 @@ fn oversized_blocks_are_refused_from_the_header_alone() {
             // The largest limit is clamped to memcached's own 1 GiB ceiling.
             format!("VALUE k 0 {}\r\n", (1u64 << 30) + 1).into_bytes(),
             Expect::Values { max: 1 },
-            Limits::with_max_value_len(usize::MAX),
+            Limits::with_max_value_size(usize::MAX),
             (1 << 30) + 1,
             1 << 30,
         ),
@@ -453,7 +453,7 @@ fn oversized_blocks_are_refused_from_the_header_alone() {
 
 #[test]
 fn a_block_of_exactly_the_limit_is_accepted() {
-    let limits = Limits::with_max_value_len(10);
+    let limits = Limits::with_max_value_size(10);
     assert_eq!(
         header_only(b"VALUE k 0 10\r\n", Expect::Values { max: 1 }, &limits),
         Ok(None)
@@ -475,7 +475,7 @@ fn a_block_of_exactly_the_limit_is_accepted() {
 
 #[test]
 fn stats_replies_are_bounded_by_the_value_limit() {
-    let limits = Limits::with_max_value_len(32);
+    let limits = Limits::with_max_value_size(32);
     let wire = b"STAT aaaa 111111\r\nSTAT bbbb 222222\r\nSTAT cccc 333333\r\nEND\r\n";
     let mut buf = BytesMut::from(&wire[..]);
     assert!(matches!(
@@ -492,12 +492,9 @@ fn stats_replies_are_bounded_by_the_value_limit() {
 
 #[test]
 fn lines_longer_than_the_limit_are_refused() {
-    let limits = Limits {
-        max_line_len: 16,
-        ..Limits::default()
-    };
+    let limits = Limits::new(1 << 20, 16);
     let long = [b'A'; 18];
-    // Without a terminator: once max_line_len + 2 bytes hold no LF, no valid line can follow.
+    // Without a terminator: once max_line_size + 2 bytes hold no LF, no valid line can follow.
     for expect in all_expects() {
         let mut buf = BytesMut::from(&long[..]);
         assert_eq!(
@@ -830,10 +827,9 @@ fn values_are_slices_of_the_received_buffer() {
 fn limits_set_by_hand_to_usize_max_do_not_overflow() {
     // `Limits` has public fields; the arithmetic on them must not overflow (it used to panic in
     // debug builds and misframe in release builds).
-    let huge = Limits {
-        max_value_len: usize::MAX,
-        max_line_len: usize::MAX,
-    };
+    let mut huge = Limits::default();
+    huge.max_value_size = usize::MAX;
+    huge.max_line_size = usize::MAX;
     let mut buf = BytesMut::from(&b"VALUE k 0 18446744073709551615\r\nabc"[..]);
     assert_eq!(decode(&mut buf, Expect::Values { max: 1 }, &huge), Ok(None));
     let mut buf = BytesMut::from(&b"CONFIG cluster 0 18446744073709551615\r\n1\n"[..]);

@@ -24,7 +24,7 @@ async fn connect(addr: SocketAddr) -> TcpStream {
 
 /// Reads one reply of kind `expect` from `stream`, keeping what follows it in `buf`.
 async fn read_reply(stream: &mut TcpStream, buf: &mut BytesMut, expect: Expect) -> Response {
-    let limits = Limits::with_max_value_len(4 << 20);
+    let limits = Limits::with_max_value_size(4 << 20);
     let read = async {
         loop {
             if let Some((reply, _)) = decode(buf, expect, &limits).expect("a valid reply") {

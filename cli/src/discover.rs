@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use memcached_autodiscovery::discovery;
-use memcached_autodiscovery::protocol::Limits;
-use memcached_autodiscovery::ClusterConfig;
+use memcached_autodiscovery::{Client, ClusterConfig};
 
 use crate::output::{self, Out};
 use crate::{Outcome, Result};
@@ -28,7 +26,11 @@ pub struct Args {
 
 /// One discovery from `endpoint`, bounded by `timeout`.
 pub async fn fetch(endpoint: &str, timeout: Duration) -> Result<ClusterConfig> {
-    Ok(discovery::fetch(endpoint, timeout, &Limits::default()).await?)
+    let discovery = Client::builder()
+        .config_endpoint(endpoint)
+        .discovery_timeout(timeout)
+        .discover();
+    Ok(discovery.await?)
 }
 
 pub async fn run(args: Args) -> Result<Outcome> {

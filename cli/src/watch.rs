@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use memcached_autodiscovery::discovery::{decide, Decision};
+use memcached_autodiscovery::topology::{decide, Decision};
 use memcached_autodiscovery::{ClusterConfig, Node};
 
 use crate::discover::fetch;

@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         "round trip"
     );
 
-    let limits = Limits::with_max_value_len(block.len());
+    let limits = Limits::with_max_value_size(block.len());
 
     let reply = config.to_reply(ReplyKind::ConfigGet);
     let mut buf = BytesMut::from(&reply[..]);

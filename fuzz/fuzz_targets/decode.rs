@@ -13,10 +13,7 @@ use memcached_autodiscovery::protocol::{decode, Expect, Limits, Response};
 use memcached_autodiscovery::ProtocolError;
 
 /// Small limits, so inputs of a few KiB reach the size checks.
-const LIMITS: Limits = Limits {
-    max_value_len: 4096,
-    max_line_len: 256,
-};
+const LIMITS: Limits = Limits::new(4096, 256);
 
 fn expect_from(selector: u8) -> Expect {
     match selector & 0x0f {
@@ -83,7 +80,7 @@ fn check_reply(reply: &Response, expect: Expect, frame: &[u8]) {
             };
             assert!(items.len() <= max, "{} values for max {max}", items.len());
             for item in items {
-                assert!(item.value.len() <= LIMITS.max_value_len);
+                assert!(item.value.len() <= LIMITS.max_value_size);
                 assert!(!item.key.is_empty());
                 assert!(!item.key.contains(&b' '));
             }
@@ -91,7 +88,7 @@ fn check_reply(reply: &Response, expect: Expect, frame: &[u8]) {
         }
         Response::Config(Some(block)) => {
             assert_eq!(expect, Expect::Config);
-            assert!(block.len() <= LIMITS.max_value_len);
+            assert!(block.len() <= LIMITS.max_value_size);
             assert!(frame.ends_with(b"\r\nEND\r\n"));
         }
         Response::Stats(_) | Response::Config(None) => assert!(frame.ends_with(b"END\r\n")),

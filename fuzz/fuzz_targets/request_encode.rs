@@ -81,7 +81,7 @@ fn read_input(data: &[u8]) -> Input {
         1
     };
     let keys = (0..key_count).map(|_| blob(&mut u, 260)).collect();
-    let max_value_len = u.int_in_range(0..=300usize).unwrap_or(0);
+    let max_value_size = u.int_in_range(0..=300usize).unwrap_or(0);
     let value = blob(&mut u, 320);
     let arg = number::<bool>(&mut u).then(|| blob(&mut u, 24));
     let flags = number(&mut u);
@@ -98,10 +98,7 @@ fn read_input(data: &[u8]) -> Input {
         exptime,
         big,
         delay,
-        limits: Limits {
-            max_value_len,
-            max_line_len: 8 << 10,
-        },
+        limits: Limits::with_max_value_size(max_value_size),
     }
 }
 
@@ -245,7 +242,7 @@ fn expected_refusal(request: &Request<'_>, limits: &Limits) -> Option<&'static s
     }
     match *request {
         Request::Store { value, .. } | Request::Cas { value, .. }
-            if value.len() > limits.max_value_len =>
+            if value.len() > limits.max_value_size =>
         {
             Some("value")
         }
@@ -272,7 +269,7 @@ fuzz_target!(|data: &[u8]| {
             let fits = match e {
                 ProtocolError::InvalidKey(_) => why == "key",
                 ProtocolError::ValueTooLarge { len, max } => {
-                    why == "value" && len == input.value.len() && max == input.limits.max_value_len
+                    why == "value" && len == input.value.len() && max == input.limits.max_value_size
                 }
                 ProtocolError::InvalidArgument => why == "argument",
                 _ => false,

@@ -181,10 +181,10 @@ impl Request<'_> {
     /// Checks the request without encoding it: keys, value size, arguments.
     pub fn validate(&self, limits: &Limits) -> Result<(), ProtocolError> {
         let check_value = |value: &[u8]| {
-            if value.len() > limits.max_value_len {
+            if value.len() > limits.max_value_size {
                 Err(ProtocolError::ValueTooLarge {
                     len: value.len(),
-                    max: limits.max_value_len,
+                    max: limits.max_value_size,
                 })
             } else {
                 Ok(())
@@ -501,7 +501,7 @@ mod tests {
     fn refused_requests_leave_the_buffer_untouched() {
         let mut buf = BytesMut::from(&b"get ok\r\n"[..]);
         let bad: &[&[u8]] = &[b"ok", b"a\r\nflush_all"];
-        let limits = Limits::with_max_value_len(4);
+        let limits = Limits::with_max_value_size(4);
         for req in [
             Request::Retrieve {
                 kind: Retrieval::Get,

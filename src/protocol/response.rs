@@ -9,7 +9,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::Limits;
-use crate::error::{excerpt, ProtocolError};
+use crate::error::{excerpt, ProtocolError, ServerErrorKind};
 
 /// What kind of reply a request gets; the decoder needs it because the text protocol's replies
 /// do not say which command they answer.
@@ -76,6 +76,38 @@ pub enum ErrorReply {
     Client(String),
     /// `SERVER_ERROR <message>`.
     Server(String),
+}
+
+impl ErrorReply {
+    /// What the answer means, from its text.
+    ///
+    /// ```
+    /// use memcached_autodiscovery::error::ServerErrorKind;
+    /// use memcached_autodiscovery::protocol::ErrorReply;
+    /// let reply = ErrorReply::Server("object too large for cache".into());
+    /// assert_eq!(reply.kind(), ServerErrorKind::TooLarge);
+    /// ```
+    pub fn kind(&self) -> ServerErrorKind {
+        match self {
+            ErrorReply::Error => ServerErrorKind::UnknownCommand,
+            ErrorReply::Client(_) => ServerErrorKind::ClientError,
+            ErrorReply::Server(message) => {
+                let message = message.to_ascii_lowercase();
+                if message.contains("too large") {
+                    ServerErrorKind::TooLarge
+                } else if message.contains("out of memory") {
+                    ServerErrorKind::OutOfMemory
+                } else if message.contains("busy")
+                    || message.contains("temporar")
+                    || message.contains("try again")
+                {
+                    ServerErrorKind::Busy
+                } else {
+                    ServerErrorKind::Other
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for ErrorReply {
@@ -241,7 +273,7 @@ fn line_at(
 ) -> Result<Option<(usize, usize)>, ProtocolError> {
     let rest = &buf[at..];
     // Saturating: `Limits` has public fields, so the limit may be as large as usize::MAX.
-    let cap = limits.max_line_len.saturating_add(2);
+    let cap = limits.max_line_size.saturating_add(2);
     let window = &rest[..rest.len().min(cap)];
     match find_lf(window) {
         Some(nl) if nl > 0 && window[nl - 1] == b'\r' => Ok(Some((at + nl - 1, at + nl + 1))),
@@ -250,7 +282,7 @@ fn line_at(
             line: excerpt(&rest[..nl]),
         }),
         None if window.len() >= cap => Err(ProtocolError::LineTooLong {
-            max: limits.max_line_len,
+            max: limits.max_line_size,
         }),
         None => Ok(None),
     }
@@ -411,10 +443,10 @@ fn block_end(
             line: excerpt(line),
         });
     };
-    if len > limits.max_value_len as u64 {
+    if len > limits.max_value_size as u64 {
         return Err(ProtocolError::ReplyTooLarge {
             len,
-            max: limits.max_value_len,
+            max: limits.max_value_size,
         });
     }
     let len = len as usize;
@@ -488,10 +520,10 @@ fn scan_stats(buf: &[u8], limits: &Limits) -> Result<Option<Scan>, ProtocolError
     let mut stats = Vec::new();
     let mut at = 0;
     loop {
-        if at > limits.max_value_len {
+        if at > limits.max_value_size {
             return Err(ProtocolError::ReplyTooLarge {
                 len: at as u64,
-                max: limits.max_value_len,
+                max: limits.max_value_size,
             });
         }
         let Some((end, next)) = line_at(buf, at, limits)? else {

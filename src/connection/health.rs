@@ -1,0 +1,132 @@
+//! Whether a node is up, and the backoff that decides for how long a failing one is left alone.
+//!
+//! Shared by a connection's task (which marks the node down or up) and its handles (which fail
+//! fast with [`Error::NodeDown`] while it is down, instead of queueing). Times are read from
+//! tokio's clock, the one request deadlines use. Owns no socket and no queue.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::jitter::jitter;
+
+/// Whether the node is down, and why.
+pub(super) struct Health {
+    node: Arc<str>,
+    /// When the connection was made; `down_until` counts from here.
+    epoch: Instant,
+    /// Nanoseconds since `epoch` until which the node counts as down; 0 when up.
+    down_until: AtomicU64,
+    reason: Mutex<Arc<str>>,
+}
+
+impl Health {
+    pub(super) fn new(node: Arc<str>) -> Health {
+        Health {
+            node,
+            epoch: Instant::now(),
+            down_until: AtomicU64::new(0),
+            reason: Mutex::new(Arc::from("")),
+        }
+    }
+
+    /// The node's name, `host:port`.
+    pub(super) fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn now_nanos(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The error for a request while the node is down; `None` when it is up.
+    pub(super) fn down_error(&self) -> Option<Error> {
+        let until = self.down_until.load(Ordering::Relaxed);
+        if until == 0 || self.now_nanos() >= until {
+            return None;
+        }
+        let reason = self.reason.lock().map(|r| r.clone()).unwrap_or_default();
+        Some(Error::NodeDown {
+            node: self.node.to_string(),
+            reason,
+        })
+    }
+
+    /// Marks the node down for about `backoff` (±20 % jitter) because of `reason`.
+    pub(super) fn mark_down(&self, backoff: Duration, reason: &Error) {
+        if let Ok(mut r) = self.reason.lock() {
+            *r = Arc::from(reason.to_string());
+        }
+        let nanos = u64::try_from(jitter(backoff, 0.2).as_nanos()).unwrap_or(u64::MAX);
+        let until = self.now_nanos().saturating_add(nanos);
+        self.down_until.store(until.max(1), Ordering::Relaxed);
+    }
+
+    pub(super) fn mark_up(&self) {
+        self.down_until.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Exponential backoff between `min` and `max`: doubled at each failure, started over by the
+/// next good reply.
+pub(super) struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(super) fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max: max.max(min),
+            next: min,
+        }
+    }
+
+    /// The delay for this failure; the next one doubles.
+    pub(super) fn failed(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = self.next.saturating_mul(2).min(self.max);
+        delay
+    }
+
+    /// A good reply: start over.
+    pub(super) fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_maximum_and_starts_over() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let delays: Vec<u64> = (0..4).map(|_| b.failed().as_millis() as u64).collect();
+        assert_eq!(delays, [100, 200, 350, 350]);
+        b.reset();
+        assert_eq!(b.failed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_marked_down_is_up_again_after_its_backoff() {
+        let health = Health::new(Arc::from("n:1"));
+        assert!(health.down_error().is_none());
+        let reason = Error::NoNodes;
+        health.mark_down(Duration::from_millis(100), &reason);
+        assert!(matches!(health.down_error(), Some(Error::NodeDown { .. })));
+        tokio::time::advance(Duration::from_millis(121)).await;
+        assert!(
+            health.down_error().is_none(),
+            "backoff + 20 % jitter is over"
+        );
+        health.mark_down(Duration::from_secs(1), &reason);
+        health.mark_up();
+        assert!(health.down_error().is_none());
+    }
+}

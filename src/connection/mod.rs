@@ -1,0 +1,174 @@
+//! I/O. One pipelined connection to one node: a cheap handle for callers, and the task that owns
+//! the socket.
+//!
+//! Callers send an encoded request with a oneshot for its reply through a bounded channel; the
+//! task ([`task`]) drives a [`Pipeline`](crate::pipeline::Pipeline), which owns the rules (FIFO,
+//! deadlines, discarding the replies of callers that left, what to replay after a break), over
+//! a stream from the [`Transport`]. A caller that gives up (timeout, dropped future) only drops
+//! its oneshot: its request keeps its place and its reply is read and discarded, so no later
+//! caller can ever receive it.
+//!
+//! The task connects lazily, on the first request. A node that fails (a connect fails, the
+//! oldest request outlives its deadline, or a connection breaks before one good reply) is marked
+//! down for a backoff period ([`health`]): callers then fail fast with [`Error::NodeDown`]
+//! instead of piling up or opening a connection each. This module does not know about keys,
+//! routing or the cluster.
+
+mod health;
+mod task;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::error::Error;
+use crate::pipeline::{Caller, Pending};
+use crate::protocol::{Expect, Limits, Response};
+use crate::transport::{Target, Transport};
+use health::Health;
+
+/// Settings shared by every connection of a client.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionSettings {
+    pub request_timeout: Duration,
+    pub limits: Limits,
+    pub queue_depth: usize,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub transport: Arc<Transport>,
+}
+
+/// The caller's end of a request in the connection task: a oneshot sender.
+struct Waiter(oneshot::Sender<Result<Response, Error>>);
+
+impl Caller for Waiter {
+    #[inline]
+    fn is_gone(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    #[inline]
+    fn answer(self, outcome: Result<Response, Error>) {
+        let _ = self.0.send(outcome);
+    }
+}
+
+/// Where the reply of a queued request arrives, and until when it is awaited.
+pub(crate) struct Reply {
+    rx: oneshot::Receiver<Result<Response, Error>>,
+    deadline: Instant,
+}
+
+/// A cheap, cloneable handle to one connection task. The task ends when the last handle is
+/// dropped and the requests already in flight have been answered (or have timed out).
+#[derive(Clone)]
+pub(crate) struct Connection {
+    tx: mpsc::Sender<Pending<Waiter>>,
+    health: Arc<Health>,
+    request_timeout: Duration,
+}
+
+impl Connection {
+    /// Starts the task for the node named `node_id` (`host:port`) at `target`. Nothing is
+    /// connected until the first request. Must be called within a tokio runtime.
+    pub(crate) fn spawn(
+        node_id: Arc<str>,
+        target: Target,
+        settings: Arc<ConnectionSettings>,
+    ) -> Connection {
+        let (tx, rx) = mpsc::channel(settings.queue_depth.max(1));
+        let health = Arc::new(Health::new(node_id));
+        let request_timeout = settings.request_timeout;
+        tokio::spawn(task::run(rx, target, settings, health.clone()));
+        Connection {
+            tx,
+            health,
+            request_timeout,
+        }
+    }
+
+    /// The node's name, `host:port`.
+    pub(crate) fn node(&self) -> &str {
+        self.health.node()
+    }
+
+    /// The deadline of a request sent now.
+    pub(crate) fn deadline(&self) -> Instant {
+        Instant::now() + self.request_timeout
+    }
+
+    /// Queues one encoded request (waiting for room in the queue, at most until `deadline`) and
+    /// returns where its reply will arrive; [`Connection::reply`] waits for it. Several requests
+    /// can be queued before any reply is awaited, so that they travel together. `idempotent`
+    /// requests may be sent a second time on a fresh connection if the connection breaks
+    /// before their reply (see [`Request::is_idempotent`](crate::protocol::Request::is_idempotent)).
+    /// Cancel-safe: a dropped future or receiver never affects another request.
+    pub(crate) async fn send(
+        &self,
+        frame: Bytes,
+        expect: Expect,
+        idempotent: bool,
+        deadline: Instant,
+    ) -> Result<Reply, Error> {
+        if let Some(down) = self.health.down_error() {
+            return Err(down);
+        }
+        let (reply, rx) = oneshot::channel();
+        let pending = Pending::new(
+            frame,
+            expect,
+            deadline.into_std(),
+            idempotent,
+            Waiter(reply),
+        );
+        match tokio::time::timeout_at(deadline, self.tx.send(pending)).await {
+            Ok(Ok(())) => Ok(Reply { rx, deadline }),
+            Ok(Err(_)) => Err(self.closed()),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
+    /// Waits for the reply of a request queued by [`Connection::send`], at most until its
+    /// deadline.
+    pub(crate) async fn reply(&self, reply: Reply) -> Result<Response, Error> {
+        match tokio::time::timeout_at(reply.deadline, reply.rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(self.closed()),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
+    /// Sends one encoded request and waits for its reply, at most the request timeout.
+    pub(crate) async fn call(
+        &self,
+        frame: Bytes,
+        expect: Expect,
+        idempotent: bool,
+    ) -> Result<Response, Error> {
+        let reply = self
+            .send(frame, expect, idempotent, self.deadline())
+            .await?;
+        self.reply(reply).await
+    }
+
+    fn timeout(&self) -> Error {
+        Error::Timeout {
+            node: self.node().to_string(),
+            timeout: self.request_timeout,
+        }
+    }
+
+    fn closed(&self) -> Error {
+        Error::Io {
+            node: self.node().to_string(),
+            source: Arc::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "connection task ended",
+            )),
+            hint: None,
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The socket task: a thin driver of a [`Pipeline`] over a [`Transport`] stream.
+//!
+//! It waits for work, connects, then moves bytes: queued requests into the pipeline and out in
+//! one write, reads into the pipeline's buffer and lets it dispatch, arms one timer for the oldest
+//! deadline. When the connection breaks the pipeline decides what is replayed; this task decides
+//! when to connect again (backoff). Which stream kind (TCP, TLS, dialed) is served is decided once
+//! per connection; each kind gets its own monomorphic copy of [`serve`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::health::{Backoff, Health};
+use super::{ConnectionSettings, Waiter};
+use crate::error::{Error, Peer};
+use crate::pipeline::{Break, Closed, Pending, Pipeline};
+use crate::transport::{explain, hint_tls, io_error, ReadSide, Stream, Target, WriteSide};
+
+/// A connection quiet for longer than this is checked for a close by the server before the next
+/// write, so that requests are not written into a socket that died meanwhile (e.g. while a Lambda
+/// environment was frozen) and can go out on a fresh connection instead.
+const IDLE_PROBE_AFTER: Duration = Duration::from_millis(250);
+/// Longest wait for a broken connection's orderly shutdown (a TLS close_notify can wait for a
+/// socket that no longer drains).
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
+
+type Queue = mpsc::Receiver<Pending<Waiter>>;
+
+/// The task: wait for work, connect, serve until the connection breaks, repeat. Ends when every
+/// handle is gone and nothing is in flight.
+pub(super) async fn run(
+    mut rx: Queue,
+    target: Target,
+    settings: Arc<ConnectionSettings>,
+    health: Arc<Health>,
+) {
+    let node = Peer::Node(health.node());
+    let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
+    let mut replay: Vec<Pending<Waiter>> = Vec::new();
+    loop {
+        if replay.is_empty() {
+            let first = loop {
+                match rx.recv().await {
+                    None => return,
+                    Some(p) if p.caller().0.is_closed() => continue,
+                    Some(p) => break p,
+                }
+            };
+            replay.push(first);
+        }
+        // Requests queued before the node was marked down: no connect during the backoff,
+        // they fail as the callers arriving now do.
+        if let Some(down) = health.down_error() {
+            fail_queued(&mut replay, &mut rx, &down);
+            continue;
+        }
+        let stream = match settings.transport.connect(&target, node, None).await {
+            Ok(stream) => stream,
+            Err(err) => {
+                let delay = backoff.failed();
+                tracing::warn!(node = health.node(), error = %err, backoff_ms = delay.as_millis() as u64, "memcached.connect_failed");
+                health.mark_down(delay, &err);
+                fail_queued(&mut replay, &mut rx, &err);
+                continue;
+            }
+        };
+        health.mark_up();
+        tracing::debug!(node = health.node(), "memcached.connected");
+        let first = std::mem::take(&mut replay);
+        let limits = settings.limits;
+        let served = match stream {
+            Stream::Tcp(tcp) => {
+                let (reader, writer) = tcp.into_split();
+                serve(reader, writer, first, &mut rx, &settings, node, limits).await
+            }
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => {
+                let (reader, writer) = tls.split();
+                serve(reader, writer, first, &mut rx, &settings, node, limits).await
+            }
+            Stream::Dialed(io) => {
+                let (reader, writer) = tokio::io::split(io);
+                serve(reader, writer, first, &mut rx, &settings, node, limits).await
+            }
+        };
+        let Some((error, closed)) = served else {
+            return;
+        };
+        // Without reply bytes: they may hold keys and values.
+        tracing::warn!(
+            node = health.node(),
+            error = %error.without_data(),
+            resent = closed.replay.len(),
+            node_down = closed.node_down,
+            "memcached.connection_lost"
+        );
+        replay = closed.replay;
+        if closed.answered {
+            backoff.reset();
+        }
+        if closed.node_down {
+            health.mark_down(backoff.failed(), &error);
+        }
+    }
+}
+
+/// Fails `batch` and everything waiting in the queue with `error`.
+fn fail_queued(batch: &mut Vec<Pending<Waiter>>, rx: &mut Queue, error: &Error) {
+    for p in batch.drain(..) {
+        p.fail(error.clone());
+    }
+    while let Ok(p) = rx.try_recv() {
+        p.fail(error.clone());
+    }
+}
+
+/// Serves one established connection. Returns `None` when every handle is gone and nothing is
+/// left in flight; otherwise the connection broke: the error and what the pipeline decided
+/// (everything in flight not to be replayed has then been failed).
+async fn serve<R: ReadSide, W: WriteSide>(
+    mut reader: R,
+    mut writer: W,
+    first: Vec<Pending<Waiter>>,
+    rx: &mut Queue,
+    settings: &ConnectionSettings,
+    node: Peer<'_>,
+    limits: crate::protocol::Limits,
+) -> Option<(Error, Closed<Waiter>)> {
+    let mut pipeline: Pipeline<Waiter> = Pipeline::new(limits);
+    let mut open = true;
+    let sleep = tokio::time::sleep_until(Instant::now() + Duration::from_secs(86_400 * 365));
+    tokio::pin!(sleep);
+    let mut armed_for: Option<Instant> = None;
+    let mut last_io = Instant::now();
+    // Whether this write already waited one scheduler turn for more requests (see below).
+    let mut coalesced = false;
+    // Bytes accepted by a buffered writer (TLS) and not yet flushed to the socket.
+    let mut unflushed = false;
+
+    for p in first {
+        pipeline.push(p);
+    }
+
+    let (why, error) = loop {
+        while open && pipeline.has_room() {
+            match rx.try_recv() {
+                Ok(p) => {
+                    pipeline.push(p);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        if !open && pipeline.is_idle() {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, writer.shutdown()).await;
+            return None;
+        }
+        let pending_write = !pipeline.unwritten().is_empty();
+        if pending_write && last_io.elapsed() > IDLE_PROBE_AFTER {
+            if reader.peer_closed() {
+                let closed = std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the idle connection",
+                );
+                break (Break::Socket, io_error(node, closed));
+            }
+            last_io = Instant::now();
+        }
+        // Write coalescing: the callers woken by the last replies usually have not run yet, so
+        // writing now would send one or two requests per syscall. When others are in flight
+        // (a lone caller never waits), give them one scheduler turn to queue theirs first.
+        if pending_write && !coalesced && pipeline.has_room() && pipeline.in_flight() > 1 {
+            coalesced = true;
+            tokio::task::yield_now().await;
+            continue;
+        }
+        // The timer watches the oldest request. Deadlines grow in FIFO order, so a timer armed
+        // for an earlier request stays valid (it fires early at worst and is re-armed then):
+        // it is reset about once per timeout period, not once per reply.
+        let front_deadline = pipeline.deadline().map(Instant::from_std);
+        if let Some(front) = front_deadline {
+            if armed_for.map_or(true, |armed| armed > front) {
+                sleep.as_mut().reset(front);
+                armed_for = Some(front);
+            }
+        }
+        let can_take = open && pipeline.has_room();
+        let can_write = pending_write || (W::NEEDS_FLUSH && unflushed);
+        let (rbuf, unwritten) = pipeline.buffers();
+        tokio::select! {
+            biased;
+            read = reader.read_buf(rbuf) => {
+                match read {
+                    Ok(0) => {
+                        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed by the server");
+                        break (Break::Socket, io_error(node, eof));
+                    }
+                    Ok(_) => {
+                        last_io = Instant::now();
+                        if let Err(source) = pipeline.dispatch() {
+                            break (Break::Protocol, Error::Protocol { node: node.id(), source });
+                        }
+                    }
+                    Err(e) => break (Break::Socket, reader.failure(e, node)),
+                }
+            }
+            written = write_some(&mut writer, unwritten), if can_write => {
+                match written {
+                    Ok(Some(0)) => {
+                        let zero = std::io::Error::new(std::io::ErrorKind::WriteZero, "socket accepted no bytes");
+                        break (Break::Socket, io_error(node, zero));
+                    }
+                    Ok(Some(n)) => {
+                        last_io = Instant::now();
+                        coalesced = false;
+                        unflushed = W::NEEDS_FLUSH;
+                        pipeline.written(n);
+                    }
+                    Ok(None) => unflushed = false,
+                    Err(e) => break (Break::Socket, reader.failure(e, node)),
+                }
+            }
+            pending = rx.recv(), if can_take => {
+                match pending {
+                    Some(p) => {
+                        pipeline.push(p);
+                    }
+                    None => open = false,
+                }
+            }
+            () = &mut sleep, if front_deadline.is_some() => {
+                if !pipeline.expired(Instant::now().into_std()) {
+                    armed_for = None; // armed for a request already answered: re-arm
+                    continue;
+                }
+                break (Break::Timeout, Error::Timeout { node: node.id(), timeout: settings.request_timeout });
+            }
+        }
+    };
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, writer.shutdown()).await;
+    // On a plaintext connection, say when the server seems to require TLS.
+    let mut error = explain(error, R::PLAINTEXT, pipeline.undecoded(), node);
+    if R::PLAINTEXT && why == Break::Socket && !pipeline.received_any() {
+        error = hint_tls(error);
+    }
+    let closed = pipeline.close(why, &error);
+    Some((error, closed))
+}
+
+/// Writes from `wbuf`: `Some(bytes written)`. A buffered writer (TLS) with nothing left to write
+/// is flushed instead: `None`. For a plaintext socket the flush branch is compiled out.
+async fn write_some<W: WriteSide>(writer: &mut W, wbuf: &[u8]) -> std::io::Result<Option<usize>> {
+    if W::NEEDS_FLUSH && wbuf.is_empty() {
+        return writer.flush().await.map(|()| None);
+    }
+    writer.write(wbuf).await.map(Some)
+}
