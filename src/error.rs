@@ -12,6 +12,7 @@ use std::time::Duration;
 /// Why a key was refused. Keys are checked before anything is encoded, so a refused key never
 /// reaches a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The key is empty.
     Empty,
@@ -48,6 +49,7 @@ impl fmt::Display for KeyError {
 
 /// What was wrong in a cluster configuration data block (`config get cluster`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigErrorKind {
     /// The version line is missing, empty or not a decimal number that fits in a u64.
     BadVersion,

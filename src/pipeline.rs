@@ -12,7 +12,7 @@
 //!   answering is found by its oldest request);
 //! * **what to replay** when the connection breaks ([`Pipeline::close`]).
 //!
-//! A driver (the client's socket task, [`crate::connection`], or any other) moves bytes between
+//! A driver (the client's socket task, or any other) moves bytes between
 //! the pipeline and a socket, reads the clock and gives the pipeline requests. The pipeline has
 //! no tokio type, no socket and no clock of its own; it is tested with tables, property tests
 //! and the fuzz target `pipeline`.

@@ -1,11 +1,11 @@
-//! The one owner of a client's topology: the current [`Snapshot`], the rules that decide whether
+//! The one owner of a client's topology: the current snapshot, the rules that decide whether
 //! a fetched configuration replaces it, the background poller, the staleness check made by every
 //! request, and the refresh pipeline (fetch → decide → build → swap). Nothing else swaps
 //! snapshots.
 //!
-//! Requests load the snapshot without locking ([`Topology::snapshot`]). A refresh runs one at a
-//! time: it fetches the configuration ([`crate::discovery`]), applies the rules ([`decide`]),
-//! builds the next snapshot from the current one ([`Snapshot::next`], reusing live connections)
+//! Requests load the snapshot without locking . A refresh runs one at a
+//! time: it fetches the configuration , applies the rules ([`decide`]),
+//! builds the next snapshot from the current one (reusing live connections)
 //! and stores it whole. A failed or malformed poll keeps the last good topology.
 //!
 //! Timers do not run while a Lambda environment is frozen: every request checks, for the cost of

@@ -2,7 +2,7 @@
 //!
 //! A [`Locator`] is built once per cluster snapshot from the node identities (`host:port`,
 //! see [`NodeIdentity`]) and answers, for a key's raw bytes, the index of the node that owns it.
-//! This module owns the placement algorithms and their exact hash functions ([`hash`]); it does
+//! This module owns the placement algorithms and their exact hash functions (in its private `hash` module); it does
 //! not own node connections or the cluster configuration.
 //!
 //! Besides the crate's own [`Distribution::Ring`], every mode reproduces, bit for bit, the
@@ -24,7 +24,7 @@
 //! and, where the client can run on a test machine, against the client itself
 //! (`tests/interop_live.rs`).
 
-pub mod hash;
+mod hash;
 mod ketama;
 mod rendezvous;
 mod ring;
@@ -32,8 +32,6 @@ mod ring;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use ketama::ketama_points_per_node;
-pub use ring::{ring_hash, RING_VNODES};
 
 use crate::config::Node;
 use ketama::{Continuum, KeyHash, PointDigest};
@@ -48,15 +46,15 @@ use ketama::{Continuum, KeyHash, PointDigest};
 #[non_exhaustive]
 pub enum Distribution {
     /// Consistent hashing over a ring of virtual nodes (the `consistent_hash_ring` crate), with
-    /// [`RING_VNODES`] points per node placed by [`ring_hash`] of the node identity
-    /// `hostname:port`. Adding one node to N moves about 1/(N+1) of the keys; a node whose IP
+    /// 160 points per node placed by a 64-bit FNV-1a hash (finished with MurmurHash3's fmix64)
+    /// of the node identity `hostname:port`. Adding one node to N moves about 1/(N+1) of the keys; a node whose IP
     /// changes keeps its keys. Weights are ignored. The default; shared with no other client.
     #[default]
     Ring,
     /// libmemcached's weighted ketama (`ketama`): key hash = the first 4 bytes of MD5,
     /// little-endian; per node, the strings `host:port-0 … host:port-39` (`host-i` when the
     /// port is 11211) give four MD5 points each; points per node follow libmemcached's float32
-    /// formula ([`ketama_points_per_node`]), so weights count and 25 equal nodes get 156
+    /// formula, so weights count and 25 equal nodes get 156
     /// points; equal points go to the node listed first.
     ///
     /// Reproduces php-memcached with `Memcached::OPT_LIBKETAMA_COMPATIBLE = true` (alone, or
@@ -66,7 +64,7 @@ pub enum Distribution {
     Ketama,
     /// twemproxy's `distribution: ketama` with `hash: fnv1a_64` (`ketama-fnv1a64`): the ring of
     /// [`Ketama`](Distribution::Ketama), with the key hashed by the 32-bit FNV-1a that
-    /// twemproxy calls fnv1a_64 ([`hash::fnv1a_64_truncated`], signed bytes). An empty key
+    /// twemproxy calls fnv1a_64 (over signed bytes). An empty key
     /// hashes to 0, as in twemproxy.
     KetamaFnv1a64,
     /// Upstream spymemcached's `KetamaConnectionFactory` (`ketama-spymemcached`): MD5 key hash;

@@ -16,6 +16,7 @@ pub const RING_VNODES: usize = 160;
 
 /// The ring's hash of a byte string: 64-bit FNV-1a, then the 64-bit finalizer of MurmurHash3
 /// (fmix64) so that nearby inputs land far apart on the ring.
+#[cfg(test)]
 pub fn ring_hash(bytes: &[u8]) -> u64 {
     let mut h = StableHasher::default();
     h.write(bytes);

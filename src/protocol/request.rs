@@ -13,6 +13,7 @@ use crate::error::ProtocolError;
 
 /// The retrieval commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Retrieval {
     /// `get`: values and flags.
     Get,
@@ -26,6 +27,7 @@ pub enum Retrieval {
 
 /// The storage commands that take a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StoreMode {
     /// `set`: store unconditionally.
     Set,
@@ -55,6 +57,7 @@ impl StoreMode {
 /// `exptime` is memcached's encoding: 0 = never, up to 30 days = seconds from now, larger =
 /// a Unix timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Request<'a> {
     /// `get`/`gets`/`gat`/`gats` of one or more keys.
     Retrieve {

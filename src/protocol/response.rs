@@ -14,6 +14,7 @@ use crate::error::{excerpt, ProtocolError, ServerErrorKind};
 /// What kind of reply a request gets; the decoder needs it because the text protocol's replies
 /// do not say which command they answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Expect {
     /// `VALUE` blocks then `END` (get, gets, gat, gats, the legacy config key); at most `max` values.
     Values {
@@ -56,6 +57,7 @@ impl Expect {
 
 /// One item of a retrieval reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Item {
     /// The key, as the server spelled it.
     pub key: Bytes,
@@ -69,6 +71,7 @@ pub struct Item {
 
 /// A server's error reply. These are answers, not broken streams: the connection stays in sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorReply {
     /// `ERROR`: the server does not know the command.
     Error,
@@ -122,6 +125,7 @@ impl std::fmt::Display for ErrorReply {
 
 /// One complete reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Response {
     /// The items found, in the server's order (absent keys are simply missing).
     Values(Vec<Item>),

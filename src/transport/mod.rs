@@ -2,11 +2,10 @@
 //! `tls`) or a caller-supplied [`Dial`], within a deadline; and explaining a failed connection,
 //! including "this server wants TLS" on a plaintext one.
 //!
-//! Node connections ([`crate::connection`]) and discovery ([`crate::discovery`]) both dial through
-//! [`Transport`], so both speak TLS, time out and explain mismatches the same way. This module
+//! Node connections and discovery both dial through one `Transport`, so both speak TLS, time out and explain mismatches the same way. This module
 //! does not know what is said over a connection: no requests, no replies, no retries.
 //!
-//! The stream type is decided once per connection, at connect time ([`Stream`]); the connection
+//! The stream type is decided once per connection, at connect time; the connection
 //! task then runs one monomorphic copy of its loop per kind, so the plaintext path has no TLS
 //! branch and no dynamic dispatch.
 
