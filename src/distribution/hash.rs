@@ -127,16 +127,15 @@ pub fn murmur3_32_of(first: &[u8], second: &[u8]) -> u32 {
     }
 }
 
-/// pymemcache's `murmur3_32` of a text (seed 0), with the character masking of
-/// [`pymemcache_text_bytes`].
-#[cfg(test)]
-pub fn pymemcache_murmur3(text: &[u8]) -> u32 {
-    murmur3_32_of(&pymemcache_text_bytes(text), &[])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// pymemcache's `murmur3_32` of a text (seed 0), with the character masking of
+    /// [`pymemcache_text_bytes`].
+    fn pymemcache_murmur3(text: &[u8]) -> u32 {
+        murmur3_32_of(&pymemcache_text_bytes(text), &[])
+    }
 
     #[test]
     fn md5_matches_the_values_in_the_peers_test_suites() {

@@ -314,12 +314,6 @@ impl Continuum {
         let i = if i == self.positions.len() { 0 } else { i };
         self.owners[i] as usize
     }
-
-    /// The number of distinct positions.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.positions.len()
-    }
 }
 
 #[cfg(test)]
@@ -451,19 +445,25 @@ mod tests {
     fn continuum_sizes() {
         let ids = ["a:1", "b:2", "c:3"];
         assert_eq!(
-            Continuum::libmemcached_weighted(&ids, None, KeyHash::Md5).len(),
+            Continuum::libmemcached_weighted(&ids, None, KeyHash::Md5)
+                .positions
+                .len(),
             480
         );
         assert_eq!(
-            Continuum::libmemcached_consistent(&ids, KeyHash::OneAtATime).len(),
+            Continuum::libmemcached_consistent(&ids, KeyHash::OneAtATime)
+                .positions
+                .len(),
             300
         );
         assert_eq!(
-            Continuum::spymemcached(&ids, None, PointDigest::Sha384, KeyHash::Sha384).len(),
+            Continuum::spymemcached(&ids, None, PointDigest::Sha384, KeyHash::Sha384)
+                .positions
+                .len(),
             480
         );
         let weighted = Continuum::libmemcached_weighted(&ids, Some(&[2, 1, 1]), KeyHash::Md5);
-        assert_eq!(weighted.len(), 240 + 120 + 120);
+        assert_eq!(weighted.positions.len(), 240 + 120 + 120);
         let empty: [&str; 0] = [];
         assert_eq!(
             Continuum::libmemcached_weighted(&empty, None, KeyHash::Md5).locate(b"k"),

@@ -32,7 +32,6 @@ mod ring;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-
 use crate::config::Node;
 use ketama::{Continuum, KeyHash, PointDigest};
 

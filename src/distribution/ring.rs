@@ -14,15 +14,6 @@ use consistent_hash_ring::{Ring, RingBuilder};
 /// Virtual nodes per node on the ring.
 pub const RING_VNODES: usize = 160;
 
-/// The ring's hash of a byte string: 64-bit FNV-1a, then the 64-bit finalizer of MurmurHash3
-/// (fmix64) so that nearby inputs land far apart on the ring.
-#[cfg(test)]
-pub fn ring_hash(bytes: &[u8]) -> u64 {
-    let mut h = StableHasher::default();
-    h.write(bytes);
-    h.finish()
-}
-
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
@@ -125,6 +116,14 @@ impl RingLocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ring's hash of a byte string: 64-bit FNV-1a, then the 64-bit finalizer of MurmurHash3
+    /// (fmix64) so that nearby inputs land far apart on the ring.
+    fn ring_hash(bytes: &[u8]) -> u64 {
+        let mut h = StableHasher::default();
+        h.write(bytes);
+        h.finish()
+    }
 
     #[test]
     fn hash_is_fnv1a_then_fmix64() {
