@@ -100,8 +100,6 @@ pub mod error;
 pub mod fuzzing;
 mod jitter;
 pub mod protocol;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 #[cfg(feature = "tls")]
 mod tls;
 
