@@ -3,15 +3,15 @@
 //! allocation of the process during the measured calls (client, runtime and connection tasks).
 //!
 //! ```sh
-//! cargo run --release --features testkit --example alloc_count
+//! cargo run --release --example alloc_count
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use memcached_autodiscovery::testkit::LocalCluster;
 use memcached_autodiscovery::Client;
+use memcached_autodiscovery_testkit::LocalCluster;
 
 struct Counting;
 

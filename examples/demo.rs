@@ -2,7 +2,7 @@
 //! behind a configuration endpoint): discover, spread keys, grow the cluster, follow it.
 //!
 //! ```sh
-//! cargo run --release --features testkit --example demo     # or: scripts/demo
+//! cargo run --release --example demo     # or: scripts/demo
 //! ```
 //!
 //! Exits with status 1 if anything does not happen as described.
@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use memcached_autodiscovery::testkit::LocalCluster;
 use memcached_autodiscovery::{Client, ClusterConfig};
+use memcached_autodiscovery_testkit::LocalCluster;
 
 const KEYS: usize = 1_000;
 const POLL: Duration = Duration::from_secs(1);

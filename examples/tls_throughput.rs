@@ -5,7 +5,7 @@
 //! processes used, from /proc) and the TLS/plaintext ratio of the medians.
 //!
 //! ```sh
-//! cargo run --release --features testkit,tls --example tls_throughput [-- SECONDS]
+//! cargo run --release --features tls --example tls_throughput [-- SECONDS]
 //! ```
 //!
 //! Everything runs on loopback; every loop stops after its measurement window.
@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use memcached_autodiscovery::testkit::LocalCluster;
 use memcached_autodiscovery::{Client, TlsConfig};
+use memcached_autodiscovery_testkit::LocalCluster;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
 const CALLERS: usize = 256;

@@ -4,15 +4,15 @@
 //! Prints ops/s of both phases, their ratio, and every failed request.
 //!
 //! ```sh
-//! cargo run --release --features testkit --example topology_swap -- [CHURN_SECONDS]
+//! cargo run --release --example topology_swap -- [CHURN_SECONDS]
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use memcached_autodiscovery::testkit::LocalCluster;
 use memcached_autodiscovery::Client;
+use memcached_autodiscovery_testkit::LocalCluster;
 
 const CALLERS: usize = 256;
 const KEYS: usize = 10_000;

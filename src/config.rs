@@ -71,15 +71,6 @@ pub struct ClusterConfig {
     pub nodes: Vec<Node>,
 }
 
-/// Which envelope [`ClusterConfig::to_reply`] writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplyKind {
-    /// The reply to `config get cluster`: `CONFIG cluster 0 <bytes>`.
-    ConfigGet,
-    /// The reply to `get AmazonElastiCache:cluster`: `VALUE AmazonElastiCache:cluster 0 <bytes>`.
-    LegacyGet,
-}
-
 impl ClusterConfig {
     /// Parses a configuration data block (the bytes inside the `CONFIG` envelope).
     ///
@@ -129,20 +120,6 @@ impl ClusterConfig {
     pub fn encode_block(&self) -> Vec<u8> {
         let nodes: Vec<String> = self.nodes.iter().map(Node::to_string).collect();
         format!("{}\n{}\n", self.version, nodes.join(" ")).into_bytes()
-    }
-
-    /// Encodes a whole server reply carrying this configuration, as an ElastiCache endpoint
-    /// sends it (what the emulated endpoint of the test kit serves).
-    pub fn to_reply(&self, kind: ReplyKind) -> Vec<u8> {
-        let block = self.encode_block();
-        let header = match kind {
-            ReplyKind::ConfigGet => "CONFIG cluster",
-            ReplyKind::LegacyGet => "VALUE AmazonElastiCache:cluster",
-        };
-        let mut out = format!("{header} 0 {}\r\n", block.len()).into_bytes();
-        out.extend_from_slice(&block);
-        out.extend_from_slice(b"\r\nEND\r\n");
-        out
     }
 }
 
@@ -331,22 +308,6 @@ mod tests {
         assert_eq!(
             kind(b"1\nh\xff|1.2.3.4|1\n").0,
             ConfigErrorKind::BadHostname
-        );
-    }
-
-    #[test]
-    fn reply_envelopes_count_the_block_exactly() {
-        let c = ClusterConfig {
-            version: 3,
-            nodes: vec![Node::new("a", None, 1)],
-        };
-        assert_eq!(
-            c.to_reply(ReplyKind::ConfigGet),
-            b"CONFIG cluster 0 7\r\n3\na||1\n\r\nEND\r\n"
-        );
-        assert_eq!(
-            c.to_reply(ReplyKind::LegacyGet),
-            b"VALUE AmazonElastiCache:cluster 0 7\r\n3\na||1\n\r\nEND\r\n"
         );
     }
 

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use memcached_autodiscovery::testkit::LocalCluster;
 use memcached_autodiscovery::Client;
+use memcached_autodiscovery_testkit::LocalCluster;
 
 fn random() -> u64 {
     let mut h = RandomState::new().build_hasher();

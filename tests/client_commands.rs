@@ -5,8 +5,8 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use memcached_autodiscovery::testkit::LocalCluster;
 use memcached_autodiscovery::{CasOutcome, Client, Error, ProtocolError, StoreMode};
+use memcached_autodiscovery_testkit::LocalCluster;
 use support::{client_for, stat_sum};
 
 const MINUTE: Duration = Duration::from_secs(60);

@@ -13,8 +13,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use memcached_autodiscovery::config::Node;
-use memcached_autodiscovery::testkit::{EndpointBehavior, LocalCluster};
 use memcached_autodiscovery::Client;
+use memcached_autodiscovery_testkit::{EndpointBehavior, LocalCluster};
 use support::load::{Load, Report};
 use support::rogue::{Rogue, RogueNode};
 use support::{eventually, rounds, stat};

@@ -6,8 +6,8 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use memcached_autodiscovery::testkit::LocalCluster;
 use memcached_autodiscovery::{Client, Error, ProtocolError};
+use memcached_autodiscovery_testkit::LocalCluster;
 use support::rogue::{rss_kib, Rogue, RogueNode};
 
 const TIMEOUT: Duration = Duration::from_millis(400);

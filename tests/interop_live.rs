@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use memcached_autodiscovery::distribution::{Distribution, Locator};
-use memcached_autodiscovery::testkit::LocalCluster;
 use memcached_autodiscovery::{Client, NodeIdentity};
+use memcached_autodiscovery_testkit::LocalCluster;
 use tokio::process::Command;
 
 const KEY_SOURCE: &str = "tests/data/vectors/ketama/php-memcached__ketama__s3-ip.tsv";

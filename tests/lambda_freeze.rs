@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use memcached_autodiscovery::testkit::LocalCluster;
+use memcached_autodiscovery_testkit::LocalCluster;
 use support::client_for;
 
 const MINUTE: Duration = Duration::from_secs(60);

@@ -5,11 +5,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bytes::BytesMut;
-use memcached_autodiscovery::config::{ClusterConfig, Node, ReplyKind};
+use memcached_autodiscovery::config::{ClusterConfig, Node};
 use memcached_autodiscovery::protocol::{
     decode, validate_key, Expect, Limits, Request, Response, Retrieval, StoreMode,
 };
 use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_testkit::{encode_reply, ReplyKind};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -207,7 +208,7 @@ proptest! {
             (ReplyKind::ConfigGet, Expect::Config),
             (ReplyKind::LegacyGet, Expect::Values { max: 1 }),
         ] {
-            let wire = c.to_reply(kind);
+            let wire = encode_reply(&c, kind);
             let got = decode_checked(&wire, expect, &Limits::default());
             let block = match got {
                 Ok(Some((Response::Config(Some(b)), n))) if n == wire.len() => b,

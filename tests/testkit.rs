@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use memcached_autodiscovery::config::{ClusterConfig, Node, ReplyKind};
+use memcached_autodiscovery::config::{ClusterConfig, Node};
 use memcached_autodiscovery::protocol::{decode, Expect, Limits, Response};
-use memcached_autodiscovery::testkit::{EndpointBehavior, LocalCluster};
 use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_testkit::{encode_reply, EndpointBehavior, LocalCluster, ReplyKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout, Instant};
@@ -140,7 +140,7 @@ async fn endpoint_speaks_the_elasticache_wire_format() {
     // Byte for byte what ElastiCache sends.
     let mut exact = connect(cluster.config_endpoint()).await;
     exact.write_all(b"config get cluster\r\n").await.unwrap();
-    let want = cluster.config().to_reply(ReplyKind::ConfigGet);
+    let want = encode_reply(&cluster.config(), ReplyKind::ConfigGet);
     let mut got = vec![0; want.len()];
     timeout(PATIENCE, exact.read_exact(&mut got))
         .await
@@ -314,7 +314,7 @@ async fn endpoint_behaviors_do_what_they_say() {
 
     cluster.set_endpoint_behavior(EndpointBehavior::Truncated);
     let half = until_closed(endpoint, config_get).await;
-    let full = cluster.config().to_reply(ReplyKind::ConfigGet);
+    let full = encode_reply(&cluster.config(), ReplyKind::ConfigGet);
     assert_eq!(half, full[..full.len() / 2]);
 
     cluster.set_endpoint_behavior(EndpointBehavior::Hang);

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use memcached_autodiscovery::testkit::LocalCluster;
 use memcached_autodiscovery::{Client, ClientBuilder, Error, TlsConfig, TlsErrorKind};
+use memcached_autodiscovery_testkit::LocalCluster;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -340,7 +340,7 @@ async fn a_server_that_never_answers_the_handshake_does_not_hang_the_client() {
     let ca = Ca::new("test CA");
     // The endpoint accepts, reads, and never answers.
     let cluster = LocalCluster::start(1).await.unwrap();
-    cluster.set_endpoint_behavior(memcached_autodiscovery::testkit::EndpointBehavior::Hang);
+    cluster.set_endpoint_behavior(memcached_autodiscovery_testkit::EndpointBehavior::Hang);
     let error = fails_within(DISCOVERY_TIMEOUT, discover(&cluster, Some(trusting(&ca)))).await;
     assert_tls(&error, TlsErrorKind::HandshakeTimeout);
     assert!(error.is_timeout() && error.is_retryable(), "{error}");

@@ -5,8 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use memcached_autodiscovery::testkit::{EndpointBehavior, LocalCluster};
 use memcached_autodiscovery::{Client, Error};
+use memcached_autodiscovery_testkit::{EndpointBehavior, LocalCluster};
 use support::{client_for, eventually, stat};
 
 const MINUTE: Duration = Duration::from_secs(60);

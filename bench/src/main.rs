@@ -1,5 +1,6 @@
 //! `loadbench`: this crate against the other Rust memcached clients and a raw pipelined probe,
-//! on a local cluster of real memcached processes (the crate's test kit), in one run.
+//! on a local cluster of real memcached processes (the test kit, memcached-autodiscovery-testkit),
+//! in one run.
 //!
 //! See `--help`, and docs/performance/README.md for the method and the latest results.
 
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use memcached_autodiscovery::testkit::LocalCluster;
+use memcached_autodiscovery_testkit::LocalCluster;
 
 use crate::load::{Keyspace, Mix, Phase, PhaseResult, Tally};
 use crate::peers::{PeerKind, Pools};

@@ -1,6 +1,6 @@
 //! `mcad cluster up`: a local emulated ElastiCache cluster to try things against.
 
-use memcached_autodiscovery::testkit::LocalCluster;
+use memcached_autodiscovery_testkit::LocalCluster;
 
 use crate::output::{self, Out};
 use crate::shutdown::Shutdown;

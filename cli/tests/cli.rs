@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use memcached_autodiscovery::discovery;
 use memcached_autodiscovery::distribution::{Distribution, Locator};
 use memcached_autodiscovery::protocol::Limits;
-use memcached_autodiscovery::testkit::LocalCluster;
 use memcached_autodiscovery::{Client, ClusterConfig, Node};
+use memcached_autodiscovery_testkit::LocalCluster;
 
 const MCAD: &str = env!("CARGO_BIN_EXE_mcad");
 const PATIENCE: Duration = Duration::from_secs(20);

@@ -6,9 +6,17 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use memcached_autodiscovery::config::{ClusterConfig, ReplyKind};
+use memcached_autodiscovery::config::ClusterConfig;
 use memcached_autodiscovery::protocol::{decode, Expect, Limits, Response};
 use memcached_autodiscovery::ProtocolError;
+
+/// The whole server reply around `block`, as an ElastiCache endpoint frames it.
+fn framed(header: &str, block: &[u8]) -> Vec<u8> {
+    let mut out = format!("{header} 0 {}\r\n", block.len()).into_bytes();
+    out.extend_from_slice(block);
+    out.extend_from_slice(b"\r\nEND\r\n");
+    out
+}
 
 fuzz_target!(|data: &[u8]| {
     let config = match ClusterConfig::parse(data) {
@@ -34,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
 
     let limits = Limits::with_max_value_size(block.len());
 
-    let reply = config.to_reply(ReplyKind::ConfigGet);
+    let reply = framed("CONFIG cluster", &block);
     let mut buf = BytesMut::from(&reply[..]);
     match decode(&mut buf, Expect::Config, &limits) {
         Ok(Some((Response::Config(Some(got)), n))) => {
@@ -45,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
         other => panic!("config reply decoded as {other:?}"),
     }
 
-    let reply = config.to_reply(ReplyKind::LegacyGet);
+    let reply = framed("VALUE AmazonElastiCache:cluster", &block);
     let mut buf = BytesMut::from(&reply[..]);
     match decode(&mut buf, Expect::Values { max: 1 }, &limits) {
         Ok(Some((Response::Values(items), n))) => {

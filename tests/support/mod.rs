@@ -8,8 +8,8 @@ pub mod rogue;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use memcached_autodiscovery::testkit::LocalCluster;
 use memcached_autodiscovery::Client;
+use memcached_autodiscovery_testkit::LocalCluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

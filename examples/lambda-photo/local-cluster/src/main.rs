@@ -1,4 +1,4 @@
-//! run-local's memcached cluster: the library's `LocalCluster` (real memcached processes on
+//! run-local's memcached cluster: the test kit's `LocalCluster` (real memcached processes on
 //! loopback addresses behind an emulated ElastiCache configuration endpoint), driven by one
 //! command per line on stdin so that a script can change the cluster while a function runs.
 //!
@@ -18,7 +18,7 @@
 //! local-cluster [NODES]      # default 3
 //! ```
 
-use memcached_autodiscovery::testkit::LocalCluster;
+use memcached_autodiscovery_testkit::LocalCluster;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[tokio::main(flavor = "current_thread")]

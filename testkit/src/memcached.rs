@@ -34,13 +34,13 @@ pub struct MemcachedOptions {
     pub max_item_size: Option<String>,
     /// Worker threads (`-t`). Defaults to 1.
     pub threads: u32,
-    /// TLS (`-Z`), with features `testkit` and `tls`. Defaults to `None`: plaintext.
+    /// TLS (`-Z`), with the feature `tls`. Defaults to `None`: plaintext.
     #[cfg(feature = "tls")]
     pub tls: Option<MemcachedTls>,
 }
 
-/// TLS of a memcached process (features `testkit` and `tls`): `-Z -o ssl_chain_cert=...,
-/// ssl_key=...`, plus `ssl_verify_mode=2,ssl_ca_cert=...` when a client certificate is required.
+/// TLS of a memcached process (feature `tls`): `-Z -o ssl_chain_cert=...,ssl_key=...`, plus
+/// `ssl_verify_mode=2,ssl_ca_cert=...` when a client certificate is required.
 /// memcached runs as `nobody`: the files must be readable by that user, and must exist as long
 /// as processes may start. [`LocalClusterBuilder::tls`](super::LocalClusterBuilder::tls)
 /// takes care of both.

@@ -16,7 +16,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::config::{ClusterConfig, ReplyKind};
+use memcached_autodiscovery::ClusterConfig;
+
+use crate::reply::{encode_reply, ReplyKind};
 
 /// The version the endpoint reports to `version`.
 const SERVER_VERSION: &[u8] = b"VERSION 1.6.18\r\n";
@@ -61,7 +63,7 @@ pub enum EndpointBehavior {
 ///
 /// ```no_run
 /// use memcached_autodiscovery::config::{ClusterConfig, Node};
-/// use memcached_autodiscovery::testkit::ConfigEndpoint;
+/// use memcached_autodiscovery_testkit::ConfigEndpoint;
 /// let endpoint = ConfigEndpoint::start(ClusterConfig {
 ///     version: 1,
 ///     nodes: vec![Node::new("node-1.example", None, 11211)],
@@ -89,7 +91,7 @@ struct Shared {
     tls: Option<Acceptor>,
 }
 
-/// Accepts TLS connections (features `testkit` and `tls`).
+/// Accepts TLS connections (feature `tls`).
 #[cfg(feature = "tls")]
 #[derive(Clone)]
 struct Acceptor(tokio_rustls::TlsAcceptor);
@@ -136,7 +138,7 @@ impl ConfigEndpoint {
         ConfigEndpoint::launch(config, None)
     }
 
-    /// Like [`start`](ConfigEndpoint::start), over TLS only (features `testkit` and `tls`): the
+    /// Like [`start`](ConfigEndpoint::start), over TLS only (feature `tls`): the
     /// endpoint presents `chain_pem` (its certificate first) with `key_pem`, and with
     /// `client_ca_pem` requires a client certificate issued by one of those CAs. Plaintext
     /// clients are sent a TLS alert and dropped, as a TLS ElastiCache endpoint drops them.
@@ -411,19 +413,15 @@ fn answer(shared: &Shared, request: &[u8]) -> (Vec<u8>, Next) {
         EndpointBehavior::Empty => (b"END\r\n".to_vec(), Next::Continue),
         EndpointBehavior::Garbage => (garbage(), Next::Close),
         EndpointBehavior::Truncated => {
-            let mut reply = lock(&shared.config).to_reply(kind);
+            let mut reply = encode_reply(&lock(&shared.config), kind);
             reply.truncate(reply.len() / 2);
             (reply, Next::Close)
         }
         EndpointBehavior::Oversized => {
-            let header = match kind {
-                ReplyKind::ConfigGet => "CONFIG cluster",
-                ReplyKind::LegacyGet => "VALUE AmazonElastiCache:cluster",
-            };
-            let reply = format!("{header} 0 {OVERSIZED_LEN}\r\n").into_bytes();
+            let reply = format!("{} 0 {OVERSIZED_LEN}\r\n", kind.header()).into_bytes();
             (reply, Next::Silence)
         }
-        _ => (lock(&shared.config).to_reply(kind), Next::Continue),
+        _ => (encode_reply(&lock(&shared.config), kind), Next::Continue),
     }
 }
 

@@ -1,6 +1,6 @@
-//! TLS for the test kit (features `testkit` and `tls`): the identity the local servers present,
-//! its files for memcached, the rustls server of the emulated endpoint, and the client the kit's
-//! readiness probes use.
+//! TLS for the test kit (feature `tls`): the identity the local servers present, its files for
+//! memcached, the rustls server of the emulated endpoint, and the client the kit's readiness
+//! probes use.
 
 use std::fmt;
 use std::io;

@@ -4,9 +4,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Mutex, MutexGuard};
 
-use super::endpoint::{ConfigEndpoint, EndpointBehavior};
-use super::memcached::{MemcachedOptions, MemcachedProcess};
-use crate::config::{ClusterConfig, Node};
+use memcached_autodiscovery::config::{ClusterConfig, Node};
+
+use crate::endpoint::{ConfigEndpoint, EndpointBehavior};
+use crate::memcached::{MemcachedOptions, MemcachedProcess};
 
 /// How many fresh loopback IPs a replacement node tries before giving up.
 const IP_ATTEMPTS: usize = 5;
@@ -28,7 +29,7 @@ const IP_ATTEMPTS: usize = 5;
 ///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
-/// use memcached_autodiscovery::testkit::LocalCluster;
+/// use memcached_autodiscovery_testkit::LocalCluster;
 /// let cluster = LocalCluster::start(3).await?;
 /// println!("discover from {}", cluster.config_endpoint());
 /// cluster.add_node().await?; // version 2, four nodes
@@ -138,8 +139,8 @@ impl LocalClusterBuilder {
     }
 
     /// Serves TLS only, on every node and on the configuration endpoint, as an ElastiCache
-    /// cluster with in-transit encryption does (features `testkit` and `tls`). Every server
-    /// presents `cert_chain_pem` (the certificate first, then any intermediates) with `key_pem`.
+    /// cluster with in-transit encryption does (feature `tls`). Every server presents
+    /// `cert_chain_pem` (the certificate first, then any intermediates) with `key_pem`.
     /// Node k is named `node-k.local-cluster.test` and listed with its IP; the endpoint listens
     /// on `127.0.0.1`: give the certificate those names (or a `*.local-cluster.test` wildcard,
     /// checked with `TlsConfig::server_name`). The files memcached reads are kept in a private

@@ -1,4 +1,16 @@
-//! A local emulated ElastiCache memcached cluster, for tests and demos (cargo feature `testkit`).
+//! A local emulated ElastiCache memcached cluster, for tests and demos of
+//! [`memcached-autodiscovery`](memcached_autodiscovery) and of the code that uses it.
+//!
+//! This is its own crate, apart from the client library, so that the client carries no test
+//! apparatus. Add it as a dev-dependency next to the library:
+//!
+//! ```toml
+//! [dependencies]
+//! memcached-autodiscovery = "0.1"
+//!
+//! [dev-dependencies]
+//! memcached-autodiscovery-testkit = "0.1" # or { version = "0.1", features = ["tls"] }
+//! ```
 //!
 //! Stock memcached does not know `config get cluster`, so a real cluster cannot be discovered
 //! locally. [`LocalCluster`] puts together what a client sees of an ElastiCache cluster:
@@ -8,8 +20,8 @@
 //! * a configuration endpoint ([`ConfigEndpoint`]) on `127.0.0.1` that answers
 //!   `config get cluster` (with or without a trailing space, CRLF or LF) and the legacy
 //!   `get AmazonElastiCache:cluster` with the node list in the exact ElastiCache wire format
-//!   (`CONFIG cluster 0 <bytes>\r\n<version>\n<host|ip|port ...>\n\r\nEND\r\n`), `version` with
-//!   `VERSION 1.6.18`, and anything else with `ERROR`.
+//!   (`CONFIG cluster 0 <bytes>\r\n<version>\n<host|ip|port ...>\n\r\nEND\r\n`, see
+//!   [`encode_reply`]), `version` with `VERSION 1.6.18`, and anything else with `ERROR`.
 //!
 //! The cluster changes as a real one does: nodes are added, removed and replaced (new IP, same
 //! hostname and port) with the version growing by one, and processes can be killed, restarted,
@@ -19,7 +31,8 @@
 //! Node hostnames (`node-<k>.local-cluster.test`) do not resolve: the served configuration
 //! always carries each node's IP, and clients connect by IP.
 //!
-//! With the `tls` feature too, [`LocalClusterBuilder::tls`] makes every node (memcached's own TLS,
+//! With the feature `tls` (which turns on the library's `tls` feature too, for the clients that
+//! talk to such a cluster), [`LocalClusterBuilder::tls`] makes every node (memcached's own TLS,
 //! `-Z`) and the endpoint (rustls) speak TLS only, as an ElastiCache cluster with in-transit
 //! encryption does; [`LocalClusterBuilder::tls_client_auth`] also makes them require a client
 //! certificate.
@@ -31,7 +44,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use memcached_autodiscovery::testkit::{EndpointBehavior, LocalCluster};
+//! use memcached_autodiscovery_testkit::{EndpointBehavior, LocalCluster};
 //! let cluster = LocalCluster::builder().nodes(2).max_item_size(Some("2m".into())).start().await?;
 //! let endpoint = cluster.config_endpoint(); // give this to the client
 //! assert_eq!(cluster.config().version, 1);
@@ -40,9 +53,13 @@
 //! # let _ = endpoint; Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
 mod cluster;
 mod endpoint;
 mod memcached;
+mod reply;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -51,3 +68,4 @@ pub use endpoint::{ConfigEndpoint, EndpointBehavior};
 #[cfg(feature = "tls")]
 pub use memcached::MemcachedTls;
 pub use memcached::{MemcachedOptions, MemcachedProcess};
+pub use reply::{encode_reply, ReplyKind};
