@@ -14,12 +14,12 @@ struct Valid {
 }
 
 fn item(key: &str, flags: u32, cas: Option<u64>, value: &[u8]) -> Item {
-    Item {
-        key: Bytes::copy_from_slice(key.as_bytes()),
+    Item::new(
+        Bytes::copy_from_slice(key.as_bytes()),
         flags,
         cas,
-        value: Bytes::copy_from_slice(value),
-    }
+        Bytes::copy_from_slice(value),
+    )
 }
 
 fn stats(pairs: &[(&str, &str)]) -> Response {

@@ -211,8 +211,7 @@ async fn plain_memcached_is_not_a_discovery_endpoint() {
         .config_endpoint(plain)
         .build()
         .await
-        .err()
-        .expect("fails");
+        .expect_err("fails");
     assert!(matches!(err, Error::DiscoveryUnsupported { .. }), "{err}");
     assert!(
         err.to_string().contains("nodes("),

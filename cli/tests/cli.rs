@@ -6,9 +6,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use memcached_autodiscovery::discovery;
 use memcached_autodiscovery::distribution::{Distribution, Locator};
-use memcached_autodiscovery::protocol::Limits;
 use memcached_autodiscovery::{Client, ClusterConfig, Node};
 use memcached_autodiscovery_testkit::LocalCluster;
 
@@ -534,7 +532,10 @@ async fn cluster_up_serves_until_interrupted_then_stops_its_memcached() {
         .to_string();
     let listing: Vec<String> = (0..3).map(|_| up.next_line()).collect();
 
-    let config = discovery::fetch(&endpoint, Duration::from_secs(5), &Limits::default())
+    let config = Client::builder()
+        .config_endpoint(&endpoint)
+        .discovery_timeout(Duration::from_secs(5))
+        .discover()
         .await
         .expect("the endpoint answers discovery");
     assert_eq!(config.nodes.len(), 2);

@@ -69,6 +69,23 @@ pub struct Item {
     pub value: Bytes,
 }
 
+impl Item {
+    /// An item (as a server would send it).
+    pub fn new(
+        key: impl Into<Bytes>,
+        flags: u32,
+        cas: Option<u64>,
+        value: impl Into<Bytes>,
+    ) -> Item {
+        Item {
+            key: key.into(),
+            flags,
+            cas,
+            value: value.into(),
+        }
+    }
+}
+
 /// A server's error reply. These are answers, not broken streams: the connection stays in sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
