@@ -4,13 +4,17 @@
 mod support;
 
 use std::collections::hash_map::RandomState;
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use memcached_autodiscovery::Client;
 use memcached_autodiscovery_testkit::LocalCluster;
+use support::rogue::{Rogue, RogueNode};
 
 fn random() -> u64 {
     let mut h = RandomState::new().build_hasher();
@@ -40,6 +44,8 @@ fn value_of(key: &str, generation: u64) -> String {
 #[derive(Default)]
 struct Tally {
     issued: AtomicU64,
+    /// Calls that returned with the server's reply (their request was sent and answered).
+    answered: AtomicU64,
     ok: AtomicU64,
     cancelled: AtomicU64,
     errors: AtomicU64,
@@ -74,7 +80,9 @@ async fn storm(client: Client, callers: u64, rounds: u64) -> Arc<Tally> {
                         tally.errors.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => {
+                        tally.answered.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 tally.issued.fetch_add(1, Ordering::Relaxed);
                 let read = async {
@@ -83,7 +91,11 @@ async fn storm(client: Client, callers: u64, rounds: u64) -> Arc<Tally> {
                         () = tokio::time::sleep(deadline()) => None,
                     }
                 };
-                match read.await {
+                let read = read.await;
+                if read.is_some() {
+                    tally.answered.fetch_add(1, Ordering::Relaxed);
+                }
+                match read {
                     None => {
                         tally.cancelled.fetch_add(1, Ordering::Relaxed);
                     }
@@ -107,6 +119,24 @@ async fn storm(client: Client, callers: u64, rounds: u64) -> Arc<Tally> {
     tally
 }
 
+/// The gets and sets the cluster's servers have processed so far.
+async fn served(cluster: &LocalCluster) -> u64 {
+    support::stat_sum(cluster, "cmd_get").await + support::stat_sum(cluster, "cmd_set").await
+}
+
+/// How many of a storm's cancelled calls had their request processed by a server (the rest
+/// were dropped before their request was written): requests served since `served_before`,
+/// less the calls that returned with a reply.
+async fn cancelled_after_sent(cluster: &LocalCluster, served_before: u64, tally: &Tally) -> u64 {
+    // Requests written just before their caller left may still be on their way.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let served = served(cluster).await - served_before;
+    let answered = tally.answered.load(Ordering::Relaxed);
+    served
+        .checked_sub(answered)
+        .unwrap_or_else(|| panic!("{answered} calls answered, only {served} requests served"))
+}
+
 /// A client whose own timeout never fires during a storm: every cut comes from the storm.
 async fn patient_client(cluster: &LocalCluster) -> Client {
     Client::builder()
@@ -121,6 +151,7 @@ async fn patient_client(cluster: &LocalCluster) -> Client {
 async fn ten_thousand_callers_with_random_timeouts_get_only_their_own_values() {
     let cluster = LocalCluster::start(3).await.unwrap();
     let client = patient_client(&cluster).await;
+    let served_before = served(&cluster).await;
     let tally = storm(client.clone(), 10_000, 6).await;
     let (ok, cancelled, errors, wrong) = (
         tally.ok.load(Ordering::Relaxed),
@@ -128,13 +159,21 @@ async fn ten_thousand_callers_with_random_timeouts_get_only_their_own_values() {
         tally.errors.load(Ordering::Relaxed),
         tally.wrong.load(Ordering::Relaxed),
     );
-    eprintln!("ok {ok}, cancelled {cancelled}, errors {errors}, wrong {wrong}");
+    let after_sent = cancelled_after_sent(&cluster, served_before, &tally).await;
+    eprintln!(
+        "ok {ok}, cancelled {cancelled} ({after_sent} after the server got the request), \
+         errors {errors}, wrong {wrong}"
+    );
     assert_eq!(wrong, 0, "no caller ever reads another caller's value");
     assert!(
         cancelled > 1000,
         "the storm really cancels requests ({cancelled})"
     );
     assert!(ok > 1000, "and many requests complete ({ok})");
+    assert!(
+        after_sent > 1000,
+        "many calls are cancelled after the server got their request ({after_sent})"
+    );
     assert_eq!(errors, 0, "cancellation is not an error of the connection");
 
     // The connections still serve in order afterwards.
@@ -148,8 +187,13 @@ async fn ten_thousand_callers_with_random_timeouts_get_only_their_own_values() {
     }
 }
 
+/// Polls `fut` once, in the caller's task: far enough to queue its request if there is room.
+async fn poll_once<F: Future + ?Sized>(mut fut: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
+}
+
 #[tokio::test]
-async fn a_future_dropped_before_its_first_poll_sends_nothing() {
+async fn a_request_dropped_after_it_was_queued_but_before_it_was_written_is_not_sent() {
     let cluster = LocalCluster::start(1).await.unwrap();
     let client = Client::builder()
         .config_endpoint(cluster.config_endpoint().to_string())
@@ -158,13 +202,130 @@ async fn a_future_dropped_before_its_first_poll_sends_nothing() {
         .unwrap();
     client.set("k", "v", Duration::from_secs(60)).await.unwrap();
     let before = support::stat(cluster.node_addrs()[0], "cmd_set").await;
-    for _ in 0..100 {
-        drop(client.set("k", "other", Duration::from_secs(60)));
+    // On this single-threaded runtime the connection task runs only when this task yields: each
+    // set below is queued by its first poll and dropped before the task can write it.
+    for i in 0..100 {
+        tokio::task::yield_now().await; // the task takes the previous one off the queue
+        let mut set = Box::pin(client.set("k", format!("dropped-{i}"), Duration::from_secs(60)));
+        assert!(poll_once(set.as_mut()).await.is_pending());
+        drop(set);
     }
-    assert_eq!(client.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+    // The same steps without the drop: the request goes out.
+    let mut kept = Box::pin(client.set("k", "kept", Duration::from_secs(60)));
+    assert!(poll_once(kept.as_mut()).await.is_pending());
+    kept.await.unwrap();
+    assert_eq!(
+        client.get("k").await.unwrap().as_deref(),
+        Some(&b"kept"[..])
+    );
     assert_eq!(
         support::stat(cluster.node_addrs()[0], "cmd_set").await,
-        before
+        before + 1,
+        "only the set that was not dropped reached the server"
+    );
+}
+
+/// The value stored under `key` by the test below.
+fn value_for(key: &str) -> String {
+    format!("value of {key}")
+}
+
+#[tokio::test]
+async fn requests_dropped_after_they_were_sent_leave_every_later_caller_its_own_reply() {
+    const DROPPED: usize = 50;
+    const LATER: usize = 50;
+    let cluster = LocalCluster::start(1).await.unwrap();
+    let server = cluster.node_addrs()[0];
+    // Every reply is held back for a second on its way to the client: a request can be
+    // written, answered by the server, and its caller gone before the reply arrives.
+    let slow = RogueNode::start(Rogue::Slow(server, 1000)).await;
+    let direct = Client::builder()
+        .nodes([server.to_string()])
+        .build()
+        .await
+        .unwrap();
+    let dropped_keys: Vec<String> = (0..DROPPED).map(|i| format!("dropped-{i}")).collect();
+    let later_keys: Vec<String> = (0..LATER).map(|i| format!("later-{i}")).collect();
+    for key in dropped_keys.iter().chain(&later_keys) {
+        direct
+            .set(key, value_for(key), Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    let client = Client::builder()
+        .nodes([slow.addr.to_string()])
+        .request_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        client.get("later-0").await.unwrap().as_deref(),
+        Some(value_for("later-0").as_bytes())
+    );
+
+    let gets_before = support::stat(server, "cmd_get").await;
+    let mut calls: Vec<_> = dropped_keys
+        .iter()
+        .map(|key| Box::pin(client.get(key)))
+        .collect();
+    for call in &mut calls {
+        assert!(poll_once(call.as_mut()).await.is_pending());
+    }
+    // Wait until the server has answered all of them; their replies are then on their way.
+    let start = std::time::Instant::now();
+    while support::stat(server, "cmd_get").await < gets_before + DROPPED as u64 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the queued gets reach the server"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut cancelled_after_sent = 0;
+    for call in &mut calls {
+        if poll_once(call.as_mut()).await.is_pending() {
+            cancelled_after_sent += 1;
+        }
+    }
+    drop(calls);
+    eprintln!("{cancelled_after_sent} gets cancelled after the server answered them");
+    assert_eq!(
+        cancelled_after_sent, DROPPED,
+        "every dropped get was sent and still waiting for its reply"
+    );
+
+    // Later callers, queued behind the replies nobody waits for any more.
+    let mut later = tokio::task::JoinSet::new();
+    for key in later_keys.clone() {
+        let client = client.clone();
+        later.spawn(async move {
+            let got = client.get(&key).await;
+            (key, got)
+        });
+    }
+    while let Some(joined) = later.join_next().await {
+        let (key, got) = joined.unwrap();
+        let got = got.map(|v| v.map(|v| String::from_utf8_lossy(&v).into_owned()));
+        assert!(
+            matches!(&got, Ok(Some(v)) if *v == value_for(&key)),
+            "{key} reads its own value, not another caller's reply: {got:?}"
+        );
+    }
+    client
+        .set("after", value_for("after"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        client.get("after").await.unwrap().as_deref(),
+        Some(value_for("after").as_bytes())
+    );
+    assert_eq!(
+        slow.accepted.load(Ordering::Relaxed),
+        1,
+        "all of it on one connection"
+    );
+    assert_eq!(
+        support::stat(server, "cmd_get").await,
+        gets_before + (DROPPED + LATER + 1) as u64
     );
 }
 
@@ -178,7 +339,9 @@ async fn a_million_requests_with_random_cancellations() {
     // One or two requests a round (a cancelled set skips its get); RELIABILITY_ROUNDS times
     // as many in the long form.
     let rounds = 1300 * support::rounds() as u64;
+    let served_before = served(&cluster).await;
     let tally = storm(client.clone(), callers, rounds).await;
+    let after_sent = cancelled_after_sent(&cluster, served_before, &tally).await;
     let issued = tally.issued.load(Ordering::Relaxed);
     assert!(issued >= 1_000_000, "{issued} requests issued");
     let (ok, cancelled, errors, wrong) = (
@@ -188,13 +351,18 @@ async fn a_million_requests_with_random_cancellations() {
         tally.wrong.load(Ordering::Relaxed),
     );
     eprintln!(
-        "million: issued {issued}, ok {ok}, cancelled {cancelled}, errors {errors}, wrong {wrong}"
+        "million: issued {issued}, ok {ok}, cancelled {cancelled} ({after_sent} after the \
+         server got the request), errors {errors}, wrong {wrong}"
     );
     assert_eq!(wrong, 0);
     assert_eq!(errors, 0);
     assert!(
         ok > 100_000 && cancelled > 100_000,
         "both outcomes are common"
+    );
+    assert!(
+        after_sent > 10_000,
+        "many calls are cancelled after the server got their request ({after_sent})"
     );
     let keys: Vec<String> = (0..50).map(|i| format!("caller-{i}-key-0")).collect();
     client.get_many(&keys).await.unwrap();

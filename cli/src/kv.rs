@@ -5,7 +5,7 @@ use std::time::Duration;
 use memcached_autodiscovery::{Client, Error};
 
 use crate::locate::distribution_named;
-use crate::output::Out;
+use crate::output::{escaped, Out};
 use crate::{Failure, Outcome, Result};
 
 /// Where the client finds the nodes: exactly one of `--endpoint` and `--nodes`.
@@ -92,6 +92,10 @@ pub struct DeleteArgs {
 }
 
 /// Print every node's statistics as `node<TAB>name<TAB>value` lines.
+///
+/// What the servers send is printed with backslashes, tabs, control and other non-printable
+/// characters escaped as in a Rust string (`\\`, `\t`, `\u{1b}`), so that each line has
+/// exactly three fields and nothing reaches the terminal as a control sequence.
 #[derive(clap::Args)]
 pub struct StatsArgs {
     /// A statistics group (`settings`, `slabs`, `items`, ...); the general ones by default.
@@ -136,7 +140,12 @@ pub async fn stats(args: StatsArgs) -> Result<Outcome> {
     let mut out = Out::new();
     for (node, pairs) in all {
         for (name, value) in pairs {
-            out.line(&format!("{node}\t{name}\t{value}"))?;
+            out.line(&format!(
+                "{}\t{}\t{}",
+                escaped(&node),
+                escaped(&name),
+                escaped(&value)
+            ))?;
         }
     }
     out.flush()?;

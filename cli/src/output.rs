@@ -108,6 +108,22 @@ pub fn json_string(text: &str) -> String {
     out
 }
 
+/// Text a server sent, made safe for one field of a tab-separated line on a terminal: backslashes,
+/// tabs, line ends, other control characters (escape sequences start with one), characters that
+/// are not printable (bidirectional overrides, zero-width and unassigned code points, unusual
+/// spaces) and combining marks are written as `char::escape_debug` writes them (`\\`, `\t`,
+/// `\r`, `\n`, `\u{1b}`, `\u{202e}`); quotes and every other character as they are.
+pub fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' | '\'' => out.push(c),
+            c => out.extend(c.escape_debug()),
+        }
+    }
+    out
+}
+
 /// A node as the configuration spells it: `hostname|ip|port`.
 pub fn wire(node: &Node) -> String {
     node.to_string()
@@ -151,6 +167,24 @@ mod tests {
         assert_eq!(json_string("\n\r\t\u{8}\u{c}"), "\"\\n\\r\\t\\b\\f\"");
         assert_eq!(json_string("\u{0}\u{1f}\u{7f}"), "\"\\u0000\\u001f\u{7f}\"");
         assert_eq!(json_string("né→😀"), "\"né→😀\"");
+    }
+
+    #[test]
+    fn escaped_text_holds_no_control_character_and_no_tab() {
+        assert_eq!(escaped("pid"), "pid");
+        assert_eq!(
+            escaped("1.6.21 \"quoted\" 'x' é→😀"),
+            "1.6.21 \"quoted\" 'x' é→😀"
+        );
+        assert_eq!(escaped("a\tb"), "a\\tb");
+        assert_eq!(escaped("\u{1b}[2J\r\n\0\u{7}"), "\\u{1b}[2J\\r\\n\\0\\u{7}");
+        assert_eq!(escaped("C:\\tmp"), "C:\\\\tmp");
+        assert_eq!(
+            escaped("\u{7f}\u{9b}\u{202e}\u{200b}"),
+            "\\u{7f}\\u{9b}\\u{202e}\\u{200b}"
+        );
+        let hostile: String = (0u32..0x250).filter_map(char::from_u32).collect();
+        assert!(!escaped(&hostile).chars().any(char::is_control));
     }
 
     #[test]

@@ -396,6 +396,73 @@ async fn set_get_delete_and_stats_through_the_endpoint() {
     assert!(err.contains("--nodes"), "{err}");
 }
 
+/// A `stats` reply whose names and values carry tabs (to forge another node's columns), escape
+/// sequences (to clear the screen, set the window title), a carriage return, a backslash and a
+/// bidirectional override. Each `STAT` line is `name value`: the name ends at the first space.
+const HOSTILE_STATS: &[u8] = b"STAT pid 4242\r\n\
+STAT forged\t127.0.0.9:11211\tpid 666\r\n\
+STAT version 1.6.21\t127.0.0.9:11211\tuptime\t1\r\n\
+STAT clear \x1b[2J\x1b[Hall clear\r\n\
+STAT title \x1b]0;owned\x07\r\n\
+STAT cr 100\rOK\r\n\
+STAT path C:\\tmp\r\n\
+STAT bidi \xe2\x80\xaeevil\r\n\
+END\r\n";
+
+/// A "memcached node" on loopback that answers `stats` with [`HOSTILE_STATS`] and anything else
+/// with `ERROR`, for as long as the test process runs.
+fn hostile_stats_node() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = Vec::new();
+                while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                    let reply = if line == b"stats\r\n" {
+                        HOSTILE_STATS
+                    } else {
+                        b"ERROR\r\n"
+                    };
+                    if stream.write_all(reply).is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn stats_escapes_what_the_server_sends() {
+    let node = hostile_stats_node().to_string();
+    let output = mcad(&["stats", "--nodes", &node], b"");
+    assert_success(&output);
+    let text = stdout(&output);
+    let expected = [
+        "pid\t4242",
+        r"forged\t127.0.0.9:11211\tpid	666",
+        r"version	1.6.21\t127.0.0.9:11211\tuptime\t1",
+        r"clear	\u{1b}[2J\u{1b}[Hall clear",
+        r"title	\u{1b}]0;owned\u{7}",
+        r"cr	100\rOK",
+        r"path	C:\\tmp",
+        r"bidi	\u{202e}evil",
+    ]
+    .map(|line| format!("{node}\t{line}\n"))
+    .concat();
+    assert_eq!(text, expected);
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields.len(), 3, "one node's columns: {line:?}");
+        assert!(!fields.concat().chars().any(char::is_control), "{line:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn locate_agrees_with_the_locator_and_the_client() {
     let cluster = LocalCluster::start(3).await.expect("local cluster");

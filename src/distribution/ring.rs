@@ -116,6 +116,8 @@ impl RingLocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distribution::{Distribution, Locator};
+    use bytes::Bytes;
 
     /// The ring's hash of a byte string: 64-bit FNV-1a, then the 64-bit finalizer of MurmurHash3
     /// (fmix64) so that nearby inputs land far apart on the ring.
@@ -132,13 +134,72 @@ mod tests {
         h.write(b"a");
         assert_eq!(h.0, 0xaf63_dc4c_8601_ec8c);
         assert_ne!(ring_hash(b"a"), ring_hash(b"b"));
-        // A key hashes the same whether it came as str or bytes.
-        let from_str = {
+        // Integers (the ring chains vnode points) are fed as 8 little-endian bytes.
+        let mut h = StableHasher::default();
+        h.write_u64(0x0102_0304_0506_0708);
+        assert_eq!(h.finish(), ring_hash(&[8, 7, 6, 5, 4, 3, 2, 1]));
+    }
+
+    /// The node of the first of the nodes' points at or after `ring_hash(key)` (wrapping), the
+    /// points of a node being `ring_hash(id)` and then `ring_hash` of the previous point's
+    /// little-endian bytes: the placement the ring must give, worked out without it.
+    fn by_hand(ids: &[String], key: &[u8]) -> usize {
+        let mut points = Vec::new();
+        for (index, id) in ids.iter().enumerate() {
+            let mut point = ring_hash(id.as_bytes());
+            for _ in 0..RING_VNODES {
+                points.push((point, index));
+                point = ring_hash(&point.to_le_bytes());
+            }
+        }
+        points.sort_unstable();
+        let h = ring_hash(key);
+        points
+            .iter()
+            .find(|&&(p, _)| p >= h)
+            .unwrap_or(&points[0])
+            .1
+    }
+
+    #[test]
+    fn a_key_is_placed_by_its_raw_bytes_whether_it_was_a_str_or_bytes() {
+        let ids: Vec<String> = (0..5).map(|i| format!("node-{i}.example:11211")).collect();
+        let ring = RingLocator::new(&ids);
+        let locator = Locator::new(Distribution::Ring, &ids);
+        let keys: Vec<String> = (0..200)
+            .map(|i| match i % 3 {
+                0 => format!("clé-{i}"),
+                1 => format!("user:{i}"),
+                _ => format!("日本-{i}"),
+            })
+            .collect();
+        for key in &keys {
+            let text: &str = key;
+            let raw: Vec<u8> = key.bytes().collect();
+            let bytes = Bytes::from(raw.clone());
+            let expected = Some(by_hand(&ids, &raw));
+            assert_eq!(ring.locate(text.as_bytes()), expected, "{key:?} as str");
+            assert_eq!(ring.locate(&raw), expected, "{key:?} as Vec<u8>");
+            assert_eq!(ring.locate(&bytes), expected, "{key:?} as Bytes");
+            assert_eq!(locator.locate(text.as_bytes()), expected, "{key:?} as str");
+            assert_eq!(locator.locate(&bytes), expected, "{key:?} as Bytes");
+        }
+        // What the wrapper types avoid: std's Hash writes a str with a 0xff terminator and a
+        // slice with its length first, so hashing the key through either would move it.
+        let std_hash = |write: &dyn Fn(&mut StableHasher)| {
             let mut h = StableHasher::default();
-            RawKey("clé".as_bytes()).hash(&mut h);
+            write(&mut h);
             h.finish()
         };
-        assert_eq!(from_str, ring_hash("clé".as_bytes()));
+        assert_ne!(std_hash(&|h| "clé".hash(h)), ring_hash("clé".as_bytes()));
+        assert_ne!(
+            std_hash(&|h| "clé".as_bytes().hash(h)),
+            ring_hash("clé".as_bytes())
+        );
+        assert_eq!(
+            std_hash(&|h| RawKey("clé".as_bytes()).hash(h)),
+            ring_hash("clé".as_bytes())
+        );
     }
 
     #[test]
