@@ -55,15 +55,15 @@
 //!
 //! | name | kind, level | fields |
 //! |---|---|---|
-//! | `memcached.request` | span, debug | `op`, `node` (and `keys` for get_many) |
+//! | `memcached.request` | span, debug | `op`, and `node` (a one-key call), `keys` (a multi-get: how many keys) or `nodes` (a call to every node: how many nodes) |
 //! | `memcached.discovery` | span, info | `endpoint` |
 //! | `memcached.topology.initial` | event, info | `version`, `nodes`, `endpoint` |
 //! | `memcached.topology.changed` | event, info | `old_version`, `new_version`, `added`, `removed`, `readdressed`, `moved_share` |
-//! | `memcached.discovery.failed` | event, warn (≤ 1 per interval) | `error` |
+//! | `memcached.discovery.failed` | event, warn (at most one per poll interval) | `error` |
 //! | `memcached.discovery.stale` | event, debug | `age_ms` |
 //! | `memcached.discovery.stale_version_ignored` | event, debug | `current`, `received` |
 //! | `memcached.connect_failed` | event, warn | `node`, `error`, `backoff_ms` |
-//! | `memcached.connection_lost` | event, warn | `node`, `error` |
+//! | `memcached.connection_lost` | event, warn | `node`, `error` (without the bytes of the reply), `resent`, `node_down` |
 //! | `memcached.connected` | event, debug | `node` |
 //!
 //! Key bytes and values are never logged. The library never installs a subscriber.

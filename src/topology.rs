@@ -185,7 +185,7 @@ impl Topology {
             Ok(config) => config,
             Err(error) => {
                 if self.poll.may_warn() {
-                    tracing::warn!(error = %error, "memcached.discovery.failed; keeping the last good topology");
+                    tracing::warn!(error = %error, "memcached.discovery.failed");
                 }
                 return Err(error);
             }

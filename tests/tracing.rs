@@ -1,0 +1,290 @@
+//! What the library emits through `tracing`, recorded by a subscriber of our own while a client
+//! goes through everything that emits something (discovery, requests, topology changes, a
+//! lagging and a failing endpoint, a freeze, a killed node, a hostile node). Checked:
+//!
+//! * the spans and events emitted, with their kind, level and fields, are exactly the rows of
+//!   the tracing tables in README.md and in the crate docs (src/lib.rs);
+//! * no recorded field, at any level, holds a byte of a key or a value the caller used, even when
+//!   a node answers with the key in a malformed reply.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use memcached_autodiscovery::Client;
+use memcached_autodiscovery_testkit::{EndpointBehavior, LocalCluster};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+
+/// Keys and values carry this marker; no log may.
+const MARKER: &str = "SeCrEt";
+
+/// One kind of span or event: name, "span"/"event", level.
+type Kind = (String, &'static str, String);
+
+#[derive(Default)]
+struct Recorded {
+    /// Fields seen per kind.
+    kinds: BTreeMap<Kind, BTreeSet<String>>,
+    /// Every field value recorded, as text.
+    values: Vec<String>,
+}
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Recorded>>);
+
+struct Fields<'a> {
+    names: BTreeSet<String>,
+    message: Option<String>,
+    values: &'a mut Vec<String>,
+}
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            self.message = Some(text.clone());
+        } else {
+            self.names.insert(field.name().to_string());
+        }
+        self.values.push(text);
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_debug(field, &format_args!("{value}"));
+    }
+}
+
+impl Recorder {
+    fn ours(metadata: &Metadata<'_>) -> bool {
+        metadata.target().starts_with("memcached_autodiscovery")
+    }
+}
+
+impl Subscriber for Recorder {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        Self::ours(metadata)
+    }
+
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        let metadata = span.metadata();
+        let mut recorded = self.0.lock().unwrap();
+        let recorded = &mut *recorded;
+        let mut fields = Fields {
+            names: BTreeSet::new(),
+            message: None,
+            values: &mut recorded.values,
+        };
+        span.record(&mut fields);
+        // A span's fields are those it declares, recorded now or later.
+        let declared: BTreeSet<String> = metadata
+            .fields()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        recorded
+            .kinds
+            .entry((
+                metadata.name().to_string(),
+                "span",
+                metadata.level().to_string(),
+            ))
+            .or_default()
+            .extend(declared);
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _span: &Id, values: &Record<'_>) {
+        let mut recorded = self.0.lock().unwrap();
+        let mut fields = Fields {
+            names: BTreeSet::new(),
+            message: None,
+            values: &mut recorded.values,
+        };
+        values.record(&mut fields);
+    }
+
+    fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let mut recorded = self.0.lock().unwrap();
+        let recorded = &mut *recorded;
+        let mut fields = Fields {
+            names: BTreeSet::new(),
+            message: None,
+            values: &mut recorded.values,
+        };
+        event.record(&mut fields);
+        let name = fields.message.take().unwrap_or_default();
+        let names = std::mem::take(&mut fields.names);
+        recorded
+            .kinds
+            .entry((name, "event", event.metadata().level().to_string()))
+            .or_default()
+            .extend(names);
+    }
+
+    fn enter(&self, _span: &Id) {}
+
+    fn exit(&self, _span: &Id) {}
+}
+
+/// A node that answers every request line with a line quoting it: a malformed reply that holds
+/// the key.
+async fn echoing_node() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let reply = format!("ECHO {line}\r\n");
+                    if write.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The rows of the markdown table under the `heading` line of `text`: (name, kind, level) and
+/// fields.
+fn table(text: &str, heading: &str) -> BTreeMap<Kind, BTreeSet<String>> {
+    let start = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("{heading:?} present"));
+    let mut rows = BTreeMap::new();
+    let mut in_table = false;
+    for line in text[start..].lines().skip(1) {
+        let line = line.trim_start_matches("//!").trim();
+        if !line.starts_with('|') {
+            if in_table {
+                break;
+            }
+            continue;
+        }
+        in_table = true;
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        if cells.len() != 3 || cells[0] == "name" || cells[0].starts_with("---") {
+            continue;
+        }
+        let name = cells[0].trim_matches('`').to_string();
+        let mut kind_level = cells[1].split(',').map(str::trim);
+        let kind = match kind_level.next() {
+            Some("span") => "span",
+            Some("event") => "event",
+            other => panic!("kind of {name}: {other:?}"),
+        };
+        let level = kind_level
+            .next()
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let fields = cells[2]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect();
+        rows.insert((name, kind, level), fields);
+    }
+    rows
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn emitted_spans_and_events_are_the_documented_ones_and_hold_no_key_or_value() {
+    let recorder = Recorder::default();
+    let _guard = tracing::subscriber::set_default(recorder.clone());
+
+    let cluster = LocalCluster::start(2).await.unwrap();
+    let poll = Duration::from_millis(300);
+    let client = Client::builder()
+        .config_endpoint(cluster.config_endpoint().to_string())
+        .poll_interval(poll)
+        .request_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+
+    // Requests of every shape, with marked keys and values.
+    let keys: Vec<String> = (0..8).map(|i| format!("{MARKER}-key-{i}")).collect();
+    for key in &keys {
+        client
+            .set(key, format!("{MARKER}-value"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(client.get(key).await.unwrap().is_some());
+    }
+    assert_eq!(client.get_many(&keys).await.unwrap().len(), keys.len());
+    client.stats(None).await.unwrap();
+
+    // A node joins: the topology changes.
+    cluster.add_node().await.unwrap();
+    assert!(client.refresh().await.unwrap());
+    // The endpoint lags behind: a lower version is ignored.
+    let version = cluster.config().version;
+    cluster.set_version(version - 1);
+    assert!(!client.refresh().await.unwrap());
+    cluster.set_version(version);
+    // The endpoint fails: the last good topology is kept.
+    cluster.set_endpoint_behavior(EndpointBehavior::Garbage);
+    assert!(client.refresh().await.is_err());
+    cluster.set_endpoint_behavior(EndpointBehavior::Normal);
+
+    // A freeze: the thread sleeps past the poll interval without running timers, then a request
+    // finds the last poll stale.
+    std::thread::sleep(poll * 2);
+    client.get(&keys[0]).await.unwrap();
+
+    // A node dies under a live connection: the connection is lost, the reconnect fails.
+    for i in 0..cluster.len() {
+        cluster.kill(i);
+    }
+    for key in &keys {
+        let _ = client.get(key).await;
+    }
+
+    // A hostile node quotes the key in a malformed reply.
+    let hostile = Client::builder()
+        .nodes([echoing_node().await.to_string()])
+        .build()
+        .await
+        .unwrap();
+    assert!(hostile.get(&keys[0]).await.is_err());
+    drop((client, hostile));
+
+    let recorded = recorder.0.lock().unwrap();
+    let leaks: Vec<&String> = recorded
+        .values
+        .iter()
+        .filter(|v| v.contains(MARKER))
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "keys or values reached the logs: {leaks:?}"
+    );
+    assert!(recorded.values.len() > 20, "the recorder saw the library");
+
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let lib = std::fs::read_to_string(format!("{root}/src/lib.rs")).unwrap();
+    let documented = table(&readme, "## Tracing");
+    assert_eq!(
+        recorded.kinds, documented,
+        "README.md's tracing table (right) and what the library emits (left) differ"
+    );
+    assert_eq!(
+        table(&lib, "//! # Tracing"),
+        documented,
+        "the crate docs' tracing table differs from README.md's"
+    );
+}
