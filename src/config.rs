@@ -23,7 +23,7 @@ use nom::bytes::complete::{tag, take_till1, take_while};
 use nom::character::complete::digit1;
 use nom::{IResult, Parser};
 
-use crate::error::{ConfigErrorKind, ProtocolError};
+use crate::error::{ClusterConfigErrorKind, ProtocolError};
 
 /// One cache node of a cluster configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -82,7 +82,7 @@ impl ClusterConfig {
     /// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
     /// ```
     pub fn parse(block: &[u8]) -> Result<ClusterConfig, ProtocolError> {
-        let err = |rest: &[u8], node, kind| ProtocolError::Config {
+        let err = |rest: &[u8], node, kind| ProtocolError::ClusterConfig {
             offset: block.len() - rest.len(),
             node,
             kind,
@@ -90,7 +90,7 @@ impl ClusterConfig {
         let (rest, version) = match version_line(block) {
             Ok((rest, Ok(v))) => (rest, v),
             Ok((rest, Err(kind))) => return Err(err(rest, None, kind)),
-            Err(_) => return Err(err(block, None, ConfigErrorKind::BadVersion)),
+            Err(_) => return Err(err(block, None, ClusterConfigErrorKind::BadVersion)),
         };
         let mut nodes = Vec::new();
         let mut rest = rest;
@@ -110,7 +110,7 @@ impl ClusterConfig {
             rest = after;
         }
         if nodes.is_empty() {
-            return Err(err(rest, None, ConfigErrorKind::NoNodes));
+            return Err(err(rest, None, ClusterConfigErrorKind::NoNodes));
         }
         Ok(ClusterConfig { version, nodes })
     }
@@ -125,18 +125,18 @@ impl ClusterConfig {
 
 /// The version and its line end. The inner result says what was wrong, so that the caller can
 /// report where.
-fn version_line(input: &[u8]) -> IResult<&[u8], Result<u64, ConfigErrorKind>> {
+fn version_line(input: &[u8]) -> IResult<&[u8], Result<u64, ClusterConfigErrorKind>> {
     let (rest, digits) = digit1(input)?;
     let version = std::str::from_utf8(digits)
         .ok()
         .and_then(|d| d.parse::<u64>().ok());
     let Some(version) = version else {
-        return Ok((input, Err(ConfigErrorKind::BadVersion)));
+        return Ok((input, Err(ClusterConfigErrorKind::BadVersion)));
     };
     let ended: IResult<&[u8], &[u8]> = nom::branch::alt((tag("\r\n"), tag("\n"))).parse(rest);
     match ended {
         Ok((rest, _)) => Ok((rest, Ok(version))),
-        Err(_) => Ok((rest, Err(ConfigErrorKind::MissingVersionEnd))),
+        Err(_) => Ok((rest, Err(ClusterConfigErrorKind::MissingVersionEnd))),
     }
 }
 
@@ -219,31 +219,33 @@ fn parse_node_fast(input: &[u8]) -> Option<(Node, usize)> {
     ))
 }
 
-fn parse_node(token: &[u8]) -> Result<Node, ConfigErrorKind> {
+fn parse_node(token: &[u8]) -> Result<Node, ClusterConfigErrorKind> {
     // Borrowed fields, parsed in place: the hostname is the node's only allocation.
     let split = || token.split(|&b| b == b'|');
     let mut fields = split();
     let (Some(host), Some(ip), Some(port), None) =
         (fields.next(), fields.next(), fields.next(), fields.next())
     else {
-        return Err(ConfigErrorKind::FieldCount {
+        return Err(ClusterConfigErrorKind::FieldCount {
             fields: split().count(),
         });
     };
     if !is_hostname(host) {
-        return Err(ConfigErrorKind::BadHostname);
+        return Err(ClusterConfigErrorKind::BadHostname);
     }
     fn text(f: &[u8]) -> Option<&str> {
         std::str::from_utf8(f).ok()
     }
-    let hostname = text(host).ok_or(ConfigErrorKind::BadHostname)?.to_owned();
+    let hostname = text(host)
+        .ok_or(ClusterConfigErrorKind::BadHostname)?
+        .to_owned();
     let ip = match ip {
         [] => None,
         ip => match text(ip).and_then(|s| s.parse::<IpAddr>().ok()) {
             Some(addr) => Some(addr),
             // TLS clusters may put a hostname in the IP field: connect by hostname then.
             None if is_hostname(ip) => None,
-            None => return Err(ConfigErrorKind::BadIp),
+            None => return Err(ClusterConfigErrorKind::BadIp),
         },
     };
     let port = match port {
@@ -253,9 +255,9 @@ fn parse_node(token: &[u8]) -> Result<Node, ConfigErrorKind> {
             u16::try_from(value)
                 .ok()
                 .filter(|&p| p != 0)
-                .ok_or(ConfigErrorKind::BadPort)?
+                .ok_or(ClusterConfigErrorKind::BadPort)?
         }
-        _ => return Err(ConfigErrorKind::BadPort),
+        _ => return Err(ClusterConfigErrorKind::BadPort),
     };
     Ok(Node { hostname, ip, port })
 }
@@ -264,9 +266,9 @@ fn parse_node(token: &[u8]) -> Result<Node, ConfigErrorKind> {
 mod tests {
     use super::*;
 
-    fn kind(block: &[u8]) -> (ConfigErrorKind, usize, Option<usize>) {
+    fn kind(block: &[u8]) -> (ClusterConfigErrorKind, usize, Option<usize>) {
         match ClusterConfig::parse(block) {
-            Err(ProtocolError::Config { kind, offset, node }) => (kind, offset, node),
+            Err(ProtocolError::ClusterConfig { kind, offset, node }) => (kind, offset, node),
             other => panic!("{other:?}"),
         }
     }
@@ -286,28 +288,37 @@ mod tests {
 
     #[test]
     fn errors_say_what_and_where() {
-        assert_eq!(kind(b""), (ConfigErrorKind::BadVersion, 0, None));
+        assert_eq!(kind(b""), (ClusterConfigErrorKind::BadVersion, 0, None));
         assert_eq!(
             kind(b"18446744073709551616\nh||1\n").0,
-            ConfigErrorKind::BadVersion
+            ClusterConfigErrorKind::BadVersion
         );
         assert_eq!(
             kind(b"1h|1.2.3.4|1\n"),
-            (ConfigErrorKind::MissingVersionEnd, 1, None)
+            (ClusterConfigErrorKind::MissingVersionEnd, 1, None)
         );
-        assert_eq!(kind(b"1\n\n"), (ConfigErrorKind::NoNodes, 3, None));
+        assert_eq!(kind(b"1\n\n"), (ClusterConfigErrorKind::NoNodes, 3, None));
         assert_eq!(
             kind(b"1\na||1 b|1\n"),
-            (ConfigErrorKind::FieldCount { fields: 2 }, 7, Some(1))
+            (ClusterConfigErrorKind::FieldCount { fields: 2 }, 7, Some(1))
         );
-        assert_eq!(kind(b"1\n|1.2.3.4|1\n").0, ConfigErrorKind::BadHostname);
-        assert_eq!(kind(b"1\nh|1.2.3.4|0\n").0, ConfigErrorKind::BadPort);
-        assert_eq!(kind(b"1\nh|1.2.3.4|65536\n").0, ConfigErrorKind::BadPort);
-        assert_eq!(kind(b"1\nh|1.2.3.4|011211\n").0, ConfigErrorKind::BadPort);
-        assert_eq!(kind(b"1\nh|[::1]|1\n").0, ConfigErrorKind::BadIp);
+        assert_eq!(
+            kind(b"1\n|1.2.3.4|1\n").0,
+            ClusterConfigErrorKind::BadHostname
+        );
+        assert_eq!(kind(b"1\nh|1.2.3.4|0\n").0, ClusterConfigErrorKind::BadPort);
+        assert_eq!(
+            kind(b"1\nh|1.2.3.4|65536\n").0,
+            ClusterConfigErrorKind::BadPort
+        );
+        assert_eq!(
+            kind(b"1\nh|1.2.3.4|011211\n").0,
+            ClusterConfigErrorKind::BadPort
+        );
+        assert_eq!(kind(b"1\nh|[::1]|1\n").0, ClusterConfigErrorKind::BadIp);
         assert_eq!(
             kind(b"1\nh\xff|1.2.3.4|1\n").0,
-            ConfigErrorKind::BadHostname
+            ClusterConfigErrorKind::BadHostname
         );
     }
 

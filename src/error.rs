@@ -50,7 +50,7 @@ impl fmt::Display for KeyError {
 /// What was wrong in a cluster configuration data block (`config get cluster`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ConfigErrorKind {
+pub enum ClusterConfigErrorKind {
     /// The version line is missing, empty or not a decimal number that fits in a u64.
     BadVersion,
     /// The version is not followed by a line ending (LF or CRLF).
@@ -72,24 +72,26 @@ pub enum ConfigErrorKind {
     NotText,
 }
 
-impl fmt::Display for ConfigErrorKind {
+impl fmt::Display for ClusterConfigErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigErrorKind::BadVersion => f.write_str("the version is not a decimal u64"),
-            ConfigErrorKind::MissingVersionEnd => {
+            ClusterConfigErrorKind::BadVersion => f.write_str("the version is not a decimal u64"),
+            ClusterConfigErrorKind::MissingVersionEnd => {
                 f.write_str("the version is not followed by a line end")
             }
-            ConfigErrorKind::NoNodes => f.write_str("the node list is empty"),
-            ConfigErrorKind::FieldCount { fields } => write!(
+            ClusterConfigErrorKind::NoNodes => f.write_str("the node list is empty"),
+            ClusterConfigErrorKind::FieldCount { fields } => write!(
                 f,
                 "a node has {fields} `|`-separated fields instead of 3 (host|ip|port)"
             ),
-            ConfigErrorKind::BadHostname => f.write_str("a node's hostname is empty or invalid"),
-            ConfigErrorKind::BadIp => f.write_str("a node's IP field is not an IP address"),
-            ConfigErrorKind::BadPort => {
+            ClusterConfigErrorKind::BadHostname => {
+                f.write_str("a node's hostname is empty or invalid")
+            }
+            ClusterConfigErrorKind::BadIp => f.write_str("a node's IP field is not an IP address"),
+            ClusterConfigErrorKind::BadPort => {
                 f.write_str("a node's port is not a number from 1 to 65535")
             }
-            ConfigErrorKind::NotText => f.write_str("the block is not UTF-8 text"),
+            ClusterConfigErrorKind::NotText => f.write_str("the block is not UTF-8 text"),
         }
     }
 }
@@ -167,13 +169,13 @@ pub enum ProtocolError {
     },
     /// A cluster configuration block is malformed.
     #[error("invalid cluster config at byte {offset}{}: {kind}", node_label(*.node))]
-    Config {
+    ClusterConfig {
         /// Byte offset in the data block where the problem starts.
         offset: usize,
         /// Index of the node entry at fault, if one is.
         node: Option<usize>,
         /// What was wrong.
-        kind: ConfigErrorKind,
+        kind: ClusterConfigErrorKind,
     },
 }
 
@@ -244,15 +246,21 @@ impl ServerErrorKind {
     }
 }
 
-/// An error returned by the client. Normal outcomes (a miss, `NOT_STORED`, `EXISTS`, `NOT_FOUND`)
-/// are values, never errors. Every variant that concerns a node names it.
+/// An error returned by the client. Normal outcomes (a miss; `NOT_STORED` except for `set`;
+/// `EXISTS`, `NOT_FOUND`) are values, never errors. Every variant that concerns a node names it,
+/// and says in what state the node's connection is left.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A request could not be encoded (invalid key, value too large); nothing was sent.
+    /// A request could not be encoded (invalid key, value too large, a TTL past 2038); nothing
+    /// was sent and no connection was touched.
     #[error(transparent)]
     Invalid(ProtocolError),
-    /// A node sent bytes that are not a valid reply; its connection was reset.
+    /// A node's reply is not a valid answer to the request. When the bytes could not be read as
+    /// a reply at all (garbage, an unsolicited reply, a size over the limits), the connection
+    /// was closed and every request in flight on it failed; the node is left alone for a backoff
+    /// if the connection never gave a good reply. When a complete, well-framed reply did not fit
+    /// the request (a value for another key, keys out of order), the connection stays open.
     #[error("node {node}: {source}")]
     Protocol {
         /// The node, as `host:port`.
@@ -275,7 +283,10 @@ pub enum Error {
         /// require TLS).
         hint: Option<&'static str>,
     },
-    /// The request did not complete within its timeout.
+    /// The request did not complete within its timeout (or a connect within the connect
+    /// timeout). When the oldest request of a connection times out, the connection is closed
+    /// (the node stopped answering), its other requests fail, and the node is left alone for a
+    /// backoff; a caller that times out while queued behind others leaves the connection as it is.
     #[error("node {node}: no reply within {timeout:?}")]
     Timeout {
         /// The node, as `host:port`.
@@ -283,7 +294,8 @@ pub enum Error {
         /// The timeout that ran out.
         timeout: Duration,
     },
-    /// The node's connection is down and reconnecting; the request was not sent.
+    /// The node is in its backoff after failures; the request was not sent and no connection was
+    /// opened. Calls succeed again once the backoff ends and a connect works.
     #[error("node {node} is unavailable (reconnecting after: {reason}); retry later")]
     NodeDown {
         /// The node, as `host:port`.
@@ -293,7 +305,8 @@ pub enum Error {
     },
     /// A TLS connection to a node or to the configuration endpoint could not be set up, or the
     /// client and the server disagree on whether to use TLS. The message says what to change.
-    /// No connection is left open.
+    /// The connection concerned is closed (requests in flight on it fail); a node is then left
+    /// alone for a backoff.
     #[error("TLS with {node}: {message}")]
     Tls {
         /// The node or the configuration endpoint, as `host:port`.
@@ -315,13 +328,15 @@ pub enum Error {
         /// The server's answer (e.g. `SERVER_ERROR object too large for cache`).
         message: String,
     },
-    /// The configuration endpoint answered `ERROR` to both discovery commands.
+    /// The configuration endpoint answered `ERROR` to both discovery commands. Discovery
+    /// connections are closed after each poll; the last good topology is kept.
     #[error("{endpoint} does not support auto-discovery (it answered ERROR to `config get cluster` and to the legacy key); for plain memcached use ClientBuilder::nodes([...])")]
     DiscoveryUnsupported {
         /// The endpoint, as given.
         endpoint: String,
     },
-    /// Discovery failed for another reason (unreachable, no config stored, malformed reply).
+    /// Discovery failed for another reason (unreachable, no config stored, malformed reply). The
+    /// discovery connection is closed; the last good topology is kept.
     #[error("discovery from {endpoint} failed: {reason}")]
     Discovery {
         /// The endpoint, as given.
@@ -329,10 +344,11 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// The client configuration is invalid (no endpoint or nodes, unresolvable address, ...).
+    /// The client's settings are invalid (no endpoint or nodes, a malformed address, an unusable
+    /// TLS setting); returned by `build()` before any connection is made.
     #[error("invalid client configuration: {0}")]
     Config(String),
-    /// The topology holds no node to route to.
+    /// The topology holds no node to route to; nothing was sent.
     #[error("the cluster has no nodes")]
     NoNodes,
 }

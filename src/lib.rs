@@ -39,7 +39,7 @@
 //!
 //! Every call may be dropped at any await point (a timeout, `select!`). A request that was
 //! already queued keeps its place and its reply is read and discarded; a request whose caller
-//! left before it was written is not sent. A later call can never receive another call's reply.
+//! left before its connection took it for writing is not sent. A later call can never receive another call's reply.
 //! A node that stops answering has its connection reset after the request timeout.
 //!
 //! # Refresh rules

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use bytes::BytesMut;
 use memcached_autodiscovery::config::ClusterConfig;
-use memcached_autodiscovery::error::ConfigErrorKind;
+use memcached_autodiscovery::error::ClusterConfigErrorKind;
 use memcached_autodiscovery::protocol::{decode, ErrorReply, Expect, Limits, Response};
 use memcached_autodiscovery::ProtocolError;
 
@@ -29,9 +29,9 @@ enum Content {
         first: N,
         last: N,
     },
-    /// A `ProtocolError::Config` with this kind, node index and byte offset.
+    /// A `ProtocolError::ClusterConfig` with this kind, node index and byte offset.
     Rejected {
-        kind: ConfigErrorKind,
+        kind: ClusterConfigErrorKind,
         node: Option<usize>,
         offset: usize,
     },
@@ -103,7 +103,7 @@ fn config(version: u64, nodes: usize, first: N, last: N) -> Content {
     }
 }
 
-fn rejected(kind: ConfigErrorKind, node: Option<usize>, offset: usize) -> Content {
+fn rejected(kind: ClusterConfigErrorKind, node: Option<usize>, offset: usize) -> Content {
     Content::Rejected { kind, node, offset }
 }
 
@@ -120,7 +120,7 @@ fn envelope(expect: Expect, decoded: Decoded, declared: usize, actual: usize, c:
 }
 
 fn table() -> Vec<Row> {
-    use ConfigErrorKind::*;
+    use ClusterConfigErrorKind::*;
     use Decoded::*;
     let aws1: N = (
         "myCluster.pc4ldq.0001.use1.cache.amazonaws.com",
@@ -640,7 +640,7 @@ fn check_content(block: &[u8], expected: &Content, ctx: &str) {
             }
         }
         Content::Rejected { kind, node, offset } => {
-            let want = ProtocolError::Config {
+            let want = ProtocolError::ClusterConfig {
                 offset: *offset,
                 node: *node,
                 kind: kind.clone(),
@@ -773,7 +773,7 @@ fn check_row(row: &Row) {
             }
             check_content(
                 &bytes,
-                &rejected(ConfigErrorKind::BadVersion, None, 0),
+                &rejected(ClusterConfigErrorKind::BadVersion, None, 0),
                 &ctx,
             );
         }
@@ -833,12 +833,12 @@ fn split_chunks_are_no_config_on_their_own() {
     let second = read(&["payload-memcachejs-split-chunk2.txt"]);
     check_content(
         &first,
-        &rejected(ConfigErrorKind::NoNodes, None, 2),
+        &rejected(ClusterConfigErrorKind::NoNodes, None, 2),
         "chunk 1 alone",
     );
     check_content(
         &second,
-        &rejected(ConfigErrorKind::BadVersion, None, 0),
+        &rejected(ClusterConfigErrorKind::BadVersion, None, 0),
         "chunk 2 alone",
     );
 }

@@ -369,7 +369,7 @@ proptest! {
 fn check_parse(input: &[u8]) {
     match ClusterConfig::parse(input) {
         Ok(c) => assert!(!c.nodes.is_empty()),
-        Err(ProtocolError::Config { offset, .. }) => {
+        Err(ProtocolError::ClusterConfig { offset, .. }) => {
             assert!(
                 offset <= input.len(),
                 "offset {offset} past {}",

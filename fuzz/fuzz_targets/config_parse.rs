@@ -21,7 +21,7 @@ fn framed(header: &str, block: &[u8]) -> Vec<u8> {
 fuzz_target!(|data: &[u8]| {
     let config = match ClusterConfig::parse(data) {
         Ok(config) => config,
-        Err(ProtocolError::Config { offset, .. }) => {
+        Err(ProtocolError::ClusterConfig { offset, .. }) => {
             assert!(offset <= data.len(), "error offset {offset} past the end");
             return;
         }
