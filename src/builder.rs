@@ -267,7 +267,7 @@ impl ClientBuilder {
     }
 
     /// One discovery from the configuration endpoint, with this builder's transport settings
-    /// (TLS, dialer, connect and discovery timeouts, maximum value size): the cluster's
+    /// (TLS, dialer, connect and discovery timeouts): the cluster's
     /// configuration as the endpoint serves it now. Starts no client, no poller and no node
     /// connection. With a static node list, returns that list as version 0.
     ///
@@ -286,13 +286,7 @@ impl ClientBuilder {
             None => Err(no_nodes()),
             Some(Nodes::Static(list)) => static_config(&list),
             Some(Nodes::Endpoint(endpoint)) => {
-                fetch(
-                    &endpoint,
-                    &settings.transport,
-                    &settings.limits,
-                    self.discovery_timeout,
-                )
-                .await
+                fetch(&endpoint, &settings.transport, self.discovery_timeout).await
             }
         }
     }

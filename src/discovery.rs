@@ -19,16 +19,20 @@ use crate::protocol::{decode, ErrorReply, Limits, Request, Response};
 use crate::transport::{explain, hint_tls, split_host_port, Stream, Target, Transport};
 
 /// One discovery from `endpoint` (`host:port`), bounded by `timeout` as a whole (DNS, connect,
-/// TLS handshake, both commands).
+/// TLS handshake, both commands). The reply is read within the default [`Limits`] (a 1 MiB
+/// block, some 15,000 nodes), whatever the client's own value size.
 pub(crate) async fn fetch(
     endpoint: &str,
     transport: &Transport,
-    limits: &Limits,
     timeout: Duration,
 ) -> Result<ClusterConfig, Error> {
     let deadline = Instant::now() + timeout;
-    match tokio::time::timeout_at(deadline, fetch_until(endpoint, transport, limits, deadline))
-        .await
+    let limits = Limits::default();
+    match tokio::time::timeout_at(
+        deadline,
+        fetch_until(endpoint, transport, &limits, deadline),
+    )
+    .await
     {
         Ok(result) => result,
         Err(_) => Err(Error::Discovery {

@@ -110,14 +110,9 @@ impl Topology {
                 discovery_timeout,
             } => {
                 let span = tracing::info_span!("memcached.discovery", endpoint = %endpoint);
-                let config = fetch(
-                    &endpoint,
-                    &settings.transport,
-                    &settings.limits,
-                    discovery_timeout,
-                )
-                .instrument(span)
-                .await?;
+                let config = fetch(&endpoint, &settings.transport, discovery_timeout)
+                    .instrument(span)
+                    .await?;
                 (config, Some((endpoint, discovery_timeout)), poll_interval)
             }
         };
@@ -172,14 +167,9 @@ impl Topology {
         let _single_flight = self.refreshing.lock().await;
         self.poll.attempted();
         let span = tracing::info_span!("memcached.discovery", endpoint = %endpoint);
-        let fetched = fetch(
-            endpoint,
-            &self.settings.transport,
-            &self.settings.limits,
-            *timeout,
-        )
-        .instrument(span.clone())
-        .await;
+        let fetched = fetch(endpoint, &self.settings.transport, *timeout)
+            .instrument(span.clone())
+            .await;
         let _entered = span.enter();
         let config = match fetched {
             Ok(config) => config,
