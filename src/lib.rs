@@ -21,17 +21,20 @@
 //! ```text
 //!  caller ─ key ─▶ validate ─▶ load snapshot (lock-free) ─▶ distribution: key ─▶ node ─▶ connection
 //!                                                                                         │ channel
-//!  one task per socket:  queued requests ─▶ ONE write;  reads ─▶ protocol::decode ─▶ FIFO ─▶ caller
+//!  one task per socket, driving a pipeline:  queued requests ─▶ ONE write;
+//!                        reads ─▶ protocol::decode ─▶ FIFO ─▶ caller
 //!
 //!  poller (weak ref) ─ every interval ± jitter, or when a request finds the last poll stale:
 //!      resolve endpoint ─▶ `config get cluster` (legacy key as fallback) ─▶ config::parse
 //!      ─▶ apply rules ─▶ next snapshot (reusing live connections) ─▶ atomic swap
 //! ```
 //!
-//! * [`protocol`], [`config`] and [`distribution`] are pure: bytes in, values out, no I/O. They
-//!   are fuzzed and benchmarked on their own.
-//! * One task owns each socket. Requests queued together go out in one write; replies are
-//!   matched in order.
+//! * [`protocol`], [`config`], [`distribution`] and [`pipeline`] are pure: bytes in, values
+//!   out, no I/O. They are fuzzed and benchmarked on their own.
+//! * One task owns each socket: it drives a [`pipeline::Pipeline`] (the connection's rules) over
+//!   a stream opened by the transport (TCP, TLS, or a [`transport::Dial`] of your own).
+//!   Requests queued together go out in one write; replies are matched in order.
+//! * [`topology`] owns the snapshot, the apply rules ([`topology::decide`]) and the poller.
 //! * The topology is an immutable snapshot swapped atomically: a request sees the old topology or
 //!   the new one, never a mix, and never waits for a refresh.
 //!
@@ -39,8 +42,9 @@
 //!
 //! Every call may be dropped at any await point (a timeout, `select!`). A request that was
 //! already queued keeps its place and its reply is read and discarded; a request whose caller
-//! left before its connection took it for writing is not sent. A later call can never receive another call's reply.
-//! A node that stops answering has its connection reset after the request timeout.
+//! left before its connection took it for writing is not sent. A later call can never receive
+//! another call's reply. A node that stops answering has its connection reset after the request
+//! timeout.
 //!
 //! # Refresh rules
 //!
@@ -81,8 +85,20 @@
 //!
 //! # Errors
 //!
-//! [`Error`] names the node involved and answers [`Error::is_timeout`] and
-//! [`Error::is_retryable`]. [`ProtocolError`] is what the pure core returns.
+//! [`Error`] names the node involved, says in each variant's docs what state the connection is
+//! left in, and answers [`Error::is_timeout`] and [`Error::is_retryable`]; a server's error
+//! answer carries a [`ServerErrorKind`]. [`ProtocolError`] is what the pure core returns.
+//!
+//! # Settings
+//!
+//! Every [`ClientBuilder`] setter is total: durations are clamped to 1 ms ..= 24 h
+//! ([`MAX_DURATION`]; the poll interval to at least 10 ms), counts to their documented ranges;
+//! nothing panics, whatever the value.
+//!
+//! # Testing
+//!
+//! The crate `memcached-autodiscovery-testkit` (a dev-dependency) runs a local emulated cluster:
+//! real memcached processes behind an emulated configuration endpoint.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
