@@ -388,7 +388,10 @@ async fn a_required_client_certificate_is_presented() {
     assert!(shown.contains("client_certificate"), "{shown}");
     let key_text = String::from_utf8_lossy(app_key.as_ref()).to_string();
     let key_body = key_text.lines().nth(1).expect("a PEM body line");
-    assert!(!shown.contains(key_body) && !shown.contains("PRIVATE"), "{shown}");
+    assert!(
+        !shown.contains(key_body) && !shown.contains("PRIVATE"),
+        "{shown}"
+    );
     let client = discover(&cluster, Some(with_cert.clone()))
         .await
         .expect("discovery with a client certificate");

@@ -38,13 +38,15 @@ struct Recorded {
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Recorded>>);
 
-struct Fields<'a> {
+/// What one span or event recorded: its field names and its message.
+#[derive(Default)]
+struct Fields {
     names: BTreeSet<String>,
     message: Option<String>,
-    values: &'a mut Vec<String>,
+    values: Vec<String>,
 }
 
-impl Visit for Fields<'_> {
+impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let text = format!("{value:?}");
         if field.name() == "message" {
@@ -64,6 +66,25 @@ impl Recorder {
     fn ours(metadata: &Metadata<'_>) -> bool {
         metadata.target().starts_with("memcached_autodiscovery")
     }
+
+    /// Visits fields with `visit` and keeps their values; with `kind`, notes the field names (and
+    /// `declared`) under it.
+    fn keep(
+        &self,
+        visit: impl FnOnce(&mut Fields),
+        kind: Option<Kind>,
+        declared: BTreeSet<String>,
+    ) -> Fields {
+        let mut fields = Fields::default();
+        visit(&mut fields);
+        let mut recorded = self.0.lock().unwrap();
+        recorded.values.append(&mut fields.values);
+        if let Some(kind) = kind {
+            let names = fields.names.iter().cloned().chain(declared);
+            recorded.kinds.entry(kind).or_default().extend(names);
+        }
+        fields
+    }
 }
 
 impl Subscriber for Recorder {
@@ -73,60 +94,37 @@ impl Subscriber for Recorder {
 
     fn new_span(&self, span: &Attributes<'_>) -> Id {
         let metadata = span.metadata();
-        let mut recorded = self.0.lock().unwrap();
-        let recorded = &mut *recorded;
-        let mut fields = Fields {
-            names: BTreeSet::new(),
-            message: None,
-            values: &mut recorded.values,
-        };
-        span.record(&mut fields);
         // A span's fields are those it declares, recorded now or later.
-        let declared: BTreeSet<String> = metadata
+        let declared = metadata
             .fields()
             .iter()
             .map(|f| f.name().to_string())
             .collect();
-        recorded
-            .kinds
-            .entry((
-                metadata.name().to_string(),
-                "span",
-                metadata.level().to_string(),
-            ))
-            .or_default()
-            .extend(declared);
+        let kind = (
+            metadata.name().to_string(),
+            "span",
+            metadata.level().to_string(),
+        );
+        self.keep(|fields| span.record(fields), Some(kind), declared);
         Id::from_u64(1)
     }
 
     fn record(&self, _span: &Id, values: &Record<'_>) {
-        let mut recorded = self.0.lock().unwrap();
-        let mut fields = Fields {
-            names: BTreeSet::new(),
-            message: None,
-            values: &mut recorded.values,
-        };
-        values.record(&mut fields);
+        self.keep(|fields| values.record(fields), None, BTreeSet::new());
     }
 
     fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
 
     fn event(&self, event: &Event<'_>) {
+        // An event is named by its message.
+        let fields = self.keep(|fields| event.record(fields), None, BTreeSet::new());
+        let kind = (
+            fields.message.unwrap_or_default(),
+            "event",
+            event.metadata().level().to_string(),
+        );
         let mut recorded = self.0.lock().unwrap();
-        let recorded = &mut *recorded;
-        let mut fields = Fields {
-            names: BTreeSet::new(),
-            message: None,
-            values: &mut recorded.values,
-        };
-        event.record(&mut fields);
-        let name = fields.message.take().unwrap_or_default();
-        let names = std::mem::take(&mut fields.names);
-        recorded
-            .kinds
-            .entry((name, "event", event.metadata().level().to_string()))
-            .or_default()
-            .extend(names);
+        recorded.kinds.entry(kind).or_default().extend(fields.names);
     }
 
     fn enter(&self, _span: &Id) {}
