@@ -929,3 +929,19 @@ fn the_property_runs_reach_every_rule() {
     assert!(lying.protocol_errors > 50, "{lying:?}");
     assert!(lying.ok_answers > 0, "{lying:?}");
 }
+
+/// The fuzz target's committed corpus runs clean through the model (the same check as
+/// `cargo fuzz run pipeline` on each input, without libFuzzer).
+#[test]
+fn the_fuzz_corpus_of_pipeline_runs_clean() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/pipeline");
+    let mut inputs = 0;
+    for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/pipeline") {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let stats = Model::run(&ops_from_bytes(&data));
+        assert!(stats.pushed > 0, "{}: no request", path.display());
+        inputs += 1;
+    }
+    assert!(inputs >= 8, "{inputs} inputs in {}", dir.display());
+}
