@@ -66,7 +66,9 @@ pub trait Caller {
     /// Whether the caller has left (given up, been dropped): its request need not be sent, and
     /// its reply is discarded.
     fn is_gone(&self) -> bool;
-    /// Hands the caller the outcome of its request. Called exactly once per request.
+    /// Hands the caller the outcome of its request. Called exactly once per request taken by
+    /// [`Pipeline::push`]; a request that `push` refuses because its caller left is dropped
+    /// without an answer.
     fn answer(self, outcome: Result<Response, Error>);
 }
 
@@ -172,8 +174,8 @@ impl<C: Caller> Pipeline<C> {
         }
     }
 
-    /// Takes `request` for writing. A request whose caller already left is dropped: nothing of
-    /// it is written. Returns whether it was taken.
+    /// Takes `request` for writing. A request whose caller already left is dropped, unanswered:
+    /// nothing of it is written. Returns whether it was taken.
     pub fn push(&mut self, request: Pending<C>) -> bool {
         if request.caller.is_gone() {
             return false;
