@@ -226,12 +226,7 @@ impl Kind {
                 None => format!("VALUE {key} {flags} {}\r\n", value.len()),
             };
             let bytes = format!("{header}{value}\r\n").into_bytes();
-            let item = Item {
-                key: Bytes::from(key),
-                flags,
-                cas,
-                value: Bytes::from(value),
-            };
+            let item = Item::new(Bytes::from(key), flags, cas, Bytes::from(value));
             (bytes, item)
         };
         let status =
