@@ -52,11 +52,17 @@
 //! cluster.set_endpoint_behavior(EndpointBehavior::Hang);
 //! # let _ = endpoint; Ok(()) }
 //! ```
+//!
+//! Apart from the cluster, [`connection_harness`] plays a scripted server over in-memory pipes
+//! to a real client (through its [`Dial`](memcached_autodiscovery::transport::Dial) seam), on
+//! tokio's paused clock: the fuzz target `connection` and its regression tests. It needs no
+//! memcached binary.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod cluster;
+pub mod connection_harness;
 mod endpoint;
 mod memcached;
 mod reply;
