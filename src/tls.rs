@@ -4,8 +4,12 @@
 //! This module owns the rustls client configuration (ring provider, TLS 1.2 and 1.3), the name
 //! each connection verifies, the handshake (bounded by the caller's deadline) and the
 //! translation of rustls failures into [`Error::Tls`] messages that say what to change. It does
-//! not own the sockets' lifecycle (that is [`crate::connection`] and [`crate::discovery`]); the
-//! request path itself has no TLS branch: the stream type is chosen once, at connect time.
+//! not own sockets, streams or their lifecycle (that is the transport, which runs the handshake
+//! for node connections and discovery alike); the request path itself has no TLS branch: the
+//! stream type is chosen once, at connect time.
+//!
+//! The file is over 500 lines because rustls's failures are many and each gets a message that
+//! says what to change; about 100 lines are unit tests of the name policy.
 
 use std::fmt;
 use std::sync::Arc;

@@ -23,6 +23,8 @@
 //! Each is proven against placements recorded from the real clients (`tests/interop_vectors.rs`)
 //! and, where the client can run on a test machine, against the client itself
 //! (`tests/interop_live.rs`).
+//!
+//! The file is just over 500 lines; some 120 of them are unit tests of the modes.
 
 mod hash;
 mod ketama;

@@ -5,6 +5,10 @@
 //! [`ProtocolError`]. Sizes are checked from the header line alone, before any body is buffered,
 //! so a hostile server cannot make the caller allocate more than [`Limits`] allows. Values are
 //! slices of the received buffer (`Bytes`), never copies.
+//!
+//! The file is over 500 lines: it decodes every reply kind of the text protocol, each with its
+//! own size checks, in one streaming state-free function; the decoder's tests are in
+//! `tests/protocol_decode.rs`.
 
 use bytes::{Buf, Bytes, BytesMut};
 

@@ -51,6 +51,8 @@
 //! assert_eq!((report.calls, report.checked, report.cancelled), (2, 1, 1));
 //! ```
 //!
+//! The file is just over 500 lines: the session's steps and its final checks belong together.
+//!
 //! [`Dial`]: memcached_autodiscovery::transport::Dial
 //! [`Error::Server`]: memcached_autodiscovery::Error::Server
 //! [`Error::Invalid`]: memcached_autodiscovery::Error::Invalid
