@@ -61,14 +61,14 @@ pub(super) async fn run(
             Ok(stream) => stream,
             Err(err) => {
                 let delay = backoff.failed();
-                tracing::warn!(node = health.node(), error = %err, backoff_ms = delay.as_millis() as u64, "memcached.connect_failed");
+                tracing::warn!(node = %health.node(), error = %err, backoff_ms = delay.as_millis() as u64, "memcached.connect_failed");
                 health.mark_down(delay, &err);
                 fail_queued(&mut replay, &mut rx, &err);
                 continue;
             }
         };
         health.mark_up();
-        tracing::debug!(node = health.node(), "memcached.connected");
+        tracing::debug!(node = %health.node(), "memcached.connected");
         let first = std::mem::take(&mut replay);
         let limits = settings.limits;
         let served = match stream {
@@ -91,7 +91,7 @@ pub(super) async fn run(
         };
         // Without reply bytes: they may hold keys and values.
         tracing::warn!(
-            node = health.node(),
+            node = %health.node(),
             error = %error.without_data(),
             resent = closed.replay.len(),
             node_down = closed.node_down,
