@@ -28,6 +28,12 @@ pub enum KeyError {
         /// The byte itself.
         byte: u8,
     },
+    /// A binary meta key (sent in base64) is longer than 186 bytes, whose base64 form is the
+    /// longest that fits memcached's 250-byte key limit.
+    BinaryTooLong {
+        /// The key's length in bytes.
+        len: usize,
+    },
 }
 
 impl fmt::Display for KeyError {
@@ -42,6 +48,11 @@ impl fmt::Display for KeyError {
                 f,
                 "the key has byte 0x{byte:02x} at index {index}; keys may not contain spaces, control \
                  bytes or 0x7f (encode such keys, e.g. as hex or base64)"
+            ),
+            KeyError::BinaryTooLong { len } => write!(
+                f,
+                "the binary key is {len} bytes; binary keys are at most 186 bytes (their base64 \
+                 form must fit memcached's 250-byte limit)"
             ),
         }
     }
@@ -122,6 +133,13 @@ pub enum ProtocolError {
         /// The longest time to live that can be represented now, in seconds.
         max: u64,
     },
+    /// A meta request's opaque token (`O`) is empty, longer than 31 bytes, or holds a byte that is
+    /// not printable ASCII or is a space.
+    #[error("opaque token of {len} bytes refused: it must be 1 to 31 printable ASCII bytes without spaces")]
+    InvalidOpaque {
+        /// The token's length in bytes.
+        len: usize,
+    },
     /// A `stats` argument holds a space or a control byte.
     #[error("invalid stats argument: it must be one word of printable bytes")]
     InvalidArgument,
@@ -165,6 +183,12 @@ pub enum ProtocolError {
     #[error("server sent more than the {max} values requested")]
     TooManyValues {
         /// Number of keys requested.
+        max: usize,
+    },
+    /// A meta batch got more replies before its `MN` than it holds requests.
+    #[error("server sent more than the {max} replies of a meta batch before MN")]
+    TooManyReplies {
+        /// Number of requests in the batch.
         max: usize,
     },
     /// A cluster configuration block is malformed.

@@ -55,6 +55,8 @@ fn expect() -> impl Strategy<Value = Expect> {
         Just(Expect::Version),
         Just(Expect::Stats),
         Just(Expect::Config),
+        Just(Expect::Meta),
+        (0usize..4).prop_map(|max| Expect::MetaBatch { max }),
     ]
 }
 
@@ -103,6 +105,18 @@ fn valid_reply() -> impl Strategy<Value = (Vec<u8>, Expect)> {
         (b"ERROR\r\n", Expect::Config),
         (b"CLIENT_ERROR bad command line format\r\n", Expect::Store),
         (b"SERVER_ERROR out of memory\r\n", Expect::Values { max: 1 }),
+        (b"VA 3 t60 c5 kfoo\r\nabc\r\n", Expect::Meta),
+        (b"VA 0 c1 t-1 s0 W\r\n\r\n", Expect::Meta),
+        (b"HD c5 ka O1\r\n", Expect::Meta),
+        (b"EN kbWlzc2luZw== b\r\n", Expect::Meta),
+        (b"NS\r\n", Expect::Meta),
+        (b"CLIENT_ERROR invalid flag\r\n", Expect::Meta),
+        (b"MN\r\n", Expect::MetaBatch { max: 0 }),
+        (
+            b"VA 2 kk2 O1\r\nhi\r\nNF O2\r\nMN\r\n",
+            Expect::MetaBatch { max: 2 },
+        ),
+        (b"ERROR\r\nERROR\r\n", Expect::MetaBatch { max: 1 }),
     ];
     prop::sample::select(fixed).prop_map(|(w, e)| (w.to_vec(), e))
 }

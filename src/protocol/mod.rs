@@ -2,9 +2,12 @@
 //!
 //! This module owns key validation and the size [`Limits`]; [`request`] encodes commands into a
 //! caller's buffer (so many can be batched into one write) and [`response`] decodes replies from
-//! a stream buffer, one at a time, saying "need more bytes" until a reply is complete. It does not
+//! a stream buffer, one at a time, saying "need more bytes" until a reply is complete. [`meta`]
+//! does both for the meta commands (`mg`, `ms`, `md`, `ma`, `mn`), whose replies go through the
+//! same [`decode`]. It does not
 //! own connections, routing or the cluster configuration format (see [`crate::config`]).
 
+pub mod meta;
 pub mod request;
 pub mod response;
 

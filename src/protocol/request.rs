@@ -336,7 +336,7 @@ fn put_storage(
 }
 
 /// Appends `n` in decimal.
-fn put_decimal(buf: &mut BytesMut, mut n: u64) {
+pub(crate) fn put_decimal(buf: &mut BytesMut, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

@@ -12,6 +12,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use super::meta::{self, MetaReply, MetaShape};
 use super::Limits;
 use crate::error::{excerpt, ProtocolError, ServerErrorKind};
 
@@ -41,6 +42,15 @@ pub enum Expect {
     Stats,
     /// `CONFIG cluster <flags> <bytes>` block then `END`, or `END` alone (no config stored).
     Config,
+    /// One meta reply (`mg`, `ms`, `md`, `ma` sent on their own): `VA` and its data block, `HD`,
+    /// `EN`, `NF`, `NS` or `EX`, with return flags. See [`crate::protocol::meta`].
+    Meta,
+    /// A batch of quiet meta requests closed by `mn`: zero or more replies, then `MN`.
+    MetaBatch {
+        /// Number of requests in the batch: more replies than this before `MN` is a protocol
+        /// error.
+        max: usize,
+    },
 }
 
 impl Expect {
@@ -55,6 +65,8 @@ impl Expect {
             Expect::Version => "version",
             Expect::Stats => "stats",
             Expect::Config => "config get",
+            Expect::Meta => "a meta command",
+            Expect::MetaBatch { .. } => "a meta batch",
         }
     }
 }
@@ -172,8 +184,14 @@ pub enum Response {
     Stats(Vec<(String, String)>),
     /// The cluster configuration data block, or `None` when the server has none stored.
     Config(Option<Bytes>),
-    /// `ERROR`, `CLIENT_ERROR` or `SERVER_ERROR`.
+    /// `ERROR`, `CLIENT_ERROR` or `SERVER_ERROR`. To a meta batch: `ERROR` in place of its
+    /// `MN`, from a server that does not know meta commands.
     Error(ErrorReply),
+    /// The reply to a meta command ([`Expect::Meta`]).
+    Meta(MetaReply),
+    /// The replies of a meta batch ([`Expect::MetaBatch`]) in the server's order, `MN` excluded:
+    /// one per request that quiet mode did not silence, an error line as an `Err`.
+    MetaBatch(Vec<Result<MetaReply, ErrorReply>>),
 }
 
 /// Decodes one reply from the front of `buf`.
@@ -224,6 +242,7 @@ enum Shape {
     Values(Spans),
     Simple(Response),
     Config(Option<(usize, usize)>),
+    Meta(MetaShape),
 }
 
 struct ItemSpan {
@@ -261,6 +280,7 @@ impl Shape {
         match self {
             Shape::Values(spans) => spans.len() > 0,
             Shape::Config(span) => span.is_some(),
+            Shape::Meta(shape) => shape.holds_bytes(),
             Shape::Simple(_) => false,
         }
     }
@@ -269,6 +289,7 @@ impl Shape {
     fn build(self, frame: &Bytes) -> Response {
         match self {
             Shape::Simple(r) => r,
+            Shape::Meta(shape) => shape.build(frame),
             Shape::Config(span) => Response::Config(span.map(|(a, b)| frame.slice(a..b))),
             Shape::Values(spans) => {
                 let item = |s: ItemSpan| Item {
@@ -291,7 +312,7 @@ impl Shape {
 /// Finds the line that starts at `at`: returns its end (index of `\r`) and the index after
 /// `\r\n`, or `None` when the line is not complete yet.
 #[inline]
-fn line_at(
+pub(crate) fn line_at(
     buf: &[u8],
     at: usize,
     limits: &Limits,
@@ -341,7 +362,7 @@ fn find_lf(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Parses an error line, if `line` is one.
-fn error_reply(line: &[u8]) -> Option<ErrorReply> {
+pub(crate) fn error_reply(line: &[u8]) -> Option<ErrorReply> {
     let text = |m: &[u8]| String::from_utf8_lossy(m).into_owned();
     if line == b"ERROR" {
         Some(ErrorReply::Error)
@@ -357,7 +378,7 @@ fn error_reply(line: &[u8]) -> Option<ErrorReply> {
     }
 }
 
-fn parse_u64(digits: &[u8]) -> Option<u64> {
+pub(crate) fn parse_u64(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 20 {
         return None;
     }
@@ -371,16 +392,29 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
     Some(n)
 }
 
-fn parse_u32(digits: &[u8]) -> Option<u32> {
+pub(crate) fn parse_u32(digits: &[u8]) -> Option<u32> {
     parse_u64(digits).and_then(|n| u32::try_from(n).ok())
 }
 
 fn scan(buf: &[u8], expect: Expect, limits: &Limits) -> Result<Option<Scan>, ProtocolError> {
-    if let Expect::Values { max } = expect {
-        // scan_values reads the first line itself, error replies included: going straight there
-        // saves finding and classifying that line twice.
-        return scan_values(buf, max, limits);
-    }
+    // These read the first line themselves, error replies included: going straight there saves
+    // finding and classifying that line twice.
+    let batch = match expect {
+        Expect::Values { max } => return scan_values(buf, max, limits),
+        Expect::Meta => None,
+        Expect::MetaBatch { max } => Some(max),
+        _ => return scan_line(buf, expect, limits),
+    };
+    Ok(
+        meta::scan_reply(buf, batch, limits)?.map(|(len, shape)| Scan {
+            len,
+            shape: Shape::Meta(shape),
+        }),
+    )
+}
+
+/// A reply that starts with its status line (everything but retrievals and meta frames).
+fn scan_line(buf: &[u8], expect: Expect, limits: &Limits) -> Result<Option<Scan>, ProtocolError> {
     let Some((end, next)) = line_at(buf, 0, limits)? else {
         return Ok(None);
     };
@@ -454,7 +488,7 @@ fn fields<const N: usize>(line: &[u8], min: usize) -> Option<([&[u8]; N], usize)
 
 /// Checks a block header's length against the limit and returns where the block and its CRLF
 /// end, or `None` if they are not all in `buf` yet.
-fn block_end(
+pub(crate) fn block_end(
     buf: &[u8],
     start: usize,
     len_field: &[u8],

@@ -1,0 +1,186 @@
+//! `mg`: the meta get.
+
+use bytes::{BufMut, BytesMut};
+
+use super::request::{Line, MetaKey};
+
+/// `mg`: read an item, and optionally its metadata, a lease, or a TTL update.
+///
+/// Without [`value`](MetaGet::value) a hit is `HD` (with the flags asked for) and carries no
+/// data. A miss is `EN`.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use memcached_autodiscovery::protocol::meta::{MetaGet, MetaKey, MetaRequest};
+/// use memcached_autodiscovery::protocol::Limits;
+/// let mut out = BytesMut::new();
+/// let get = MetaGet::new("k1").value().cas().ttl().recache(90).return_key().opaque(b"55");
+/// MetaRequest::from(get).encode(&mut out, &Limits::default())?;
+/// MetaRequest::from(MetaGet::new(MetaKey::Binary(b"missing")).value().return_key())
+///     .encode(&mut out, &Limits::default())?;
+/// assert_eq!(&out[..], b"mg k1 R90 v c k t O55\r\nmg bWlzc2luZw== b v k\r\n");
+/// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct MetaGet<'a> {
+    pub(super) key: MetaKey<'a>,
+    pub(super) value: bool,
+    pub(super) cas: bool,
+    pub(super) client_flags: bool,
+    pub(super) hit_before: bool,
+    pub(super) return_key: bool,
+    pub(super) last_access: bool,
+    pub(super) size: bool,
+    pub(super) ttl: bool,
+    pub(super) opaque: Option<&'a [u8]>,
+    pub(super) no_bump: bool,
+    pub(super) new_cas: Option<u64>,
+    pub(super) vivify: Option<u32>,
+    pub(super) recache: Option<u32>,
+    pub(super) touch: Option<u32>,
+}
+
+impl<'a> MetaGet<'a> {
+    /// A get of `key` that asks for nothing yet: a hit answers `HD`, a miss `EN`.
+    pub fn new(key: impl Into<MetaKey<'a>>) -> Self {
+        MetaGet {
+            key: key.into(),
+            value: false,
+            cas: false,
+            client_flags: false,
+            hit_before: false,
+            return_key: false,
+            last_access: false,
+            size: false,
+            ttl: false,
+            opaque: None,
+            no_bump: false,
+            new_cas: None,
+            vivify: None,
+            recache: None,
+            touch: None,
+        }
+    }
+
+    /// `v`: return the value (a hit is then `VA <len>` and a data block).
+    pub fn value(mut self) -> Self {
+        self.value = true;
+        self
+    }
+
+    /// `c`: return the item's CAS value.
+    pub fn cas(mut self) -> Self {
+        self.cas = true;
+        self
+    }
+
+    /// `f`: return the client flags.
+    pub fn client_flags(mut self) -> Self {
+        self.client_flags = true;
+        self
+    }
+
+    /// `h`: return whether the item was read before (`h0` / `h1`).
+    pub fn hit_before(mut self) -> Self {
+        self.hit_before = true;
+        self
+    }
+
+    /// `k`: return the key (base64 for a binary key, which the decoder decodes).
+    pub fn return_key(mut self) -> Self {
+        self.return_key = true;
+        self
+    }
+
+    /// `l`: return the seconds since the item was last read.
+    pub fn last_access(mut self) -> Self {
+        self.last_access = true;
+        self
+    }
+
+    /// `s`: return the item's size.
+    pub fn size(mut self) -> Self {
+        self.size = true;
+        self
+    }
+
+    /// `t`: return the remaining TTL ([`Ttl::Never`](super::Ttl::Never) for no expiry).
+    pub fn ttl(mut self) -> Self {
+        self.ttl = true;
+        self
+    }
+
+    /// `O<token>`: an opaque token (1 to 31 printable bytes, no space) echoed in the reply, to
+    /// tie replies to requests.
+    pub fn opaque(mut self, token: &'a [u8]) -> Self {
+        self.opaque = Some(token);
+        self
+    }
+
+    /// `u`: do not bump the item in the LRU.
+    pub fn no_lru_bump(mut self) -> Self {
+        self.no_bump = true;
+        self
+    }
+
+    /// `E<cas>`: the CAS value to give the item if this request modifies it. memcached 1.6.18
+    /// does not know this flag (it answers `CLIENT_ERROR invalid flag`); later versions do.
+    pub fn new_cas(mut self, cas: u64) -> Self {
+        self.new_cas = Some(cas);
+        self
+    }
+
+    /// `N<ttl>`: on a miss, create an empty placeholder that lives `ttl` (memcached exptime) and
+    /// hand this caller the win (`W`); later callers see `Z` until the value is stored. The
+    /// winner's `t` reports the placeholder's TTL (the flag is written before the return flags).
+    pub fn vivify(mut self, ttl: u32) -> Self {
+        self.vivify = Some(ttl);
+        self
+    }
+
+    /// `R<seconds>`: if the item's remaining TTL is below `seconds`, hand one caller the win
+    /// (`W`) to refresh it while everyone keeps being served the current value.
+    pub fn recache(mut self, seconds: u32) -> Self {
+        self.recache = Some(seconds);
+        self
+    }
+
+    /// `T<ttl>`: set a new TTL (memcached exptime) on a hit; `t` then reports the new TTL, and
+    /// [`recache`](MetaGet::recache) compares the TTL from before it.
+    pub fn touch(mut self, ttl: u32) -> Self {
+        self.touch = Some(ttl);
+        self
+    }
+
+    pub(super) fn wire_len(&self) -> usize {
+        self.key.wire_len() + self.opaque.map_or(0, <[u8]>::len) + 96
+    }
+
+    pub(super) fn put(&self, buf: &mut BytesMut, quiet: bool) {
+        buf.put_slice(b"mg ");
+        self.key.put(buf);
+        let mut line = Line(buf);
+        line.flag(self.key.is_binary(), b'b');
+        // memcached reads the flags in order, and a return flag reports the item as it is at
+        // that point: the flags that change the item go first, so that `t` and `c` describe
+        // it after this request (a placeholder's TTL, a touched TTL). `R` is weighed before `T`
+        // changes the TTL.
+        line.number(self.new_cas, b'E');
+        line.number(self.vivify.map(u64::from), b'N');
+        line.number(self.recache.map(u64::from), b'R');
+        line.number(self.touch.map(u64::from), b'T');
+        line.flag(self.value, b'v');
+        line.flag(self.cas, b'c');
+        line.flag(self.client_flags, b'f');
+        line.flag(self.hit_before, b'h');
+        line.flag(self.return_key, b'k');
+        line.flag(self.last_access, b'l');
+        line.flag(self.size, b's');
+        line.flag(self.ttl, b't');
+        line.token(self.opaque, b'O');
+        line.flag(quiet, b'q');
+        line.flag(self.no_bump, b'u');
+        buf.put_slice(b"\r\n");
+    }
+}
