@@ -74,6 +74,7 @@ pub struct ClientBuilder {
     connections_per_node: usize,
     queue_depth: usize,
     backoff: (Duration, Duration),
+    load_lease: Duration,
     dialer: Option<Arc<dyn Dial>>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
@@ -94,6 +95,7 @@ impl fmt::Debug for ClientBuilder {
             .field("connections_per_node", &self.connections_per_node)
             .field("queue_depth", &self.queue_depth)
             .field("reconnect_backoff", &self.backoff)
+            .field("load_lease", &self.load_lease)
             .field("custom_dialer", &self.dialer.is_some());
         // TlsConfig's Debug shows counts and names only, never key material.
         #[cfg(feature = "tls")]
@@ -117,6 +119,7 @@ impl Default for ClientBuilder {
             connections_per_node: 1,
             queue_depth: 4096,
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
+            load_lease: Duration::from_secs(5),
             dialer: None,
             #[cfg(feature = "tls")]
             tls: None,
@@ -236,6 +239,17 @@ impl ClientBuilder {
         self
     }
 
+    /// How long a [`Client::get_or_load`] caller that won a key's load holds it: the lifetime of
+    /// the server's placeholder, so the longest a crashed loader can hold up the others (a
+    /// failing or cancelled one gives the key back at once). Waiters give up after twice this.
+    /// Make it longer than the loader usually takes. Defaults to 5 s. Clamped to 1 s ..= 1 h
+    /// (whole seconds, rounded down).
+    pub fn load_lease(mut self, lease: Duration) -> Self {
+        let secs = lease.as_secs().clamp(1, 3600);
+        self.load_lease = Duration::from_secs(secs);
+        self
+    }
+
     /// Opens every connection (to the nodes and to the configuration endpoint) through `dialer`
     /// instead of TCP: see [`Dial`]. The connect timeout still applies. Cannot be combined with
     /// [`tls`](ClientBuilder::tls) (`build()` returns [`Error::Config`]).
@@ -311,7 +325,7 @@ impl ClientBuilder {
         };
         let topology =
             Topology::start(source, placement, settings, self.connections_per_node).await?;
-        Ok(Client::new(topology))
+        Ok(Client::new(topology, self.load_lease))
     }
 
     /// The connection settings and the placement, checked.

@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +30,8 @@ use tracing::Instrument;
 use crate::config::{ClusterConfig, Node};
 use crate::connection::Connection;
 use crate::error::{excerpt, Error, ProtocolError, ServerErrorKind};
+use crate::flight::Flights;
+use crate::lease::{self, Lease};
 use crate::protocol::{validate_key, Item, Request, Response, Retrieval, StoreMode};
 use crate::topology::Topology;
 
@@ -54,6 +57,10 @@ pub enum CasOutcome {
 #[derive(Clone)]
 pub struct Client {
     topology: Arc<Topology>,
+    /// `get_or_load` flights in progress in this process.
+    flights: Arc<Flights>,
+    /// How long a `get_or_load` win holds its key.
+    load_lease: Duration,
 }
 
 impl fmt::Debug for Client {
@@ -94,9 +101,13 @@ fn server_error(node: &str, reply: &crate::protocol::ErrorReply) -> Error {
 }
 
 impl Client {
-    /// A client over `topology`.
-    pub(crate) fn new(topology: Arc<Topology>) -> Client {
-        Client { topology }
+    /// A client over `topology`; `get_or_load` wins hold their key for `load_lease`.
+    pub(crate) fn new(topology: Arc<Topology>, load_lease: Duration) -> Client {
+        Client {
+            topology,
+            flights: Arc::default(),
+            load_lease,
+        }
     }
 
     /// The current cluster configuration (version and nodes).
@@ -425,6 +436,95 @@ impl Client {
             Response::Error(e) => Err(server_error(conn.node(), &e)),
             other => Err(unexpected(conn.node(), &other)),
         }
+    }
+
+    /// The value of `key`, loaded with `load` and stored for `ttl` when it is missing — with at
+    /// most one `load` at a time for the key across every client of the cluster (cache-aside
+    /// without a thundering herd on the database behind it).
+    ///
+    /// * Callers of this client that ask for the same key meanwhile share one flight: one of
+    ///   them asks the node, the others wait for its answer.
+    /// * Across clients (other processes, other Lambda environments) the node decides, through
+    ///   memcached 1.6's meta protocol: on a miss it hands one caller a win and keeps an empty
+    ///   placeholder for the lease ([`ClientBuilder::load_lease`](crate::ClientBuilder::load_lease),
+    ///   5 s by default); that caller runs `load` and stores the value, the others wait for it,
+    ///   asking again every 5 to 50 ms. A value in its last tenth of `ttl`, or marked stale by
+    ///   [`Client::invalidate`], is refreshed by one caller while the others are served the
+    ///   current value.
+    /// * A failing `load` returns [`Error::Load`] to its caller only, and gives the key back at
+    ///   once: a waiter then loads. A cancelled one (its future dropped) gives it back too. A
+    ///   winner that dies holds the key for the lease at most; a waiter gives up after twice the
+    ///   lease with [`Error::Timeout`].
+    /// * A node without the meta protocol (memcached before 1.6; Memorystore's 1.5) is served
+    ///   by `get`, `load` and `set`: one load per key per client then, not per cluster.
+    ///
+    /// A client that reads the key with a plain [`Client::get`] while a load is in progress
+    /// sees the placeholder: an empty value.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: memcached_autodiscovery::Client) -> Result<(), memcached_autodiscovery::Error> {
+    /// use std::time::Duration;
+    /// let photos = client
+    ///     .get_or_load("photos:all", Duration::from_secs(300), || async {
+    ///         // The expensive read, e.g. a DynamoDB scan.
+    ///         Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"[...]"))
+    ///     })
+    ///     .await?;
+    /// # let _ = photos; Ok(()) }
+    /// ```
+    pub async fn get_or_load<F, Fut, E>(
+        &self,
+        key: impl AsRef<[u8]>,
+        ttl: Duration,
+        load: F,
+    ) -> Result<Bytes, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, E>>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let key = key.as_ref();
+        validate_key(key)?;
+        let exptime = exptime(ttl)?;
+        let connection = self.connection_for(key)?;
+        let limits = self.topology.settings().limits;
+        let wait = self.load_lease * 2;
+        let deadline = Instant::now() + wait;
+        let node = connection.node().to_string();
+        let span = tracing::debug_span!("memcached.request", op = "get_or_load", node = %node);
+        let lease = Lease {
+            connection: &connection,
+            limits: &limits,
+            key,
+            exptime,
+            lease: self.load_lease,
+        };
+        let flight = self.flights.run(
+            Bytes::copy_from_slice(key),
+            deadline,
+            || Error::Timeout {
+                node: node.clone(),
+                timeout: wait,
+            },
+            || lease.get_or_load(load),
+        );
+        flight.instrument(span).await
+    }
+
+    /// Marks `key` stale instead of deleting it (`md <key> I`): the next
+    /// [`get_or_load`](Client::get_or_load) refreshes it while every other reader is still
+    /// served the stale value for up to `grace`, so no herd reaches the database. Returns
+    /// whether the item existed. On a node without the meta protocol, deletes the key.
+    pub async fn invalidate(&self, key: impl AsRef<[u8]>, grace: Duration) -> Result<bool, Error> {
+        let key = key.as_ref();
+        validate_key(key)?;
+        let stale_ttl = exptime(grace.max(Duration::from_secs(1)))?;
+        let connection = self.connection_for(key)?;
+        let limits = self.topology.settings().limits;
+        let span = tracing::debug_span!("memcached.request", op = "invalidate", node = connection.node());
+        lease::invalidate(&connection, &limits, key, stale_ttl)
+            .instrument(span)
+            .await
     }
 
     /// Sends `request` to every node in parallel; results in node order with the node's id.

@@ -368,6 +368,15 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The loader given to `Client::get_or_load` failed; its error is the
+    /// [`source`](std::error::Error::source). The key's load lease was given back, so another
+    /// caller may load at once. No connection is affected.
+    #[error("loading the value failed: {source}")]
+    Load {
+        /// The loader's error.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
     /// The client's settings are invalid (no endpoint or nodes, a malformed address, an unusable
     /// TLS setting); returned by `build()` before any connection is made.
     #[error("invalid client configuration: {0}")]
@@ -402,7 +411,10 @@ impl Error {
             Error::Tls { kind, .. } => {
                 matches!(kind, TlsErrorKind::HandshakeTimeout | TlsErrorKind::Other)
             }
-            Error::Invalid(_) | Error::DiscoveryUnsupported { .. } | Error::Config(_) => false,
+            Error::Invalid(_)
+            | Error::DiscoveryUnsupported { .. }
+            | Error::Config(_)
+            | Error::Load { .. } => false,
         }
     }
 

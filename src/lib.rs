@@ -111,7 +111,9 @@ mod connection;
 mod discovery;
 pub mod distribution;
 pub mod error;
+mod flight;
 mod jitter;
+mod lease;
 pub mod pipeline;
 pub mod protocol;
 #[cfg(feature = "tls")]

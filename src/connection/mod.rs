@@ -17,6 +17,7 @@
 mod health;
 mod task;
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +70,8 @@ pub(crate) struct Connection {
     tx: mpsc::Sender<Pending<Waiter>>,
     health: Arc<Health>,
     request_timeout: Duration,
+    /// Whether the node speaks the meta protocol: 0 not known yet, 1 yes, 2 no.
+    meta: Arc<AtomicU8>,
 }
 
 impl Connection {
@@ -87,12 +90,27 @@ impl Connection {
             tx,
             health,
             request_timeout,
+            meta: Arc::new(AtomicU8::new(0)),
         }
     }
 
     /// The node's name, `host:port`.
     pub(crate) fn node(&self) -> &str {
         self.health.node()
+    }
+
+    /// Whether the node speaks the meta protocol, once a meta request has told.
+    pub(crate) fn speaks_meta(&self) -> Option<bool> {
+        match self.meta.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Records whether the node speaks the meta protocol.
+    pub(crate) fn set_speaks_meta(&self, yes: bool) {
+        self.meta.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
     }
 
     /// The deadline of a request sent now.

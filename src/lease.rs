@@ -1,0 +1,345 @@
+//! `get_or_load` and `invalidate` on one node: at most one load per key across every client of a
+//! cluster, through memcached's meta-protocol leases.
+//!
+//! A lookup is `mg <key> N<lease> R<early> v c t`. On a miss the server creates an empty
+//! placeholder that lives for the lease and hands exactly one caller a win (`W`): that caller
+//! runs the loader and stores its value with `ms ... C<cas>`, so a newer value is never
+//! overwritten. Every other caller sees the placeholder with `Z` (a win is out) and asks again
+//! after a short pause, until the value is there; once the lease runs out a waiter wins itself,
+//! so a winner that died holds nobody up for longer than the lease. An item close to its end of
+//! life (less than a tenth of its TTL left) hands one caller a recache win while everyone else
+//! keeps being served; an item marked stale by [`invalidate`] does the same. A loader that fails
+//! gives its error to its caller and deletes its placeholder at once (`md ... C<cas>`), and so
+//! does a winner that is cancelled, from a task of its own.
+//!
+//! A node that answers the meta protocol with `ERROR` (memcached before 1.6) is remembered, and
+//! served by `get`, the loader and `set` instead: one load per key per client (the in-process
+//! single flight of [`crate::flight`]), not per cluster.
+//!
+//! This module owns the lease dance on one connection. It does not route keys, nor share
+//! flights between callers of one client: that is the client's.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::connection::Connection;
+use crate::error::{Error, ProtocolError};
+use crate::protocol::meta::{MetaDelete, MetaGet, MetaReply, MetaRequest, MetaSet, MetaStatus};
+use crate::protocol::{
+    ErrorReply, Limits, Request, Response, Retrieval, StoreMode, MAX_RELATIVE_TTL,
+};
+
+/// The first pause of a caller waiting for another's load; it doubles up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(5);
+const MAX_PAUSE: Duration = Duration::from_millis(50);
+
+/// What one node said about a key.
+enum Lookup {
+    /// The value to return (a hit, or a stale value while another caller refreshes it).
+    Value(Bytes),
+    /// This caller loads; `cas` guards the store.
+    Win { cas: Option<u64> },
+    /// Another caller is loading: ask again soon.
+    Wait,
+    /// The node does not speak the meta protocol.
+    NoMeta,
+}
+
+/// What a `get_or_load` on one node needs to know.
+pub(crate) struct Lease<'a> {
+    pub connection: &'a Connection,
+    pub limits: &'a Limits,
+    pub key: &'a [u8],
+    /// memcached's exptime for the value.
+    pub exptime: u32,
+    /// How long a win holds the key (the placeholder's TTL).
+    pub lease: Duration,
+}
+
+/// The error of a failed loader, as the caller's [`Error::Load`].
+fn load_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
+    Error::Load {
+        source: std::sync::Arc::new(e),
+    }
+}
+
+fn unexpected(node: &str, response: &Response) -> Error {
+    Error::Protocol {
+        node: node.to_string(),
+        source: ProtocolError::UnexpectedReply {
+            expected: "a meta reply",
+            line: format!("{response:?}").chars().take(64).collect(),
+        },
+    }
+}
+
+fn server_error(node: &str, reply: &ErrorReply) -> Error {
+    Error::Server {
+        node: node.to_string(),
+        kind: reply.kind(),
+        message: reply.to_string(),
+    }
+}
+
+impl Lease<'_> {
+    fn lease_secs(&self) -> u32 {
+        u32::try_from(self.lease.as_secs().max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// Seconds of remaining TTL below which one caller refreshes early; none for items that do
+    /// not expire or expire at an absolute time.
+    fn early_secs(&self) -> Option<u32> {
+        let relative = self.exptime != 0 && u64::from(self.exptime) <= MAX_RELATIVE_TTL.as_secs();
+        relative.then(|| (self.exptime / 10).max(1))
+    }
+
+    async fn send(&self, request: MetaRequest<'_>) -> Result<Response, Error> {
+        let mut frame = BytesMut::new();
+        let expect = request.encode(&mut frame, self.limits)?;
+        let idempotent = request.is_idempotent();
+        self.connection
+            .call(frame.freeze(), expect, idempotent)
+            .await
+    }
+
+    async fn lookup(&self) -> Result<Lookup, Error> {
+        let mut get = MetaGet::new(self.key)
+            .vivify(self.lease_secs())
+            .value()
+            .cas()
+            .ttl();
+        if let Some(early) = self.early_secs() {
+            get = get.recache(early);
+        }
+        let node = self.connection.node();
+        match self.send(get.into()).await? {
+            Response::Meta(reply) => Ok(classify(reply)),
+            Response::Error(ErrorReply::Error) => Ok(Lookup::NoMeta),
+            Response::Error(e) => Err(server_error(node, &e)),
+            other => Err(unexpected(node, &other)),
+        }
+    }
+
+    /// Stores the loaded value, unless the item changed since the win.
+    async fn store(&self, value: &[u8], cas: Option<u64>) {
+        let mut set = MetaSet::new(self.key, value).ttl(self.exptime);
+        if let Some(cas) = cas {
+            set = set.compare_cas(cas);
+        }
+        // The caller gets its value whether or not it could be kept.
+        if let Err(error) = self.send(set.into()).await {
+            tracing::debug!(node = %self.connection.node(), error = %error.without_data(), "memcached.load.store_failed");
+        }
+    }
+
+    /// Runs the load protocol: see the module docs.
+    pub(crate) async fn get_or_load<F, Fut, E>(&self, load: F) -> Result<Bytes, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, E>>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        if self.connection.speaks_meta() == Some(false) {
+            return self.without_meta(load).await;
+        }
+        let mut pause = FIRST_PAUSE;
+        // A waiter wins itself once the lease runs out; twice the lease bounds the wait even
+        // for a node that keeps no placeholder.
+        let give_up = tokio::time::Instant::now() + self.lease * 2;
+        loop {
+            if tokio::time::Instant::now() >= give_up {
+                return Err(Error::Timeout {
+                    node: self.connection.node().to_string(),
+                    timeout: self.lease * 2,
+                });
+            }
+            match self.lookup().await? {
+                Lookup::Value(value) => return Ok(value),
+                Lookup::NoMeta => {
+                    self.connection.set_speaks_meta(false);
+                    return self.without_meta(load).await;
+                }
+                Lookup::Wait => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
+                Lookup::Win { cas } => {
+                    self.connection.set_speaks_meta(true);
+                    let release = Release {
+                        connection: self.connection.clone(),
+                        key: Bytes::copy_from_slice(self.key),
+                        cas,
+                        limits: *self.limits,
+                        armed: true,
+                    };
+                    return match load().await {
+                        Ok(value) => {
+                            release.disarm();
+                            self.store(&value, cas).await;
+                            Ok(value)
+                        }
+                        Err(e) => {
+                            release.disarm();
+                            self.release(cas).await;
+                            Err(load_error(e))
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// Deletes this caller's placeholder (or the item it won the refresh of), if still the one
+    /// it won, so that the next caller loads at once.
+    async fn release(&self, cas: Option<u64>) {
+        if let Some(cas) = cas {
+            let _ = self
+                .send(MetaDelete::new(self.key).compare_cas(cas).into())
+                .await;
+        }
+    }
+
+    /// `get`, then on a miss the loader and `set`: for nodes without the meta protocol.
+    async fn without_meta<F, Fut, E>(&self, load: F) -> Result<Bytes, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, E>>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let node = self.connection.node();
+        let keys = [self.key];
+        let get = Request::Retrieve {
+            kind: Retrieval::Get,
+            keys: &keys,
+        };
+        match self.text(get).await? {
+            Response::Values(mut items) => {
+                if let Some(item) = items.pop().filter(|i| i.key == self.key) {
+                    return Ok(item.value);
+                }
+            }
+            Response::Error(e) => return Err(server_error(node, &e)),
+            other => return Err(unexpected(node, &other)),
+        }
+        let value = load().await.map_err(load_error)?;
+        let set = Request::Store {
+            mode: StoreMode::Set,
+            key: self.key,
+            flags: 0,
+            exptime: self.exptime,
+            value: &value,
+        };
+        if let Err(error) = self.text(set).await {
+            tracing::debug!(node = %node, error = %error.without_data(), "memcached.load.store_failed");
+        }
+        Ok(value)
+    }
+
+    async fn text(&self, request: Request<'_>) -> Result<Response, Error> {
+        let mut frame = BytesMut::new();
+        let expect = request.encode(&mut frame, self.limits)?;
+        self.connection
+            .call(frame.freeze(), expect, request.is_idempotent())
+            .await
+    }
+}
+
+/// What a lookup's reply means. A win (`W`) is this caller's to load, with or without a current
+/// value (a miss's placeholder, a stale item, an item close to its end). Otherwise a value is
+/// served, even stale (`X`) while another caller refreshes it, except the empty placeholder of a
+/// load in progress (`Z` without `X`), which means: wait. (An empty value of one's own whose
+/// early refresh is under way is taken for a placeholder too, and waited for.)
+fn classify(reply: MetaReply) -> Lookup {
+    let flags = &reply.flags;
+    if flags.win {
+        return Lookup::Win { cas: flags.cas };
+    }
+    match reply.status {
+        MetaStatus::Value => {
+            let value = reply.value.unwrap_or_default();
+            if flags.win_taken && !flags.stale && value.is_empty() {
+                Lookup::Wait
+            } else {
+                Lookup::Value(value)
+            }
+        }
+        // Without `N` taking effect (the item vanished between two commands): ask again.
+        _ => Lookup::Wait,
+    }
+}
+
+/// Deletes a won placeholder when the winner is cancelled before its load ends: from a task of
+/// its own, since a drop cannot wait.
+struct Release {
+    connection: Connection,
+    key: Bytes,
+    cas: Option<u64>,
+    limits: Limits,
+    armed: bool,
+}
+
+impl Release {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        let (true, Some(cas)) = (self.armed, self.cas) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut frame = BytesMut::new();
+        let request = MetaRequest::from(MetaDelete::new(&self.key[..]).compare_cas(cas));
+        let Ok(expect) = request.encode(&mut frame, &self.limits) else {
+            return;
+        };
+        let connection = self.connection.clone();
+        runtime.spawn(async move {
+            let _ = connection.call(frame.freeze(), expect, false).await;
+        });
+    }
+}
+
+/// Marks `key` stale on one node (`md <key> I T<ttl>`): the next reader refreshes it while the
+/// others are still served. On a node without the meta protocol, deletes it. Returns whether the
+/// item existed.
+pub(crate) async fn invalidate(
+    connection: &Connection,
+    limits: &Limits,
+    key: &[u8],
+    stale_ttl: u32,
+) -> Result<bool, Error> {
+    let node = connection.node();
+    if connection.speaks_meta() != Some(false) {
+        let mut frame = BytesMut::new();
+        let request = MetaRequest::from(MetaDelete::new(key).invalidate_with_ttl(stale_ttl));
+        let expect = request.encode(&mut frame, limits)?;
+        match connection.call(frame.freeze(), expect, false).await? {
+            Response::Meta(reply) => {
+                connection.set_speaks_meta(true);
+                return match reply.status {
+                    MetaStatus::Success => Ok(true),
+                    MetaStatus::NotFound => Ok(false),
+                    _ => Err(unexpected(node, &Response::Meta(reply))),
+                };
+            }
+            Response::Error(ErrorReply::Error) => connection.set_speaks_meta(false),
+            Response::Error(e) => return Err(server_error(node, &e)),
+            other => return Err(unexpected(node, &other)),
+        }
+    }
+    let mut frame = BytesMut::new();
+    let expect = Request::Delete { key }.encode(&mut frame, limits)?;
+    match connection.call(frame.freeze(), expect, false).await? {
+        Response::Deleted => Ok(true),
+        Response::NotFound => Ok(false),
+        Response::Error(e) => Err(server_error(node, &e)),
+        other => Err(unexpected(node, &other)),
+    }
+}
