@@ -1,0 +1,280 @@
+//! `get_or_load` and `invalidate` against real memcached 1.6 (meta-protocol leases), with several
+//! clients in one test as several Lambda environments would be, and against an emulated
+//! memcached 1.5 that answers the meta protocol with `ERROR`.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use memcached_autodiscovery::{Client, Error};
+use memcached_autodiscovery_testkit::LocalCluster;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const TTL: Duration = Duration::from_secs(60);
+
+/// Loads per key.
+#[derive(Clone, Default)]
+struct Loads(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Loads {
+    fn count(&self, key: &str) -> usize {
+        self.0.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+
+    /// A loader for `key` that takes `delay` and returns `value-of-<key>`.
+    async fn load(&self, key: String, delay: Duration) -> Result<Bytes, std::io::Error> {
+        *self.0.lock().unwrap().entry(key.clone()).or_default() += 1;
+        tokio::time::sleep(delay).await;
+        Ok(Bytes::from(format!("value-of-{key}")))
+    }
+}
+
+async fn clients(cluster: &LocalCluster, n: usize) -> Vec<Client> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            Client::builder()
+                .config_endpoint(cluster.config_endpoint().to_string())
+                .request_timeout(Duration::from_secs(2))
+                .load_lease(Duration::from_secs(3))
+                .build()
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_and_callers_on_cold_keys_load_each_key_once() {
+    let cluster = LocalCluster::start(2).await.unwrap();
+    let clients = clients(&cluster, 4).await;
+    let loads = Loads::default();
+    let keys: Vec<String> = (0..5).map(|i| format!("herd:{i}")).collect();
+    let mut tasks = Vec::new();
+    for client in &clients {
+        for caller in 0..16 {
+            let (client, loads) = (client.clone(), loads.clone());
+            let key = keys[caller % keys.len()].clone();
+            tasks.push(tokio::spawn(async move {
+                let loader_key = key.clone();
+                let value = client
+                    .get_or_load(&key, TTL, || loads.load(loader_key, Duration::from_millis(100)))
+                    .await;
+                (key, value)
+            }));
+        }
+    }
+    for task in tasks {
+        let (key, value) = task.await.unwrap();
+        assert_eq!(value.unwrap(), format!("value-of-{key}"), "every caller gets its key's value");
+    }
+    for key in &keys {
+        assert_eq!(loads.count(key), 1, "{key} loaded once across 4 clients × 16 callers");
+    }
+    // The values are stored: a plain get sees them, and a new caller loads nothing.
+    assert_eq!(
+        clients[0].get(&keys[0]).await.unwrap().unwrap(),
+        format!("value-of-{}", keys[0])
+    );
+    let again = clients[1]
+        .get_or_load(&keys[0], TTL, || loads.load(keys[0].clone(), Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(again, format!("value-of-{}", keys[0]));
+    assert_eq!(loads.count(&keys[0]), 1);
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the database is down")]
+struct DatabaseDown;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_loader_gets_its_error_and_gives_the_key_back_at_once() {
+    let cluster = LocalCluster::start(1).await.unwrap();
+    let clients = clients(&cluster, 2).await;
+    let key = "fails:once";
+    let failing = clients[0].get_or_load(key, TTL, || async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Err::<Bytes, _>(DatabaseDown)
+    });
+    let waiting = async {
+        // Starts while the failing load holds the key.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = Instant::now();
+        let value = clients[1]
+            .get_or_load(key, TTL, || async { Ok::<_, DatabaseDown>(Bytes::from_static(b"ok")) })
+            .await;
+        (value, started.elapsed())
+    };
+    let (failed, (value, waited)) = tokio::join!(failing, waiting);
+    match failed {
+        Err(Error::Load { source }) => assert_eq!(source.to_string(), "the database is down"),
+        other => panic!("expected Error::Load, got {other:?}"),
+    }
+    assert_eq!(value.unwrap(), "ok");
+    assert!(
+        waited < Duration::from_secs(1),
+        "the waiter loaded as soon as the failed load gave the key back, not after the 3 s lease: {waited:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_winner_gives_the_key_back() {
+    let cluster = LocalCluster::start(1).await.unwrap();
+    let clients = clients(&cluster, 2).await;
+    let key = "cancelled:winner";
+    let winner = {
+        let client = clients[0].clone();
+        tokio::spawn(async move {
+            client
+                .get_or_load(key, TTL, || async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok::<_, DatabaseDown>(Bytes::new())
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await; // it has won and is loading
+    winner.abort();
+    let _ = winner.await;
+    let started = Instant::now();
+    let value = clients[1]
+        .get_or_load(key, TTL, || async { Ok::<_, DatabaseDown>(Bytes::from_static(b"mine")) })
+        .await
+        .unwrap();
+    assert_eq!(value, "mine");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "not held for the 3 s lease: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidate_serves_the_stale_value_while_one_caller_refreshes() {
+    let cluster = LocalCluster::start(1).await.unwrap();
+    let clients = clients(&cluster, 3).await;
+    let key = "stale:key";
+    clients[0].set(key, "old", TTL).await.unwrap();
+    assert!(clients[0].invalidate(key, Duration::from_secs(30)).await.unwrap());
+    assert!(!clients[0].invalidate("stale:absent", Duration::from_secs(30)).await.unwrap());
+
+    let loads = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let client = clients[i % clients.len()].clone();
+        let loads = loads.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .get_or_load(key, TTL, || async move {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok::<_, DatabaseDown>(Bytes::from_static(b"new"))
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    let mut seen = HashMap::new();
+    for task in tasks {
+        *seen.entry(task.await.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "one refresh for 24 readers: {seen:?}");
+    assert!(
+        seen.get(&Bytes::from_static(b"old")).copied().unwrap_or(0) > 0,
+        "readers were served the stale value meanwhile: {seen:?}"
+    );
+    assert_eq!(clients[1].get(key).await.unwrap().unwrap(), "new");
+}
+
+/// A memcached 1.5 stand-in: `get`, `set` and `delete` of the text protocol over an in-memory
+/// map, `ERROR` to any meta command (as memcached before 1.6 answers them).
+async fn memcached_15() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let meta_refused = Arc::new(AtomicUsize::new(0));
+    let store: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+    let refused = meta_refused.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let (store, refused) = (store.clone(), refused.clone());
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut read = BufReader::new(read);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    let reply = match words.as_slice() {
+                        [cmd, ..] if cmd.len() == 2 && cmd.starts_with('m') => {
+                            refused.fetch_add(1, Ordering::SeqCst);
+                            "ERROR\r\n".to_string()
+                        }
+                        ["get", key] => match store.lock().unwrap().get(*key) {
+                            Some(v) => format!(
+                                "VALUE {key} 0 {}\r\n{}\r\nEND\r\n",
+                                v.len(),
+                                String::from_utf8_lossy(v)
+                            ),
+                            None => "END\r\n".into(),
+                        },
+                        ["set", key, _, _, len] => {
+                            let mut data = vec![0; len.parse::<usize>().unwrap() + 2];
+                            read.read_exact(&mut data).await.unwrap();
+                            data.truncate(data.len() - 2);
+                            store.lock().unwrap().insert(key.to_string(), data);
+                            "STORED\r\n".into()
+                        }
+                        ["delete", key] => match store.lock().unwrap().remove(*key) {
+                            Some(_) => "DELETED\r\n".into(),
+                            None => "NOT_FOUND\r\n".into(),
+                        },
+                        _ => "ERROR\r\n".into(),
+                    };
+                    if write.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, meta_refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_meta_protocol_each_client_loads_once() {
+    let (addr, meta_refused) = memcached_15().await;
+    let client = Client::builder()
+        .nodes([addr.to_string()])
+        .build()
+        .await
+        .unwrap();
+    let loads = Loads::default();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (client, loads) = (client.clone(), loads.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .get_or_load("old:key", TTL, || loads.load("old:key".into(), Duration::from_millis(50)))
+                .await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), "value-of-old:key");
+    }
+    assert_eq!(loads.count("old:key"), 1, "one load for 16 callers of one client");
+    assert_eq!(meta_refused.load(Ordering::SeqCst), 1, "the node was asked in meta once, then remembered");
+    // Stored with set, read with get.
+    assert_eq!(client.get("old:key").await.unwrap().unwrap(), "value-of-old:key");
+    // invalidate falls back to delete.
+    assert!(client.invalidate("old:key", Duration::from_secs(5)).await.unwrap());
+    assert!(client.get("old:key").await.unwrap().is_none());
+}
