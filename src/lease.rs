@@ -129,9 +129,7 @@ impl Lease<'_> {
             set = set.compare_cas(cas);
         }
         // The caller gets its value whether or not it could be kept.
-        if let Err(error) = self.send(set.into()).await {
-            tracing::debug!(node = %self.connection.node(), error = %error.without_data(), "memcached.load.store_failed");
-        }
+        let _ = self.send(set.into()).await;
     }
 
     /// Runs the load protocol: see the module docs.
@@ -231,9 +229,8 @@ impl Lease<'_> {
             exptime: self.exptime,
             value: &value,
         };
-        if let Err(error) = self.text(set).await {
-            tracing::debug!(node = %node, error = %error.without_data(), "memcached.load.store_failed");
-        }
+        // As above: the value is the caller's whether or not it could be kept.
+        let _ = self.text(set).await;
         Ok(value)
     }
 
