@@ -521,7 +521,11 @@ impl Client {
         let stale_ttl = exptime(grace.max(Duration::from_secs(1)))?;
         let connection = self.connection_for(key)?;
         let limits = self.topology.settings().limits;
-        let span = tracing::debug_span!("memcached.request", op = "invalidate", node = connection.node());
+        let span = tracing::debug_span!(
+            "memcached.request",
+            op = "invalidate",
+            node = connection.node()
+        );
         lease::invalidate(&connection, &limits, key, stale_ttl)
             .instrument(span)
             .await

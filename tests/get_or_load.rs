@@ -63,7 +63,9 @@ async fn many_clients_and_callers_on_cold_keys_load_each_key_once() {
             tasks.push(tokio::spawn(async move {
                 let loader_key = key.clone();
                 let value = client
-                    .get_or_load(&key, TTL, || loads.load(loader_key, Duration::from_millis(100)))
+                    .get_or_load(&key, TTL, || {
+                        loads.load(loader_key, Duration::from_millis(100))
+                    })
                     .await;
                 (key, value)
             }));
@@ -71,10 +73,18 @@ async fn many_clients_and_callers_on_cold_keys_load_each_key_once() {
     }
     for task in tasks {
         let (key, value) = task.await.unwrap();
-        assert_eq!(value.unwrap(), format!("value-of-{key}"), "every caller gets its key's value");
+        assert_eq!(
+            value.unwrap(),
+            format!("value-of-{key}"),
+            "every caller gets its key's value"
+        );
     }
     for key in &keys {
-        assert_eq!(loads.count(key), 1, "{key} loaded once across 4 clients × 16 callers");
+        assert_eq!(
+            loads.count(key),
+            1,
+            "{key} loaded once across 4 clients × 16 callers"
+        );
     }
     // The values are stored: a plain get sees them, and a new caller loads nothing.
     assert_eq!(
@@ -82,7 +92,9 @@ async fn many_clients_and_callers_on_cold_keys_load_each_key_once() {
         format!("value-of-{}", keys[0])
     );
     let again = clients[1]
-        .get_or_load(&keys[0], TTL, || loads.load(keys[0].clone(), Duration::ZERO))
+        .get_or_load(&keys[0], TTL, || {
+            loads.load(keys[0].clone(), Duration::ZERO)
+        })
         .await
         .unwrap();
     assert_eq!(again, format!("value-of-{}", keys[0]));
@@ -107,7 +119,9 @@ async fn a_failing_loader_gets_its_error_and_gives_the_key_back_at_once() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let started = Instant::now();
         let value = clients[1]
-            .get_or_load(key, TTL, || async { Ok::<_, DatabaseDown>(Bytes::from_static(b"ok")) })
+            .get_or_load(key, TTL, || async {
+                Ok::<_, DatabaseDown>(Bytes::from_static(b"ok"))
+            })
             .await;
         (value, started.elapsed())
     };
@@ -144,7 +158,9 @@ async fn a_cancelled_winner_gives_the_key_back() {
     let _ = winner.await;
     let started = Instant::now();
     let value = clients[1]
-        .get_or_load(key, TTL, || async { Ok::<_, DatabaseDown>(Bytes::from_static(b"mine")) })
+        .get_or_load(key, TTL, || async {
+            Ok::<_, DatabaseDown>(Bytes::from_static(b"mine"))
+        })
         .await
         .unwrap();
     assert_eq!(value, "mine");
@@ -161,8 +177,14 @@ async fn invalidate_serves_the_stale_value_while_one_caller_refreshes() {
     let clients = clients(&cluster, 3).await;
     let key = "stale:key";
     clients[0].set(key, "old", TTL).await.unwrap();
-    assert!(clients[0].invalidate(key, Duration::from_secs(30)).await.unwrap());
-    assert!(!clients[0].invalidate("stale:absent", Duration::from_secs(30)).await.unwrap());
+    assert!(clients[0]
+        .invalidate(key, Duration::from_secs(30))
+        .await
+        .unwrap());
+    assert!(!clients[0]
+        .invalidate("stale:absent", Duration::from_secs(30))
+        .await
+        .unwrap());
 
     let loads = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -184,7 +206,11 @@ async fn invalidate_serves_the_stale_value_while_one_caller_refreshes() {
     for task in tasks {
         *seen.entry(task.await.unwrap()).or_insert(0) += 1;
     }
-    assert_eq!(loads.load(Ordering::SeqCst), 1, "one refresh for 24 readers: {seen:?}");
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        1,
+        "one refresh for 24 readers: {seen:?}"
+    );
     assert!(
         seen.get(&Bytes::from_static(b"old")).copied().unwrap_or(0) > 0,
         "readers were served the stale value meanwhile: {seen:?}"
@@ -263,18 +289,148 @@ async fn without_the_meta_protocol_each_client_loads_once() {
         let (client, loads) = (client.clone(), loads.clone());
         tasks.push(tokio::spawn(async move {
             client
-                .get_or_load("old:key", TTL, || loads.load("old:key".into(), Duration::from_millis(50)))
+                .get_or_load("old:key", TTL, || {
+                    loads.load("old:key".into(), Duration::from_millis(50))
+                })
                 .await
         }));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap(), "value-of-old:key");
     }
-    assert_eq!(loads.count("old:key"), 1, "one load for 16 callers of one client");
-    assert_eq!(meta_refused.load(Ordering::SeqCst), 1, "the node was asked in meta once, then remembered");
+    assert_eq!(
+        loads.count("old:key"),
+        1,
+        "one load for 16 callers of one client"
+    );
+    assert_eq!(
+        meta_refused.load(Ordering::SeqCst),
+        1,
+        "the node was asked in meta once, then remembered"
+    );
     // Stored with set, read with get.
-    assert_eq!(client.get("old:key").await.unwrap().unwrap(), "value-of-old:key");
+    assert_eq!(
+        client.get("old:key").await.unwrap().unwrap(),
+        "value-of-old:key"
+    );
     // invalidate falls back to delete.
-    assert!(client.invalidate("old:key", Duration::from_secs(5)).await.unwrap());
+    assert!(client
+        .invalidate("old:key", Duration::from_secs(5))
+        .await
+        .unwrap());
     assert!(client.get("old:key").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_expiring_under_load_are_reloaded_by_one_caller_at_a_time() {
+    let cluster = LocalCluster::start(1).await.unwrap();
+    let clients = clients(&cluster, 2).await;
+    let loads = Loads::default();
+    let keys: Vec<String> = (0..3).map(|i| format!("expiring:{i}")).collect();
+    let ttl = Duration::from_secs(1);
+    let run_for = Duration::from_millis(3500);
+    let errors = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for caller in 0..16 {
+        let client = clients[caller % 2].clone();
+        let (loads, errors, calls) = (loads.clone(), errors.clone(), calls.clone());
+        let key = keys[caller % keys.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            let start = Instant::now();
+            while start.elapsed() < run_for {
+                let loader_key = key.clone();
+                let got = client
+                    .get_or_load(&key, ttl, || {
+                        loads.load(loader_key, Duration::from_millis(50))
+                    })
+                    .await;
+                calls.fetch_add(1, Ordering::Relaxed);
+                match got {
+                    Ok(value) => assert_eq!(value, format!("value-of-{key}")),
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let calls = calls.load(Ordering::Relaxed);
+    let counts: Vec<usize> = keys.iter().map(|k| loads.count(k)).collect();
+    eprintln!("expiring keys: {calls} calls over 3.5 s, loads per key {counts:?}");
+    assert_eq!(
+        errors.load(Ordering::Relaxed),
+        0,
+        "no errors in {calls} calls"
+    );
+    for key in &keys {
+        // 3.5 s of a 1 s TTL: about one load a second; a herd would be up to 16 per expiry.
+        let n = loads.count(key);
+        assert!((2..=8).contains(&n), "{key}: {n} loads in {calls} calls");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_while_a_lease_is_held_fails_the_waiters_not_the_winner() {
+    let cluster = LocalCluster::start(1).await.unwrap();
+    let clients = clients(&cluster, 2).await;
+    let key = "killed:lease";
+    let winner = {
+        let client = clients[0].clone();
+        tokio::spawn(async move {
+            client
+                .get_or_load(key, TTL, || async {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    Ok::<_, DatabaseDown>(Bytes::from_static(b"loaded"))
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiter = {
+        let client = clients[1].clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let got = client
+                .get_or_load(key, TTL, || async {
+                    Ok::<_, DatabaseDown>(Bytes::from_static(b"waiter loaded"))
+                })
+                .await;
+            (got, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cluster.kill(0);
+    // The winner's value is its own, whether or not it could be stored.
+    assert_eq!(winner.await.unwrap().unwrap(), "loaded");
+    let (got, waited) = waiter.await.unwrap();
+    let error = got.expect_err("the waiter's node is gone");
+    assert!(error.is_retryable(), "{error}");
+    assert!(
+        waited < Duration::from_secs(3),
+        "bounded by the request timeout: {waited:?}"
+    );
+
+    // Back on the same port (empty): the next caller loads.
+    cluster.restart(0).await.unwrap();
+    let mut value = None;
+    for _ in 0..50 {
+        match clients[1]
+            .get_or_load(key, TTL, || async {
+                Ok::<_, DatabaseDown>(Bytes::from_static(b"again"))
+            })
+            .await
+        {
+            Ok(v) => {
+                value = Some(v);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(value.unwrap(), "again");
 }
