@@ -224,6 +224,19 @@ async fn emitted_spans_and_events_are_the_documented_ones_and_hold_no_key_or_val
     }
     assert_eq!(client.get_many(&keys).await.unwrap().len(), keys.len());
     client.stats(None).await.unwrap();
+    let loaded = client
+        .get_or_load(
+            format!("{MARKER}-loaded"),
+            Duration::from_secs(60),
+            || async { Ok::<_, std::io::Error>(bytes::Bytes::from(format!("{MARKER}-value"))) },
+        )
+        .await
+        .unwrap();
+    assert!(loaded.starts_with(MARKER.as_bytes()));
+    assert!(client
+        .invalidate(&keys[1], Duration::from_secs(5))
+        .await
+        .unwrap());
 
     // A node joins: the topology changes.
     cluster.add_node().await.unwrap();
