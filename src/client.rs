@@ -448,7 +448,8 @@ impl Client {
     ///   memcached 1.6's meta protocol: on a miss it hands one caller a win and keeps an empty
     ///   placeholder for the lease ([`ClientBuilder::load_lease`](crate::ClientBuilder::load_lease),
     ///   5 s by default); that caller runs `load` and stores the value, the others wait for it,
-    ///   asking again every 5 to 50 ms. A value in its last tenth of `ttl`, or marked stale by
+    ///   asking again every 2 to 20 ms. A value in its last tenth of `ttl` (for TTLs of 10 s and
+    ///   more), or marked stale by
     ///   [`Client::invalidate`], is refreshed by one caller while the others are served the
     ///   current value.
     /// * A failing `load` returns [`Error::Load`] to its caller only, and gives the key back at

@@ -5,10 +5,12 @@
 //! placeholder that lives for the lease and hands exactly one caller a win (`W`): that caller
 //! runs the loader and stores its value with `ms ... C<cas>`, so a newer value is never
 //! overwritten. Every other caller sees the placeholder with `Z` (a win is out) and asks again
-//! after a short pause, until the value is there; once the lease runs out a waiter wins itself,
-//! so a winner that died holds nobody up for longer than the lease. An item close to its end of
-//! life (less than a tenth of its TTL left) hands one caller a recache win while everyone else
-//! keeps being served; an item marked stale by [`invalidate`] does the same. A loader that fails
+//! after a short pause (2 ms, doubling up to 20 ms), until the value is there; once the lease
+//! runs out a waiter wins itself, so a winner that died holds nobody up for longer than the
+//! lease. An item close to its end of life (less than a tenth of its TTL left, for TTLs of 10 s
+//! and more) hands one caller a recache win while everyone else keeps being served; an item
+//! marked stale by [`invalidate`] does the same. A caller that waited for another's load takes
+//! the value it finds, even when offered an early refresh of it. A loader that fails
 //! gives its error to its caller and deletes its placeholder at once (`md ... C<cas>`), and so
 //! does a winner that is cancelled, from a task of its own.
 //!
@@ -31,16 +33,23 @@ use crate::protocol::{
     ErrorReply, Limits, Request, Response, Retrieval, StoreMode, MAX_RELATIVE_TTL,
 };
 
-/// The first pause of a caller waiting for another's load; it doubles up to [`MAX_PAUSE`].
-const FIRST_PAUSE: Duration = Duration::from_millis(5);
-const MAX_PAUSE: Duration = Duration::from_millis(50);
+/// The first pause of a caller waiting for another's load; it doubles up to [`MAX_PAUSE`], so a
+/// waiter sees the value at most 20 ms after it is stored.
+const FIRST_PAUSE: Duration = Duration::from_millis(2);
+const MAX_PAUSE: Duration = Duration::from_millis(20);
+/// TTLs shorter than this get no early refresh: a tenth of them is under the server's 1 s clock.
+const MIN_EARLY_REFRESH_TTL: u32 = 10;
 
 /// What one node said about a key.
 enum Lookup {
     /// The value to return (a hit, or a stale value while another caller refreshes it).
     Value(Bytes),
-    /// This caller loads; `cas` guards the store.
-    Win { cas: Option<u64> },
+    /// This caller loads; `cas` guards the store. `current` is the value the item still holds
+    /// when the win is an early refresh (not a miss, not a stale item).
+    Win {
+        cas: Option<u64>,
+        current: Option<Bytes>,
+    },
     /// Another caller is loading: ask again soon.
     Wait,
     /// The node does not speak the meta protocol.
@@ -91,8 +100,9 @@ impl Lease<'_> {
     /// Seconds of remaining TTL below which one caller refreshes early; none for items that do
     /// not expire or expire at an absolute time.
     fn early_secs(&self) -> Option<u32> {
-        let relative = self.exptime != 0 && u64::from(self.exptime) <= MAX_RELATIVE_TTL.as_secs();
-        relative.then(|| (self.exptime / 10).max(1))
+        let relative = self.exptime >= MIN_EARLY_REFRESH_TTL
+            && u64::from(self.exptime) <= MAX_RELATIVE_TTL.as_secs();
+        relative.then_some(self.exptime / 10)
     }
 
     async fn send(&self, request: MetaRequest<'_>) -> Result<Response, Error> {
@@ -143,6 +153,9 @@ impl Lease<'_> {
             return self.without_meta(load).await;
         }
         let mut pause = FIRST_PAUSE;
+        // Whether this caller already waited for another's load: it then takes a value it
+        // finds, even one it is offered to refresh early.
+        let mut waited = false;
         // A waiter wins itself once the lease runs out; twice the lease bounds the wait even
         // for a node that keeps no placeholder.
         let give_up = tokio::time::Instant::now() + self.lease * 2;
@@ -160,10 +173,15 @@ impl Lease<'_> {
                     return self.without_meta(load).await;
                 }
                 Lookup::Wait => {
+                    waited = true;
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(MAX_PAUSE);
                 }
-                Lookup::Win { cas } => {
+                Lookup::Win {
+                    current: Some(value),
+                    ..
+                } if waited => return Ok(value),
+                Lookup::Win { cas, .. } => {
                     self.connection.set_speaks_meta(true);
                     let release = Release {
                         connection: self.connection.clone(),
@@ -251,7 +269,14 @@ impl Lease<'_> {
 fn classify(reply: MetaReply) -> Lookup {
     let flags = &reply.flags;
     if flags.win {
-        return Lookup::Win { cas: flags.cas };
+        let current = match (&reply.value, flags.stale) {
+            (Some(value), false) if !value.is_empty() => Some(value.clone()),
+            _ => None,
+        };
+        return Lookup::Win {
+            cas: flags.cas,
+            current,
+        };
     }
     match reply.status {
         MetaStatus::Value => {
@@ -338,5 +363,58 @@ pub(crate) async fn invalidate(
         Response::NotFound => Ok(false),
         Response::Error(e) => Err(server_error(node, &e)),
         other => Err(unexpected(node, &other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::meta::ReturnFlags;
+
+    fn reply(
+        status: MetaStatus,
+        value: Option<&'static [u8]>,
+        set: impl Fn(&mut ReturnFlags),
+    ) -> MetaReply {
+        let mut flags = ReturnFlags::default();
+        set(&mut flags);
+        MetaReply::new(status, flags, value.map(Bytes::from_static))
+    }
+
+    #[test]
+    fn replies_are_read_as_the_spec_says() {
+        // A miss's win: load, nothing current.
+        let won = classify(reply(MetaStatus::Value, Some(b""), |f| {
+            f.win = true;
+            f.cas = Some(1);
+        }));
+        assert!(matches!(
+            won,
+            Lookup::Win {
+                cas: Some(1),
+                current: None
+            }
+        ));
+        // The placeholder of another's load: wait.
+        let pending = classify(reply(MetaStatus::Value, Some(b""), |f| f.win_taken = true));
+        assert!(matches!(pending, Lookup::Wait));
+        // A stale value another caller refreshes: served.
+        let stale = classify(reply(MetaStatus::Value, Some(b"old"), |f| {
+            f.win_taken = true;
+            f.stale = true;
+        }));
+        assert!(matches!(stale, Lookup::Value(v) if v == "old"));
+        // A stale value this caller won: refresh, nothing current to offer.
+        let refresh = classify(reply(MetaStatus::Value, Some(b"old"), |f| {
+            f.win = true;
+            f.stale = true;
+        }));
+        assert!(matches!(refresh, Lookup::Win { current: None, .. }));
+        // An early refresh: the current value comes with the win.
+        let early = classify(reply(MetaStatus::Value, Some(b"cur"), |f| f.win = true));
+        assert!(matches!(early, Lookup::Win { current: Some(v), .. } if v == "cur"));
+        // A plain hit.
+        let hit = classify(reply(MetaStatus::Value, Some(b"v"), |_| {}));
+        assert!(matches!(hit, Lookup::Value(v) if v == "v"));
     }
 }
