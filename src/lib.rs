@@ -46,6 +46,15 @@
 //! another call's reply. A node that stops answering has its connection reset after the request
 //! timeout.
 //!
+//! # One load per key: `get_or_load`
+//!
+//! [`Client::get_or_load`] fills a missing key with at most one `load` at a time across every
+//! client of the cluster, through memcached 1.6's meta-protocol leases (one caller wins the load,
+//! the others wait for its value); [`Client::invalidate`] marks a key stale so that one reader
+//! refreshes it while the others are still served. On servers without the meta protocol both
+//! fall back to the text protocol (one load per key per client). The meta protocol itself is in
+//! [`protocol::meta`], pure like the rest of [`protocol`].
+//!
 //! # Refresh rules
 //!
 //! A fetched configuration is applied when its version is higher, or when the version is equal
