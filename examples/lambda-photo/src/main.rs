@@ -1,5 +1,8 @@
-//! The Photo demo: an AWS Lambda function that scans DynamoDB's `Photo` table, caches the result
-//! in an ElastiCache for Memcached cluster found by auto-discovery, reads it back and compares.
+//! The Photo demo: an AWS Lambda function that serves the first photos of DynamoDB's `Photo`
+//! table from an ElastiCache for Memcached cluster found by auto-discovery. The cache is filled
+//! with `Client::get_or_load`: on a cold cache one invocation scans the table and stores the
+//! result, and every other invocation, in this environment or any other, waits for that value
+//! instead of scanning too.
 //!
 //! Environment:
 //!
@@ -14,16 +17,19 @@
 
 mod item_json;
 
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
+use bytes::Bytes;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use memcached_autodiscovery::{Client, ClientBuilder, TlsConfig};
 use serde_json::{json, Value};
 
-/// Photos read per invocation.
+/// Photos read by one scan.
 const SCAN_LIMIT: i32 = 20;
-/// How long the cached scan lives in memcached.
+/// How long the cached scan lives in memcached. In its last tenth (the last 30 s) one
+/// invocation scans again while the others are still served the current value.
 const CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// What the function needs from its environment, read once at start-up.
@@ -78,6 +84,8 @@ struct App {
     dynamodb: aws_sdk_dynamodb::Client,
     table: String,
     key: String,
+    /// This execution environment in answers: the process id and its start time.
+    environment: String,
 }
 
 #[tokio::main]
@@ -111,8 +119,9 @@ async fn start() -> Result<(), Error> {
     let app = App {
         cache,
         dynamodb,
-        key: format!("photo-demo:{}:first-{SCAN_LIMIT}", settings.table),
+        key: format!("photos:{}:first-{SCAN_LIMIT}", settings.table),
         table: settings.table,
+        environment: format!("pid {} started {}", std::process::id(), unix_ms()),
     };
     let app = &app;
     lambda_runtime::run(service_fn(move |event| handle(app, event))).await
@@ -178,11 +187,58 @@ async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&config)
 }
 
-/// One invocation: scan, cache, read back, compare.
+/// One invocation: the photos from memcached, or from one scan of the table when the key is
+/// missing. `get_or_load` runs `scan` at most once per key across every environment of the
+/// function (one win per key at the memcached node; the other callers wait for its value), so a
+/// burst of invocations on a cold cache reaches DynamoDB once.
 async fn handle(app: &App, _event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let version_at_start = app.cache.cluster().version;
+    let started_at_ms = unix_ms();
+    // The topology the key is routed by, and its node (a refresh may swap in a newer one at any
+    // moment: `cluster_version_at_end` says whether one did during this invocation).
+    let topology = app.cache.cluster();
+    let node = app.cache.node_for(&app.key)?;
 
+    // Set by the loader, which runs only in the invocation that won the key.
+    let scan_ms = OnceLock::new();
     let started = Instant::now();
+    let value = app
+        .cache
+        .get_or_load(&app.key, CACHE_TTL, || async {
+            let started = Instant::now();
+            // Boxed: the SDK's future nested in get_or_load's is deeper than rustc's default
+            // recursion limit allows when it lays out the handler's future.
+            let photos = Box::pin(scan(app)).await;
+            let _ = scan_ms.set(started.elapsed().as_millis());
+            photos
+        })
+        .await
+        .map_err(|e| failure(&app.key, e))?;
+    let get_or_load_ms = started.elapsed().as_millis();
+    let count = count_photos(&value).map_err(|e| format!("the value under {:?} {e}", app.key))?;
+
+    let now = app.cache.cluster();
+    Ok(json!({
+        "message": "It works!",
+        "photos": count,
+        "bytes": value.len(),
+        "digest": digest(&value),
+        "loaded": scan_ms.get().is_some(),
+        "key": app.key,
+        "node": node.id(),
+        "node_ip": node.ip.map(|ip| ip.to_string()),
+        "cluster_version": topology.version,
+        "cluster_nodes": topology.nodes.len(),
+        "cluster_version_at_start": topology.version,
+        "cluster_version_at_end": now.version,
+        "scan_ms": scan_ms.get(),
+        "get_or_load_ms": get_or_load_ms,
+        "environment": app.environment,
+        "started_at_ms": started_at_ms,
+    }))
+}
+
+/// The loader: the first `SCAN_LIMIT` photos of the table, as a JSON list.
+async fn scan(app: &App) -> Result<Bytes, LoadError> {
     let scan = app
         .dynamodb
         .scan()
@@ -191,83 +247,66 @@ async fn handle(app: &App, _event: LambdaEvent<Value>) -> Result<Value, Error> {
         .send()
         .await
         .map_err(|e| {
-            format!(
+            LoadError(format!(
                 "DynamoDB Scan of table {:?} failed: {}",
                 app.table,
                 DisplayErrorContext(e)
-            )
+            ))
         })?;
-    let scan_ms = started.elapsed().as_millis();
     let photos = scan
         .items()
         .iter()
         .map(item_json::item_to_json)
         .collect::<Result<Vec<Value>, String>>()
-        .map_err(|e| format!("table {:?}: {e}", app.table))?;
-    let count = photos.len();
-    let value = serde_json::to_vec(&photos)?;
-
-    // The topology this set is routed by (a refresh may swap in a newer one at any moment).
-    let topology = app.cache.cluster();
-    let node = app.cache.node_for(&app.key)?;
-    let started = Instant::now();
-    app.cache
-        .set(&app.key, &value, CACHE_TTL)
-        .await
-        .map_err(|e| format!("memcached set of {:?} failed: {e}", app.key))?;
-    let back = app
-        .cache
-        .get(&app.key)
-        .await
-        .map_err(|e| format!("memcached get of {:?} failed: {e}", app.key))?;
-    let cache_ms = started.elapsed().as_millis();
-
-    let message = match compare(&value, back.as_deref()) {
-        None => "It works!".to_string(),
-        Some(difference) => format!("Mismatch: {difference}"),
-    };
-    let now = app.cache.cluster();
-    Ok(json!({
-        "message": message,
-        "photos": count,
-        "bytes": value.len(),
-        "key": app.key,
-        "node": node.id(),
-        "node_ip": node.ip.map(|ip| ip.to_string()),
-        "cluster_version": topology.version,
-        "cluster_nodes": topology.nodes.len(),
-        "cluster_version_at_start": version_at_start,
-        "cluster_version_at_end": now.version,
-        "scan_ms": scan_ms,
-        "set_and_get_ms": cache_ms,
-    }))
+        .map_err(|e| LoadError(format!("table {:?}: {e}", app.table)))?;
+    let json = serde_json::to_vec(&photos).map_err(|e| LoadError(e.to_string()))?;
+    Ok(Bytes::from(json))
 }
 
-/// What differs between what was written and what was read back, or `None` when equal.
-fn compare(written: &[u8], read: Option<&[u8]>) -> Option<String> {
-    let read = match read {
-        None => {
-            return Some(format!(
-                "wrote {} bytes, then the get found nothing (evicted, or the key moved to \
-                 another node between the two calls)",
-                written.len()
-            ))
-        }
-        Some(read) => read,
-    };
-    if read == written {
-        return None;
+/// Why the scan gave no value; `get_or_load` hands it back as `Error::Load`.
+#[derive(Debug)]
+struct LoadError(String);
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
-    let first = written
-        .iter()
-        .zip(read)
-        .position(|(a, b)| a != b)
-        .unwrap_or(written.len().min(read.len()));
-    Some(format!(
-        "wrote {} bytes, read back {}; they first differ at byte {first}",
-        written.len(),
-        read.len()
-    ))
+}
+
+impl std::error::Error for LoadError {}
+
+/// The invocation's error: a failed scan says so in its own words (the key was given back at
+/// once, and the next invocation scans again); anything else is memcached's.
+fn failure(key: &str, error: memcached_autodiscovery::Error) -> String {
+    match error {
+        memcached_autodiscovery::Error::Load { source } => source.to_string(),
+        error => format!("memcached get_or_load of {key:?} failed: {error}"),
+    }
+}
+
+/// How many photos the cached value holds, or what is wrong with it.
+fn count_photos(value: &[u8]) -> Result<usize, String> {
+    match serde_json::from_slice::<Value>(value) {
+        Ok(Value::Array(photos)) => Ok(photos.len()),
+        Ok(_) => Err(format!("is JSON but not a list ({} bytes)", value.len())),
+        Err(e) => Err(format!("is not JSON ({} bytes): {e}", value.len())),
+    }
+}
+
+/// 64-bit FNV-1a of the value, in hex: equal values give equal digests, so answers can be
+/// compared (the value a scan stored and the one later invocations were served).
+fn digest(value: &[u8]) -> String {
+    let hash = value.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 #[cfg(test)]
@@ -275,16 +314,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn compare_says_what_differed() {
-        assert_eq!(compare(b"abc", Some(b"abc")), None);
-        assert!(compare(b"abc", None).unwrap().contains("found nothing"));
+    fn count_photos_reads_a_json_list() {
+        assert_eq!(count_photos(br#"[{"id":"p-001"},{"id":"p-002"}]"#), Ok(2));
+        assert_eq!(count_photos(b"[]"), Ok(0));
+        // What a plain `get` sees while a load is in progress: the empty placeholder.
+        assert!(count_photos(b"")
+            .unwrap_err()
+            .starts_with("is not JSON (0 bytes)"));
         assert_eq!(
-            compare(b"abcd", Some(b"abXd")).unwrap(),
-            "wrote 4 bytes, read back 4; they first differ at byte 2"
+            count_photos(br#"{"id":"p-001"}"#).unwrap_err(),
+            "is JSON but not a list (14 bytes)"
+        );
+    }
+
+    #[test]
+    fn digest_is_fnv1a_64() {
+        // The published FNV-1a test vectors.
+        assert_eq!(digest(b""), "cbf29ce484222325");
+        assert_eq!(digest(b"a"), "af63dc4c8601ec8c");
+        assert_eq!(digest(b"foobar"), "85944171f73967e8");
+        assert_ne!(digest(b"[1,2]"), digest(b"[2,1]"));
+    }
+
+    #[test]
+    fn a_failed_scan_reads_as_its_own_message() {
+        let scan_failed = memcached_autodiscovery::Error::Load {
+            source: std::sync::Arc::new(LoadError(
+                "DynamoDB Scan of table \"Photo\" failed".into(),
+            )),
+        };
+        assert_eq!(
+            failure("photos:Photo:first-20", scan_failed),
+            "DynamoDB Scan of table \"Photo\" failed"
         );
         assert_eq!(
-            compare(b"abc", Some(b"ab")).unwrap(),
-            "wrote 3 bytes, read back 2; they first differ at byte 2"
+            failure(
+                "photos:Photo:first-20",
+                memcached_autodiscovery::Error::NoNodes
+            ),
+            "memcached get_or_load of \"photos:Photo:first-20\" failed: the cluster has no nodes"
         );
     }
 

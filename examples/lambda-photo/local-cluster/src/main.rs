@@ -11,6 +11,7 @@
 //! | `add-node` | starts a node and lists it under version V+1 |
 //! | `remove HOST:PORT` | stops listing the node (version V+1), then stops it |
 //! | `restart HOST:PORT` | kills the node's process and starts an empty one on the same address (no version change: clients' sockets to it die) |
+//! | `flush` | `flush_all` on every node: a cold cache, with no change to the topology or to anyone's sockets |
 //!
 //! End of input (or SIGTERM/SIGINT) stops every process.
 //!
@@ -20,6 +21,7 @@
 
 use memcached_autodiscovery_testkit::LocalCluster;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -94,9 +96,18 @@ async fn command(cluster: &LocalCluster, line: &str) -> String {
             },
             Err(e) => e,
         },
+        "flush" => {
+            let nodes = cluster.nodes();
+            for node in &nodes {
+                if let Err(e) = flush(node).await {
+                    return format!("error flush {}: {e}", node.id());
+                }
+            }
+            format!("ok flushed {} nodes; {}", nodes.len(), summary(cluster))
+        }
         "" => "error empty command".to_string(),
         other => format!(
-            "error unknown command {other:?} (show, add-node, remove HOST:PORT, restart HOST:PORT)"
+            "error unknown command {other:?} (show, add-node, remove HOST:PORT, restart HOST:PORT, flush)"
         ),
     }
 }
@@ -107,6 +118,23 @@ fn index_of(cluster: &LocalCluster, id: &str) -> Result<usize, String> {
         .iter()
         .position(|n| n.id() == id)
         .ok_or_else(|| format!("error no node {id:?} in the cluster"))
+}
+
+/// `flush_all` on one node, over a connection of its own.
+async fn flush(node: &memcached_autodiscovery::Node) -> std::io::Result<()> {
+    let ip = node
+        .ip
+        .ok_or_else(|| std::io::Error::other("the node has no IP address"))?;
+    let mut stream = TcpStream::connect((ip, node.port)).await?;
+    stream.write_all(b"flush_all\r\n").await?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).await?;
+    match reply.trim_end() {
+        "OK" => Ok(()),
+        other => Err(std::io::Error::other(format!(
+            "flush_all answered {other:?}"
+        ))),
+    }
 }
 
 fn ip(node: &memcached_autodiscovery::Node) -> String {
