@@ -738,7 +738,7 @@ proptest! {
         let mut wire = Vec::new();
         write_reply(&r, &order, &mut wire);
         let got = decode_checked(&wire, Expect::Meta, &Limits::default());
-        prop_assert_eq!(got, Ok(Some((Response::Meta(r), wire.len()))));
+        prop_assert_eq!(got, Ok(Some((Response::Meta(Box::new(r)), wire.len()))));
     }
 
     #[test]

@@ -263,7 +263,7 @@ pub(crate) fn decode_one(
         buf.advance(len);
         span.build(&Bytes::new())
     };
-    Ok(Some((Response::Meta(reply), len)))
+    Ok(Some((Response::Meta(Box::new(reply)), len)))
 }
 
 /// Finds a batch of at most `max` replies closed by `MN` at the front of `buf`. Returns the
