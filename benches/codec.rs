@@ -1,4 +1,6 @@
-//! Micro-benchmarks of the pure protocol core: reply decoding and request encoding.
+//! Micro-benchmarks of the pure protocol core: reply decoding and request encoding, for the
+//! text protocol (groups `decode`, `encode`) and the meta protocol (`meta_decode`,
+//! `meta_encode`; run them alone with `cargo bench --bench codec -- meta`).
 //!
 //! What is timed. Decoding consumes its input buffer, so every decode benchmark gets a fresh
 //! copy of the reply per iteration, made in an untimed setup step (`batched` below, which works
@@ -33,6 +35,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use clock::{looped, Clock};
 use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
+use memcached_autodiscovery::protocol::meta::{encode_batch, MetaGet, MetaRequest, MetaSet};
 use memcached_autodiscovery::protocol::{
     decode, Expect, Limits, Request, Response, Retrieval, StoreMode,
 };
@@ -194,5 +197,130 @@ fn bench_encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decode, bench_encode);
+/// A `VA` hit as memcached sends it to `mg <key> v t c k`, with a value of `value_len` bytes.
+fn va_hit_reply(key: &[u8], value_len: usize) -> Vec<u8> {
+    let mut reply = format!("VA {value_len} t60 c5 k").into_bytes();
+    reply.extend_from_slice(key);
+    reply.extend_from_slice(b"\r\n");
+    reply.extend((0..value_len).map(|i| b'a' + (i % 26) as u8));
+    reply.extend_from_slice(b"\r\n");
+    reply
+}
+
+fn bench_meta_decode(c: &mut Criterion) {
+    let limits = Limits::default();
+    let decode_with = |expect: Expect| {
+        move |mut buf: BytesMut| {
+            let reply = decode(black_box(&mut buf), expect, &limits).unwrap();
+            drop(black_box(reply));
+            buf
+        }
+    };
+    let mut group = c.benchmark_group("meta_decode");
+    group.throughput(Throughput::Elements(1));
+
+    // The reply of the goal: `VA 3 t60 c5 kfoo` + `abc`.
+    let small = BytesMut::from(&va_hit_reply(b"foo", 3)[..]);
+    assert_eq!(&small[..], b"VA 3 t60 c5 kfoo\r\nabc\r\n");
+    group.bench_function("va_hit_small", |b| {
+        batched(b, 100, || live_buffer(&small), decode_with(Expect::Meta))
+    });
+
+    let hit_100 = BytesMut::from(&va_hit_reply(KEY, 100)[..]);
+    group.bench_function("va_hit_100B", |b| {
+        batched(b, 100, || live_buffer(&hit_100), decode_with(Expect::Meta))
+    });
+
+    let miss = BytesMut::from(&b"EN\r\n"[..]);
+    group.bench_function("en_miss", |b| {
+        batched(b, 100, || live_buffer(&miss), decode_with(Expect::Meta))
+    });
+
+    // A quiet batch of 10 gets: 5 hits of 100 B (the misses say nothing), then MN.
+    let mut batch_wire = Vec::new();
+    for i in 0..5 {
+        batch_wire.extend_from_slice(&va_hit_reply(format!("user:1234{i}").as_bytes(), 100));
+    }
+    batch_wire.extend_from_slice(b"MN\r\n");
+    let batch = BytesMut::from(&batch_wire[..]);
+    group.throughput(Throughput::Elements(5));
+    group.bench_function("batch_5_hits_of_10", |b| {
+        batched(
+            b,
+            50,
+            || live_buffer(&batch),
+            decode_with(Expect::MetaBatch { max: 10 }),
+        )
+    });
+    group.finish();
+
+    // Outside the timing: the benchmarks decode what they claim to, and the value is a slice
+    // of the received buffer.
+    let mut buf = live_buffer(&small);
+    let received = buf.as_ptr_range();
+    match decode(&mut buf, Expect::Meta, &limits) {
+        Ok(Some((Response::Meta(r), 23))) => {
+            let value = r.value.unwrap();
+            assert_eq!(&value[..], b"abc");
+            assert!(received.contains(&value.as_ptr()));
+            assert_eq!(r.flags.key.as_deref(), Some(&b"foo"[..]));
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut buf = live_buffer(&batch);
+    match decode(&mut buf, Expect::MetaBatch { max: 10 }, &limits) {
+        Ok(Some((Response::MetaBatch(replies), _))) => assert_eq!(replies.len(), 5),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn bench_meta_encode(c: &mut Criterion) {
+    let limits = Limits::default();
+    let mut group = c.benchmark_group("meta_encode");
+    group.throughput(Throughput::Elements(1));
+    let mut buf = BytesMut::with_capacity(4096);
+
+    // A lease get: `mg user:12345 N30 v c t`.
+    let get = MetaRequest::from(MetaGet::new(KEY).value().cas().ttl().vivify(30));
+    group.bench_function("mg", |b| {
+        looped(b, || {
+            buf.clear();
+            black_box(&get).encode(&mut buf, &limits).unwrap();
+            buf.len()
+        })
+    });
+
+    let value = [b'v'; 100];
+    let set = MetaRequest::from(MetaSet::new(KEY, &value).ttl(300).compare_cas(12345));
+    group.bench_function("ms_100B", |b| {
+        looped(b, || {
+            buf.clear();
+            black_box(&set).encode(&mut buf, &limits).unwrap();
+            buf.len()
+        })
+    });
+
+    let keys: Vec<String> = (0..10).map(|i| format!("user:1234{i}")).collect();
+    let gets: Vec<MetaRequest<'_>> = keys
+        .iter()
+        .map(|k| MetaGet::new(k.as_str()).value().return_key().into())
+        .collect();
+    group.throughput(Throughput::Elements(10));
+    group.bench_function("batch_10_mg", |b| {
+        looped(b, || {
+            buf.clear();
+            encode_batch(black_box(&gets), &mut buf, &limits).unwrap();
+            buf.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_decode,
+    bench_encode,
+    bench_meta_decode,
+    bench_meta_encode
+);
 criterion_main!(benches);

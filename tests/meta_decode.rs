@@ -32,7 +32,7 @@ fn reply(
 }
 
 fn one(status: MetaStatus, value: Option<&[u8]>, set: impl FnOnce(&mut ReturnFlags)) -> Response {
-    Response::Meta(reply(status, value, set))
+    Response::Meta(Box::new(reply(status, value, set)))
 }
 
 fn bytes(b: &[u8]) -> Option<Bytes> {

@@ -73,7 +73,7 @@ impl Conn {
     /// A request whose reply must be a meta reply (not an error line).
     fn meta(&mut self, request: impl Into<MetaRequest<'static>>) -> MetaReply {
         match self.call(request) {
-            Response::Meta(r) => r,
+            Response::Meta(r) => *r,
             other => panic!("not a meta reply: {other:?}"),
         }
     }
@@ -451,7 +451,7 @@ fn the_spec_lines_sent_verbatim_decode_as_the_spec_shows() {
         c.read(expect)
     };
     let meta = |r: Response| match r {
-        Response::Meta(r) => r,
+        Response::Meta(r) => *r,
         other => panic!("{other:?}"),
     };
     // Each reply: status, value, the flags present. CAS values are compared with each other

@@ -738,7 +738,7 @@ proptest! {
         let mut wire = Vec::new();
         write_reply(&r, &order, &mut wire);
         let got = decode_checked(&wire, Expect::Meta, &Limits::default());
-        prop_assert_eq!(got, Ok(Some((Response::Meta(r), wire.len()))));
+        prop_assert_eq!(got, Ok(Some((Response::Meta(Box::new(r)), wire.len()))));
     }
 
     #[test]
@@ -785,6 +785,27 @@ proptest! {
                 "{:?}", got
             );
         }
+    }
+
+    #[test]
+    fn a_value_block_not_followed_by_crlf_is_refused(
+        r in reply(),
+        order in prop::collection::vec(any::<u32>(), 16),
+        end in any::<[u8; 2]>().prop_filter("not CRLF", |e| e != b"\r\n"),
+        batch in any::<bool>(),
+    ) {
+        let Some(value) = r.value.clone() else {
+            return Ok(());
+        };
+        let mut wire = Vec::new();
+        write_reply(&r, &order, &mut wire);
+        let at = wire.len() - 2;
+        wire[at..].copy_from_slice(&end);
+        let expect = if batch { Expect::MetaBatch { max: 1 } } else { Expect::Meta };
+        prop_assert_eq!(
+            decode_checked(&wire, expect, &Limits::default()),
+            Err(ProtocolError::BadBlockEnd { len: value.len() })
+        );
     }
 
     #[test]

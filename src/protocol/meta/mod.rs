@@ -66,7 +66,7 @@ pub use request::{encode_batch, MetaKey, MetaRequest};
 pub use response::{MetaReply, MetaStatus, ReturnFlags, Ttl};
 pub use set::{MetaSet, SetMode};
 
-pub(crate) use response::{scan as scan_reply, MetaShape};
+pub(crate) use response::{decode_one, scan_batch, MetaShape};
 
 /// The longest binary key: its base64 form (`4 * ceil(n / 3)` bytes) must fit memcached's
 /// 250-byte key limit, and 186 bytes encode to 248 (187 would take 252, which memcached refuses).

@@ -8,7 +8,7 @@
 //! buffer (a base64 key is decoded into its own bytes), and anything else is a typed
 //! [`ProtocolError`] that leaves the buffer as it was.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::base64;
 use crate::error::{excerpt, ProtocolError};
@@ -141,8 +141,31 @@ impl ReplySpan {
         self.value.is_some() || self.flags.key.is_some() || self.flags.opaque.is_some()
     }
 
+    /// The reply, with its byte fields sliced from `frame`, the reply's bytes.
     fn build(self, frame: &Bytes) -> MetaReply {
-        let f = self.flags;
+        let (key, opaque) = self.byte_flags(frame);
+        let value = self.value.map(|(a, b)| frame.slice(a..b));
+        self.finish(key, opaque, value)
+    }
+
+    /// As [`build`](ReplySpan::build), but the value takes `frame`'s own reference: two
+    /// reference count updates fewer per reply.
+    #[inline]
+    fn build_owned(self, frame: Bytes) -> MetaReply {
+        let (key, opaque) = self.byte_flags(&frame);
+        let value = self.value.map(|(a, b)| {
+            let mut value = frame;
+            value.truncate(b);
+            value.advance(a);
+            value
+        });
+        self.finish(key, opaque, value)
+    }
+
+    /// The key (decoded when it is base64) and the opaque token.
+    #[inline(always)]
+    fn byte_flags(&self, frame: &Bytes) -> (Option<Bytes>, Option<Bytes>) {
+        let f = &self.flags;
         let key = f.key.map(|(a, b)| {
             if f.binary_key {
                 // The scan checked that the key is valid base64.
@@ -151,6 +174,12 @@ impl ReplySpan {
                 frame.slice(a..b)
             }
         });
+        (key, f.opaque.map(|(a, b)| frame.slice(a..b)))
+    }
+
+    #[inline]
+    fn finish(self, key: Option<Bytes>, opaque: Option<Bytes>, value: Option<Bytes>) -> MetaReply {
+        let f = self.flags;
         MetaReply {
             status: self.status,
             flags: ReturnFlags {
@@ -160,21 +189,20 @@ impl ReplySpan {
                 size: f.size,
                 key,
                 binary_key: f.binary_key,
-                opaque: f.opaque.map(|(a, b)| frame.slice(a..b)),
+                opaque,
                 hit_before: f.hit_before,
                 last_access: f.last_access,
                 win: f.win,
                 stale: f.stale,
                 win_taken: f.win_taken,
             },
-            value: self.value.map(|(a, b)| frame.slice(a..b)),
+            value,
         }
     }
 }
 
-/// What a complete meta frame holds, before its bytes are split off the buffer.
+/// What a complete batch holds, before its bytes are split off the buffer.
 pub(crate) enum MetaShape {
-    One(ReplySpan),
     Batch(Vec<Result<ReplySpan, ErrorReply>>),
     Error(ErrorReply),
 }
@@ -183,7 +211,6 @@ impl MetaShape {
     /// Whether the response keeps slices of the frame's bytes.
     pub(crate) fn holds_bytes(&self) -> bool {
         match self {
-            MetaShape::One(span) => span.holds_bytes(),
             MetaShape::Batch(spans) => spans
                 .iter()
                 .any(|s| s.as_ref().is_ok_and(ReplySpan::holds_bytes)),
@@ -194,7 +221,6 @@ impl MetaShape {
     /// The response, with its byte fields sliced from `frame`, the frame's bytes.
     pub(crate) fn build(self, frame: &Bytes) -> Response {
         match self {
-            MetaShape::One(span) => Response::Meta(span.build(frame)),
             MetaShape::Batch(spans) => Response::MetaBatch(
                 spans
                     .into_iter()
@@ -206,24 +232,47 @@ impl MetaShape {
     }
 }
 
-/// Finds one meta frame at the front of `buf`: one reply (`batch` is `None`), or a batch of at
-/// most `max` replies closed by `MN`. Returns the frame's length and shape, or `None` when the
-/// frame is not complete yet.
-pub(crate) fn scan(
+/// Decodes the reply to one meta command from the front of `buf` (see
+/// [`decode`](crate::protocol::decode)).
+pub(crate) fn decode_one(
+    buf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Option<(Response, usize)>, ProtocolError> {
+    let Some((end, next)) = line_at(buf, 0, limits)? else {
+        return Ok(None);
+    };
+    let Some(code) = meta_code(&buf[..end]) else {
+        return match error_reply(&buf[..end]) {
+            Some(e) => {
+                buf.advance(next);
+                Ok(Some((Response::Error(e), next)))
+            }
+            None => Err(ProtocolError::UnexpectedReply {
+                expected: "a meta command",
+                line: excerpt(&buf[..end]),
+            }),
+        };
+    };
+    let Some((span, len)) = reply_at(buf, code, 0, end, next, limits)? else {
+        return Ok(None);
+    };
+    let reply = if span.holds_bytes() {
+        span.build_owned(buf.split_to(len).freeze())
+    } else {
+        // Nothing of the reply is kept: skip its bytes rather than split them off.
+        buf.advance(len);
+        span.build(&Bytes::new())
+    };
+    Ok(Some((Response::Meta(Box::new(reply)), len)))
+}
+
+/// Finds a batch of at most `max` replies closed by `MN` at the front of `buf`. Returns the
+/// frame's length and shape, or `None` when the frame is not complete yet.
+pub(crate) fn scan_batch(
     buf: &[u8],
-    batch: Option<usize>,
+    max: usize,
     limits: &Limits,
 ) -> Result<Option<(usize, MetaShape)>, ProtocolError> {
-    let Some(max) = batch else {
-        let Some((end, next)) = line_at(buf, 0, limits)? else {
-            return Ok(None);
-        };
-        if let Some(e) = error_reply(&buf[..end]) {
-            return Ok(Some((next, MetaShape::Error(e))));
-        }
-        return Ok(reply_at(buf, 0, end, next, "a meta command", limits)?
-            .map(|(span, after)| (after, MetaShape::One(span))));
-    };
     let mut replies = Vec::new();
     let mut at = 0;
     loop {
@@ -234,7 +283,12 @@ pub(crate) fn scan(
         if line == b"MN" {
             return Ok(Some((next, MetaShape::Batch(replies))));
         }
-        let error = error_reply(line);
+        let code = meta_code(line);
+        let error = if code.is_none() {
+            error_reply(line)
+        } else {
+            None
+        };
         if replies.len() == max {
             // A server without meta commands answers every line with ERROR, `mn` too: that
             // ERROR, where MN should be, ends the batch as the server's answer.
@@ -243,12 +297,20 @@ pub(crate) fn scan(
             }
             return Err(ProtocolError::TooManyReplies { max });
         }
-        if let Some(e) = error {
-            replies.push(Err(e));
+        let Some(code) = code else {
+            match error {
+                Some(e) => replies.push(Err(e)),
+                None => {
+                    return Err(ProtocolError::UnexpectedReply {
+                        expected: "a meta batch",
+                        line: excerpt(line),
+                    })
+                }
+            }
             at = next;
             continue;
-        }
-        let Some((span, after)) = reply_at(buf, at, end, next, "a meta batch", limits)? else {
+        };
+        let Some((span, after)) = reply_at(buf, code, at, end, next, limits)? else {
             return Ok(None);
         };
         replies.push(Ok(span));
@@ -256,30 +318,13 @@ pub(crate) fn scan(
     }
 }
 
-/// Reads the reply whose line is `buf[at..end]` (the line's CRLF ends at `next`), and its data
-/// block for a `VA`. Returns the reply and where it ends, or `None` if the block is not all in
-/// `buf` yet.
-fn reply_at(
-    buf: &[u8],
-    at: usize,
-    end: usize,
-    next: usize,
-    expected: &'static str,
-    limits: &Limits,
-) -> Result<Option<(ReplySpan, usize)>, ProtocolError> {
-    let line = &buf[at..end];
-    let unexpected = || ProtocolError::UnexpectedReply {
-        expected,
-        line: excerpt(line),
-    };
-    let malformed = || ProtocolError::MalformedLine {
-        what: "meta reply",
-        line: excerpt(line),
-    };
+/// The status of a meta reply line, and whether flags follow its code; `None` if the line is
+/// not a meta reply (an error line, or anything else).
+fn meta_code(line: &[u8]) -> Option<(MetaStatus, bool)> {
     let (code, has_tokens) = match line {
         [a, b] => ([*a, *b], false),
         [a, b, b' ', ..] => ([*a, *b], true),
-        _ => return Err(unexpected()),
+        _ => return None,
     };
     let status = match &code {
         b"VA" => MetaStatus::Value,
@@ -288,7 +333,27 @@ fn reply_at(
         b"NF" => MetaStatus::NotFound,
         b"NS" => MetaStatus::NotStored,
         b"EX" => MetaStatus::Exists,
-        _ => return Err(unexpected()),
+        _ => return None,
+    };
+    Some((status, has_tokens))
+}
+
+/// Reads the reply whose line is `buf[at..end]`, of status `code` (the line's CRLF ends at
+/// `next`), and its data block for a `VA`. Returns the reply and where it ends, or `None` if the
+/// block is not all in `buf` yet.
+#[inline(always)]
+fn reply_at(
+    buf: &[u8],
+    (status, has_tokens): (MetaStatus, bool),
+    at: usize,
+    end: usize,
+    next: usize,
+    limits: &Limits,
+) -> Result<Option<(ReplySpan, usize)>, ProtocolError> {
+    let line = &buf[at..end];
+    let malformed = || ProtocolError::MalformedLine {
+        what: "meta reply",
+        line: excerpt(line),
     };
     let mut tokens = Tokens {
         buf,
@@ -358,53 +423,45 @@ impl Iterator for Tokens<'_> {
 /// Records the flag `buf[start..stop]` (its letter, then its token). `None` if it is malformed
 /// or repeated. Letters this decoder does not know are skipped: newer servers may add return
 /// flags.
+#[inline(always)]
 fn read_flag(flags: &mut FlagSpans, buf: &[u8], start: usize, stop: usize) -> Option<()> {
-    let letter = buf[start];
     let arg = &buf[start + 1..stop];
+    /// Stores `value` in an empty slot; `None` if the slot is taken or the value malformed.
+    #[inline(always)]
     fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
-        if slot.is_some() {
-            return None;
+        match (slot.is_none(), value) {
+            (true, Some(v)) => {
+                *slot = Some(v);
+                Some(())
+            }
+            _ => None,
         }
-        *slot = Some(value?);
-        Some(())
     }
-    fn set(slot: &mut bool, arg: &[u8]) -> Option<()> {
+    /// Sets a flag without a token; `None` if it is set already or carries a token.
+    #[inline(always)]
+    fn mark(slot: &mut bool, arg: &[u8]) -> Option<()> {
         if *slot || !arg.is_empty() {
             return None;
         }
         *slot = true;
         Some(())
     }
-    match letter {
+    match buf[start] {
         b'c' => once(&mut flags.cas, parse_u64(arg)),
         b'f' => once(&mut flags.client_flags, parse_u32(arg)),
-        b't' => once(
-            &mut flags.ttl,
-            match arg {
-                b"-1" => Some(Ttl::Never),
-                _ => parse_u32(arg).map(Ttl::Seconds),
-            },
-        ),
+        b't' if arg == b"-1" => once(&mut flags.ttl, Some(Ttl::Never)),
+        b't' => once(&mut flags.ttl, parse_u32(arg).map(Ttl::Seconds)),
         b's' => once(&mut flags.size, parse_u64(arg)),
-        b'k' => once(
-            &mut flags.key,
-            (!arg.is_empty()).then_some((start + 1, stop)),
-        ),
+        b'k' if !arg.is_empty() => once(&mut flags.key, Some((start + 1, stop))),
         b'O' => once(&mut flags.opaque, Some((start + 1, stop))),
-        b'h' => once(
-            &mut flags.hit_before,
-            match arg {
-                b"0" => Some(false),
-                b"1" => Some(true),
-                _ => None,
-            },
-        ),
+        b'h' if matches!(arg, b"0" | b"1") => once(&mut flags.hit_before, Some(arg == b"1")),
         b'l' => once(&mut flags.last_access, parse_u32(arg)),
-        b'b' => set(&mut flags.binary_key, arg),
-        b'W' => set(&mut flags.win, arg),
-        b'X' => set(&mut flags.stale, arg),
-        b'Z' => set(&mut flags.win_taken, arg),
-        l if l.is_ascii_alphabetic() => Some(()),
+        b'b' => mark(&mut flags.binary_key, arg),
+        b'W' => mark(&mut flags.win, arg),
+        b'X' => mark(&mut flags.stale, arg),
+        b'Z' => mark(&mut flags.win_taken, arg),
+        b'k' | b'h' => None,
+        other if other.is_ascii_alphabetic() => Some(()),
         _ => None,
     }
 }
