@@ -125,7 +125,7 @@ impl Lease<'_> {
         }
         let node = self.connection.node();
         match self.send(get.into()).await? {
-            Response::Meta(reply) => Ok(classify(reply)),
+            Response::Meta(reply) => Ok(classify(*reply)),
             Response::Error(ErrorReply::Error) => Ok(Lookup::NoMeta),
             Response::Error(e) => Err(server_error(node, &e)),
             other => Err(unexpected(node, &other)),
