@@ -82,23 +82,8 @@ fn exptime(ttl: Duration) -> Result<u32, Error> {
     Ok(crate::protocol::exptime(ttl, now)?)
 }
 
-fn unexpected(node: &str, response: &Response) -> Error {
-    Error::Protocol {
-        node: node.to_string(),
-        source: ProtocolError::UnexpectedReply {
-            expected: "the reply to this command",
-            line: format!("{response:?}").chars().take(64).collect(),
-        },
-    }
-}
-
-fn server_error(node: &str, reply: &crate::protocol::ErrorReply) -> Error {
-    Error::Server {
-        node: node.to_string(),
-        kind: reply.kind(),
-        message: reply.to_string(),
-    }
-}
+/// What a reply to these calls must be, for errors.
+const REPLY: &str = "the reply to this command";
 
 impl Client {
     /// A client over `topology`; `get_or_load` wins hold their key for `load_lease`.
@@ -180,8 +165,8 @@ impl Client {
                     },
                 }),
             },
-            Response::Error(e) => Err(server_error(conn.node(), &e)),
-            other => Err(unexpected(conn.node(), &other)),
+            Response::Error(e) => Err(e.to_error(conn.node())),
+            other => Err(other.unexpected(conn.node(), REPLY)),
         }
     }
 
@@ -251,8 +236,8 @@ impl Client {
             for (conn, chunk, reply) in waiting {
                 let items = match conn.reply(reply).await? {
                     Response::Values(items) => check_order(chunk, items, conn.node())?,
-                    Response::Error(e) => return Err(server_error(conn.node(), &e)),
-                    other => return Err(unexpected(conn.node(), &other)),
+                    Response::Error(e) => return Err(e.to_error(conn.node())),
+                    other => return Err(other.unexpected(conn.node(), REPLY)),
                 };
                 for item in items {
                     found.insert(item.key, item.value);
@@ -287,8 +272,8 @@ impl Client {
         match response {
             Response::Stored => Ok(true),
             Response::NotStored | Response::NotFound | Response::Exists => Ok(false),
-            Response::Error(e) => Err(server_error(conn.node(), &e)),
-            other => Err(unexpected(conn.node(), &other)),
+            Response::Error(e) => Err(e.to_error(conn.node())),
+            other => Err(other.unexpected(conn.node(), REPLY)),
         }
     }
 
@@ -373,8 +358,8 @@ impl Client {
             Response::Stored => Ok(CasOutcome::Stored),
             Response::Exists => Ok(CasOutcome::Exists),
             Response::NotFound => Ok(CasOutcome::NotFound),
-            Response::Error(e) => Err(server_error(conn.node(), &e)),
-            other => Err(unexpected(conn.node(), &other)),
+            Response::Error(e) => Err(e.to_error(conn.node())),
+            other => Err(other.unexpected(conn.node(), REPLY)),
         }
     }
 
@@ -385,8 +370,8 @@ impl Client {
         match response {
             Response::Deleted => Ok(true),
             Response::NotFound => Ok(false),
-            Response::Error(e) => Err(server_error(conn.node(), &e)),
-            other => Err(unexpected(conn.node(), &other)),
+            Response::Error(e) => Err(e.to_error(conn.node())),
+            other => Err(other.unexpected(conn.node(), REPLY)),
         }
     }
 
@@ -400,8 +385,8 @@ impl Client {
         match response {
             Response::Number(n) => Ok(Some(n)),
             Response::NotFound => Ok(None),
-            Response::Error(e) => Err(server_error(conn.node(), &e)),
-            other => Err(unexpected(conn.node(), &other)),
+            Response::Error(e) => Err(e.to_error(conn.node())),
+            other => Err(other.unexpected(conn.node(), REPLY)),
         }
     }
 
@@ -433,8 +418,8 @@ impl Client {
         match response {
             Response::Touched => Ok(true),
             Response::NotFound => Ok(false),
-            Response::Error(e) => Err(server_error(conn.node(), &e)),
-            other => Err(unexpected(conn.node(), &other)),
+            Response::Error(e) => Err(e.to_error(conn.node())),
+            other => Err(other.unexpected(conn.node(), REPLY)),
         }
     }
 
@@ -577,8 +562,8 @@ impl Client {
         {
             match result? {
                 Response::Ok => {}
-                Response::Error(e) => return Err(server_error(&node, &e)),
-                other => return Err(unexpected(&node, &other)),
+                Response::Error(e) => return Err(e.to_error(&node)),
+                other => return Err(other.unexpected(&node, REPLY)),
             }
         }
         Ok(())
@@ -596,8 +581,8 @@ impl Client {
         for (node, result) in self.broadcast("stats", request).await {
             match result? {
                 Response::Stats(pairs) => out.push((node, pairs)),
-                Response::Error(e) => return Err(server_error(&node, &e)),
-                other => return Err(unexpected(&node, &other)),
+                Response::Error(e) => return Err(e.to_error(&node)),
+                other => return Err(other.unexpected(&node, REPLY)),
             }
         }
         Ok(out)

@@ -27,7 +27,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use crate::connection::Connection;
-use crate::error::{Error, ProtocolError};
+use crate::error::Error;
 use crate::protocol::meta::{MetaDelete, MetaGet, MetaReply, MetaRequest, MetaSet, MetaStatus};
 use crate::protocol::{
     ErrorReply, Limits, Request, Response, Retrieval, StoreMode, MAX_RELATIVE_TTL,
@@ -74,23 +74,8 @@ fn load_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
     }
 }
 
-fn unexpected(node: &str, response: &Response) -> Error {
-    Error::Protocol {
-        node: node.to_string(),
-        source: ProtocolError::UnexpectedReply {
-            expected: "a meta reply",
-            line: format!("{response:?}").chars().take(64).collect(),
-        },
-    }
-}
-
-fn server_error(node: &str, reply: &ErrorReply) -> Error {
-    Error::Server {
-        node: node.to_string(),
-        kind: reply.kind(),
-        message: reply.to_string(),
-    }
-}
+/// What a reply to these calls must be, for errors.
+const META_REPLY: &str = "a meta reply";
 
 impl Lease<'_> {
     fn lease_secs(&self) -> u32 {
@@ -127,8 +112,8 @@ impl Lease<'_> {
         match self.send(get.into()).await? {
             Response::Meta(reply) => Ok(classify(*reply)),
             Response::Error(ErrorReply::Error) => Ok(Lookup::NoMeta),
-            Response::Error(e) => Err(server_error(node, &e)),
-            other => Err(unexpected(node, &other)),
+            Response::Error(e) => Err(e.to_error(node)),
+            other => Err(other.unexpected(node, META_REPLY)),
         }
     }
 
@@ -236,8 +221,8 @@ impl Lease<'_> {
                     return Ok(item.value);
                 }
             }
-            Response::Error(e) => return Err(server_error(node, &e)),
-            other => return Err(unexpected(node, &other)),
+            Response::Error(e) => return Err(e.to_error(node)),
+            other => return Err(other.unexpected(node, META_REPLY)),
         }
         let value = load().await.map_err(load_error)?;
         let set = Request::Store {
@@ -348,12 +333,12 @@ pub(crate) async fn invalidate(
                 return match reply.status {
                     MetaStatus::Success => Ok(true),
                     MetaStatus::NotFound => Ok(false),
-                    _ => Err(unexpected(node, &Response::Meta(reply))),
+                    _ => Err(Response::Meta(reply).unexpected(node, META_REPLY)),
                 };
             }
             Response::Error(ErrorReply::Error) => connection.set_speaks_meta(false),
-            Response::Error(e) => return Err(server_error(node, &e)),
-            other => return Err(unexpected(node, &other)),
+            Response::Error(e) => return Err(e.to_error(node)),
+            other => return Err(other.unexpected(node, META_REPLY)),
         }
     }
     let mut frame = BytesMut::new();
@@ -361,8 +346,8 @@ pub(crate) async fn invalidate(
     match connection.call(frame.freeze(), expect, false).await? {
         Response::Deleted => Ok(true),
         Response::NotFound => Ok(false),
-        Response::Error(e) => Err(server_error(node, &e)),
-        other => Err(unexpected(node, &other)),
+        Response::Error(e) => Err(e.to_error(node)),
+        other => Err(other.unexpected(node, META_REPLY)),
     }
 }
 

@@ -14,7 +14,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::meta::{self, MetaReply, MetaShape};
 use super::Limits;
-use crate::error::{excerpt, ProtocolError, ServerErrorKind};
+use crate::error::{excerpt, Error, ProtocolError, ServerErrorKind};
 
 /// What kind of reply a request gets; the decoder needs it because the text protocol's replies
 /// do not say which command they answer.
@@ -142,6 +142,31 @@ impl ErrorReply {
                     ServerErrorKind::Other
                 }
             }
+        }
+    }
+}
+
+impl ErrorReply {
+    /// The client's error for this answer from `node`.
+    pub(crate) fn to_error(&self, node: &str) -> Error {
+        Error::Server {
+            node: node.to_string(),
+            kind: self.kind(),
+            message: self.to_string(),
+        }
+    }
+}
+
+impl Response {
+    /// The client's error for a well-framed reply from `node` that does not answer a request
+    /// expecting `expected`.
+    pub(crate) fn unexpected(&self, node: &str, expected: &'static str) -> Error {
+        Error::Protocol {
+            node: node.to_string(),
+            source: ProtocolError::UnexpectedReply {
+                expected,
+                line: format!("{self:?}").chars().take(64).collect(),
+            },
         }
     }
 }
