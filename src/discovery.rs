@@ -163,11 +163,7 @@ impl Query<'_> {
             self.stream.flush().await
         };
         if let Err(e) = sent.await {
-            let error = self.stream.failure(e, peer);
-            return Err(match error {
-                Error::Tls { .. } => error,
-                other => failed(self.endpoint, format!("send: {}", io_message(&other))),
-            });
+            return Err(self.io_failure("send", e, peer));
         }
         loop {
             match decode(&mut self.rbuf, expect, self.limits) {
@@ -178,11 +174,7 @@ impl Query<'_> {
             let n = match self.stream.read_buf(&mut self.rbuf).await {
                 Ok(n) => n,
                 Err(e) => {
-                    let error = self.stream.failure(e, peer);
-                    return Err(match error {
-                        Error::Tls { .. } => error,
-                        other => failed(self.endpoint, format!("read: {}", io_message(&other))),
-                    });
+                    return Err(self.io_failure("read", e, peer));
                 }
             };
             if n == 0 {
@@ -198,13 +190,15 @@ impl Query<'_> {
             }
         }
     }
-}
 
-/// The I/O error's own message, without the `node ...:` prefix.
-fn io_message(error: &Error) -> String {
-    match error {
-        Error::Io { source, .. } => source.to_string(),
-        other => other.to_string(),
+    /// The error for a failed `what` ("send", "read") on the connection: the TLS failure it
+    /// carries, or a discovery error quoting the I/O error's own message.
+    fn io_failure(&self, what: &str, e: std::io::Error, peer: Peer<'_>) -> Error {
+        match self.stream.failure(e, peer) {
+            error @ Error::Tls { .. } => error,
+            Error::Io { source, .. } => failed(self.endpoint, format!("{what}: {source}")),
+            other => failed(self.endpoint, format!("{what}: {other}")),
+        }
     }
 }
 
