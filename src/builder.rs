@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::Client;
-use crate::cluster::Placement;
+use crate::cluster::{FailureMode, Placement};
 use crate::config::{ClusterConfig, Node};
 use crate::connection::ConnectionSettings;
 use crate::discovery::fetch;
 use crate::distribution::{Distribution, NodeIdentity};
 use crate::error::Error;
 use crate::protocol::{Limits, MAX_VALUE_CEILING};
-use crate::topology::{Source, Topology};
+use crate::topology::{Source, Topology, TopologyOptions};
 use crate::transport::{split_host_port, Dial, Transport};
 
 /// The longest any timeout or interval may be: longer settings are clamped to it.
@@ -24,6 +24,9 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_CONNECTIONS_PER_NODE: usize = 64;
 /// The deepest request queue per connection: deeper settings are clamped to it.
 pub const MAX_QUEUE_DEPTH: usize = 1 << 20;
+/// The default of [`ClientBuilder::max_nodes`]: five times the 60 nodes an ElastiCache for
+/// Memcached cluster holds at most without a quota increase.
+pub const DEFAULT_MAX_NODES: usize = 300;
 
 #[derive(Debug, Clone)]
 enum Nodes {
@@ -75,6 +78,9 @@ pub struct ClientBuilder {
     queue_depth: usize,
     backoff: (Duration, Duration),
     load_lease: Duration,
+    failure_mode: FailureMode,
+    max_nodes: usize,
+    warm_handoff: Option<Duration>,
     dialer: Option<Arc<dyn Dial>>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
@@ -96,6 +102,9 @@ impl fmt::Debug for ClientBuilder {
             .field("queue_depth", &self.queue_depth)
             .field("reconnect_backoff", &self.backoff)
             .field("load_lease", &self.load_lease)
+            .field("failure_mode", &self.failure_mode)
+            .field("max_nodes", &self.max_nodes)
+            .field("warm_handoff", &self.warm_handoff)
             .field("custom_dialer", &self.dialer.is_some());
         // TlsConfig's Debug shows counts and names only, never key material.
         #[cfg(feature = "tls")]
@@ -120,6 +129,9 @@ impl Default for ClientBuilder {
             queue_depth: 4096,
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
             load_lease: Duration::from_secs(5),
+            failure_mode: FailureMode::FailFast,
+            max_nodes: DEFAULT_MAX_NODES,
+            warm_handoff: None,
             dialer: None,
             #[cfg(feature = "tls")]
             tls: None,
@@ -250,6 +262,35 @@ impl ClientBuilder {
         self
     }
 
+    /// What happens to the keys of a node marked down: fail fast (the default) or go to the next
+    /// live node until it is back. See [`FailureMode`] for the trade-off.
+    pub fn failure_mode(mut self, mode: FailureMode) -> Self {
+        self.failure_mode = mode;
+        self
+    }
+
+    /// The most nodes a configuration may list (distinct `host:port`). A larger configuration
+    /// is refused with [`Error::Discovery`] naming this setting, and the last good topology is
+    /// kept (at `build()`, the build fails). Defaults to [`DEFAULT_MAX_NODES`] (300); clamped to
+    /// 1 ..= 100,000. Building a topology costs about 1 ms per 100 nodes with the default
+    /// distribution (see docs/performance/core.md).
+    pub fn max_nodes(mut self, n: usize) -> Self {
+        self.max_nodes = n.clamp(1, 100_000);
+        self
+    }
+
+    /// After a topology change, for `window`, a miss on a key whose owner changed is looked up
+    /// on its previous owner and, when found there, returned and copied to the new owner (with
+    /// `add`, keeping the remaining TTL: memcached 1.6's meta protocol tells it). Meanwhile a
+    /// `delete` reaches both owners and a write to a moved key removes the previous owner's
+    /// copy, so no deleted or overwritten value comes back. Off by default; a zero window turns
+    /// it off. Costs one extra round trip per miss on a moved key during the window, and two
+    /// per write or delete of a moved key. Clamped to 24 h.
+    pub fn warm_handoff(mut self, window: Duration) -> Self {
+        self.warm_handoff = (!window.is_zero()).then(|| window.min(MAX_DURATION));
+        self
+    }
+
     /// Opens every connection (to the nodes and to the configuration endpoint) through `dialer`
     /// instead of TCP: see [`Dial`]. The connect timeout still applies. Cannot be combined with
     /// [`tls`](ClientBuilder::tls) (`build()` returns [`Error::Config`]).
@@ -323,8 +364,12 @@ impl ClientBuilder {
                 }
             }
         };
-        let topology =
-            Topology::start(source, placement, settings, self.connections_per_node).await?;
+        let options = TopologyOptions {
+            connections_per_node: self.connections_per_node,
+            max_nodes: self.max_nodes,
+            warm_handoff: self.warm_handoff,
+        };
+        let topology = Topology::start(source, placement, settings, options).await?;
         Ok(Client::new(topology, self.load_lease))
     }
 
@@ -348,6 +393,7 @@ impl ClientBuilder {
             backoff_min: self.backoff.0,
             backoff_max: self.backoff.1,
             transport: Arc::new(transport),
+            probe_down_nodes: self.failure_mode == FailureMode::Redistribute,
         });
         let placement = Placement {
             distribution: self.distribution,
@@ -356,6 +402,7 @@ impl ClientBuilder {
                 None => None,
                 Some(list) => Some(Arc::new(weight_map(list)?)),
             },
+            failure_mode: self.failure_mode,
         };
         Ok((settings, placement))
     }

@@ -1,11 +1,3 @@
-//! [`Client`]: the public calls.
-//!
-//! Each call validates and encodes its request (a bad key is refused before anything is sent),
-//! loads the current topology snapshot without locking, routes the key to its node, sends the
-//! request on that node's connection and maps the reply to a typed result. Misses, `NOT_STORED`,
-//! `EXISTS` and `NOT_FOUND` are values, not errors. Settings and start-up are in
-//! [`crate::builder`]; discovery and refresh in [`crate::discovery`].
-
 //! [`Client`]: the public calls, and nothing else.
 //!
 //! Each call validates and encodes its request (a bad key is refused before anything is sent),
@@ -17,7 +9,6 @@
 //! The file is over 500 lines because it has one documented method per memcached command, which
 //! users read together; every rule behind them lives in other modules.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -31,13 +22,10 @@ use crate::config::{ClusterConfig, Node};
 use crate::connection::Connection;
 use crate::error::{excerpt, Error, ProtocolError, ServerErrorKind};
 use crate::flight::Flights;
+use crate::handoff::Owners;
 use crate::lease::{self, Lease};
 use crate::protocol::{validate_key, Item, Request, Response, Retrieval, StoreMode};
 use crate::topology::Topology;
-
-/// Keys per `get` line in [`Client::get_many`]; larger groups are split into several pipelined
-/// requests.
-const KEYS_PER_GET: usize = 100;
 
 /// The outcome of [`Client::cas`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +80,66 @@ impl Client {
             topology,
             flights: Arc::default(),
             load_lease,
+        }
+    }
+
+    /// The topology, for the calls defined in other modules.
+    pub(crate) fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// During the warm handoff window, the previous owner's and the current node's connections
+    /// of `key` when its owner changed; `None` otherwise (one atomic load when the window is
+    /// closed).
+    fn moved(&self, key: &[u8]) -> Option<(Connection, Connection)> {
+        let handoff = self.topology.handoff()?;
+        let snapshot = self.topology.current();
+        let current = snapshot.route(key)?;
+        let previous = handoff.previous.owner(key)?;
+        (previous.id != current.id)
+            .then(|| (previous.connection().clone(), current.connection().clone()))
+    }
+
+    /// A miss on a moved key during the warm handoff window: its previous owner's value, copied
+    /// to the new owner (see [`crate::handoff`]). A failure of either node is a miss.
+    pub(crate) async fn recover(&self, key: &[u8]) -> Option<Bytes> {
+        let (previous, current) = self.moved(key)?;
+        let limits = self.topology.settings().limits;
+        let owners = Owners {
+            previous: &previous,
+            current: &current,
+            limits: &limits,
+        };
+        owners.recover(key).await.ok().flatten()
+    }
+
+    /// Before a write of `key` other than `set` during the warm handoff window: brings a moved
+    /// key's value over first, so that the write sees it. Returns the two owners.
+    async fn before_write(&self, key: &[u8], pull: bool) -> Option<(Connection, Connection)> {
+        let moved = self.moved(key)?;
+        if pull {
+            let limits = self.topology.settings().limits;
+            let owners = Owners {
+                previous: &moved.0,
+                current: &moved.1,
+                limits: &limits,
+            };
+            let _ = owners.recover(key).await;
+        }
+        Some(moved)
+    }
+
+    /// After a write of a moved key: the previous owner's copy is deleted, so that it cannot be
+    /// brought back over the written value.
+    async fn after_write(&self, key: &[u8], moved: Option<(Connection, Connection)>) {
+        if let Some((previous, current)) = moved {
+            let limits = self.topology.settings().limits;
+            let owners = Owners {
+                previous: &previous,
+                current: &current,
+                limits: &limits,
+            };
+            owners.forget_previous(key).await;
         }
     }
 
@@ -172,10 +220,11 @@ impl Client {
 
     /// The value of `key`, or `None` on a miss.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
-        Ok(self
-            .retrieve_one("get", Retrieval::Get, key.as_ref())
-            .await?
-            .map(|i| i.value))
+        let key = key.as_ref();
+        match self.retrieve_one("get", Retrieval::Get, key).await? {
+            Some(item) => Ok(Some(item.value)),
+            None => Ok(self.recover(key).await),
+        }
     }
 
     /// The item of `key` with its flags and CAS token (for [`Client::cas`]), or `None`.
@@ -190,63 +239,6 @@ impl Client {
             .retrieve_one("gat", Retrieval::Gat(exptime(ttl)?), key.as_ref())
             .await?;
         Ok(item.map(|i| i.value))
-    }
-
-    /// The values of many keys: one `get k1 k2 ...` per node (split every 100 keys), all nodes
-    /// in parallel. Missing keys are absent from the map. Fails if any node fails.
-    pub async fn get_many<I, K>(&self, keys: I) -> Result<HashMap<Bytes, Bytes>, Error>
-    where
-        I: IntoIterator<Item = K>,
-        K: AsRef<[u8]>,
-    {
-        let keys: Vec<K> = keys.into_iter().collect();
-        for key in &keys {
-            validate_key(key.as_ref())?;
-        }
-        let snapshot = self.topology.snapshot();
-        let mut groups: Vec<Vec<&[u8]>> = vec![Vec::new(); snapshot.nodes.len()];
-        for key in &keys {
-            let key = key.as_ref();
-            let index = snapshot.locator.locate(key).ok_or(Error::NoNodes)?;
-            if !groups[index].contains(&key) {
-                groups[index].push(key);
-            }
-        }
-        // Queue every node's request first, then collect the replies: all travel at once, under
-        // one deadline.
-        let settings = self.topology.settings();
-        let deadline = Instant::now() + settings.request_timeout;
-        let span = tracing::debug_span!("memcached.request", op = "get_many", keys = keys.len());
-        async {
-            let mut waiting = Vec::with_capacity(groups.len());
-            for (index, group) in groups.iter().enumerate() {
-                let conn = snapshot.nodes[index].connection();
-                for chunk in group.chunks(KEYS_PER_GET) {
-                    let request = Request::Retrieve {
-                        kind: Retrieval::Get,
-                        keys: chunk,
-                    };
-                    let mut buf = BytesMut::new();
-                    let expect = request.encode(&mut buf, &settings.limits)?;
-                    let reply = conn.send(buf.freeze(), expect, true, deadline).await?;
-                    waiting.push((conn, chunk, reply));
-                }
-            }
-            let mut found = HashMap::with_capacity(keys.len());
-            for (conn, chunk, reply) in waiting {
-                let items = match conn.reply(reply).await? {
-                    Response::Values(items) => check_order(chunk, items, conn.node())?,
-                    Response::Error(e) => return Err(e.to_error(conn.node())),
-                    other => return Err(other.unexpected(conn.node(), REPLY)),
-                };
-                for item in items {
-                    found.insert(item.key, item.value);
-                }
-            }
-            Ok(found)
-        }
-        .instrument(span)
-        .await
     }
 
     /// Stores `value` under `key` with `mode`, `flags` and a time to live (zero: no expiry).
@@ -268,7 +260,9 @@ impl Client {
             exptime: exptime(ttl)?,
             value: value.as_ref(),
         };
+        let moved = self.before_write(key, mode != StoreMode::Set).await;
         let (response, conn) = self.call("store", key, request).await?;
+        self.after_write(key, moved).await;
         match response {
             Response::Stored => Ok(true),
             Response::NotStored | Response::NotFound | Response::Exists => Ok(false),
@@ -353,7 +347,9 @@ impl Client {
             value: value.as_ref(),
             cas,
         };
+        let moved = self.before_write(key, false).await;
         let (response, conn) = self.call("cas", key, request).await?;
+        self.after_write(key, moved).await;
         match response {
             Response::Stored => Ok(CasOutcome::Stored),
             Response::Exists => Ok(CasOutcome::Exists),
@@ -366,10 +362,21 @@ impl Client {
     /// Deletes `key`; returns whether it existed.
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
         let key = key.as_ref();
+        // A moved key: the previous owner's copy goes first (see crate::handoff).
+        let mut existed = false;
+        if let Some((previous, current)) = self.moved(key) {
+            let limits = self.topology.settings().limits;
+            let owners = Owners {
+                previous: &previous,
+                current: &current,
+                limits: &limits,
+            };
+            existed = owners.forget_previous(key).await;
+        }
         let (response, conn) = self.call("delete", key, Request::Delete { key }).await?;
         match response {
             Response::Deleted => Ok(true),
-            Response::NotFound => Ok(false),
+            Response::NotFound => Ok(existed),
             Response::Error(e) => Err(e.to_error(conn.node())),
             other => Err(other.unexpected(conn.node(), REPLY)),
         }
@@ -381,7 +388,9 @@ impl Client {
         request: Request<'_>,
         key: &[u8],
     ) -> Result<Option<u64>, Error> {
+        let moved = self.before_write(key, true).await;
         let (response, conn) = self.call(op, key, request).await?;
+        self.after_write(key, moved).await;
         match response {
             Response::Number(n) => Ok(Some(n)),
             Response::NotFound => Ok(None),
@@ -405,6 +414,7 @@ impl Client {
     /// Sets a new time to live on `key`; returns whether it existed.
     pub async fn touch(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<bool, Error> {
         let key = key.as_ref();
+        let moved = self.before_write(key, true).await;
         let (response, conn) = self
             .call(
                 "touch",
@@ -415,6 +425,7 @@ impl Client {
                 },
             )
             .await?;
+        self.after_write(key, moved).await;
         match response {
             Response::Touched => Ok(true),
             Response::NotFound => Ok(false),
@@ -586,42 +597,5 @@ impl Client {
             }
         }
         Ok(out)
-    }
-}
-
-/// Checks that a multi-key reply holds only requested keys, in request order (memcached answers
-/// in request order and skips misses); anything else means the stream is out of step.
-fn check_order(requested: &[&[u8]], items: Vec<Item>, node: &str) -> Result<Vec<Item>, Error> {
-    let mut remaining = requested.iter();
-    for item in &items {
-        if !remaining.any(|k| *k == item.key) {
-            return Err(Error::Protocol {
-                node: node.to_string(),
-                source: ProtocolError::UnexpectedReply {
-                    expected: "only requested keys, in request order",
-                    line: excerpt(&item.key),
-                },
-            });
-        }
-    }
-    Ok(items)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn multi_get_replies_must_follow_request_order() {
-        let item = |k: &'static [u8]| Item {
-            key: Bytes::from_static(k),
-            flags: 0,
-            cas: None,
-            value: Bytes::new(),
-        };
-        let keys: &[&[u8]] = &[b"a", b"b", b"c"];
-        assert!(check_order(keys, vec![item(b"a"), item(b"c")], "n").is_ok());
-        assert!(check_order(keys, vec![item(b"c"), item(b"a")], "n").is_err());
-        assert!(check_order(keys, vec![item(b"x")], "n").is_err());
     }
 }

@@ -9,7 +9,7 @@
 //! [`NodeIdentity`]), and lets removed nodes' connections close once their in-flight requests
 //! finish. This module does no I/O itself; connection tasks start lazily.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,6 +29,12 @@ pub(crate) struct NodeHandle {
 }
 
 impl NodeHandle {
+    /// Whether the node is marked down (by any of its connections).
+    #[inline]
+    pub fn is_down(&self) -> bool {
+        self.connections.iter().any(Connection::is_down)
+    }
+
     /// One of the node's connections (round robin when there are several).
     #[inline]
     pub fn connection(&self) -> &Connection {
@@ -43,7 +49,7 @@ impl NodeHandle {
 }
 
 /// What changed between two snapshots, for logs and for `refresh()`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct TopologyChange {
     /// Nodes (`host:port`) that joined.
     pub added: Vec<String>,
@@ -51,6 +57,8 @@ pub(crate) struct TopologyChange {
     pub removed: Vec<String>,
     /// Nodes that stayed but now have another address (reconnected, keys unchanged).
     pub readdressed: Vec<String>,
+    /// The share of keys whose owner changed (see [`Snapshot::moved_share`]).
+    pub moved_share: f64,
 }
 
 impl TopologyChange {
@@ -60,13 +68,39 @@ impl TopologyChange {
     }
 }
 
-/// How a snapshot places keys: the mode, which name of a node it hashes, and node weights.
+/// What happens to the keys of a node that is marked down (its connection failed: refused,
+/// reset, timed out; see [`ClientBuilder::reconnect_backoff`](crate::ClientBuilder::reconnect_backoff)).
+/// Set with [`ClientBuilder::failure_mode`](crate::ClientBuilder::failure_mode).
+///
+/// The trade-off of [`Redistribute`](FailureMode::Redistribute): while a node is down its keys
+/// live on another node, so a key can be served by two nodes across the switch. A value written
+/// or deleted while its node was down is written or deleted on the stand-in only: if the node
+/// comes back without having restarted (a network partition, not a crash), it serves the value
+/// it held before until that expires. Use short TTLs, or [`FailFast`](FailureMode::FailFast),
+/// where that matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum FailureMode {
+    /// Requests for a down node's keys fail at once with [`Error::NodeDown`](crate::Error::NodeDown)
+    /// until its backoff is over and a request finds it back. The default.
+    #[default]
+    FailFast,
+    /// While a node is down its keys go to the next live node in the distribution's own order:
+    /// the next point of the ring or continuum, the next-highest score for rendezvous, the next
+    /// node of the list for the modula modes. The down node's connection reconnects on its own
+    /// (within the reconnect backoff) and its keys return to it as soon as it answers again.
+    Redistribute,
+}
+
+/// How a snapshot places keys: the mode, which name of a node it hashes, node weights, and
+/// where a down node's keys go.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Placement {
     pub distribution: Distribution,
     pub identity: NodeIdentity,
     /// Weights by `hostname:port` (absent nodes weigh 1); `None` when none were configured.
     pub weights: Option<Arc<HashMap<String, u32>>>,
+    pub failure_mode: FailureMode,
 }
 
 impl Placement {
@@ -118,9 +152,29 @@ impl Snapshot {
         }
     }
 
-    /// The node that owns `key`.
+    /// The node a request for `key` goes to now: its owner, or, under
+    /// [`FailureMode::Redistribute`] while the owner is down, the next live node.
     #[inline]
     pub fn route(&self, key: &[u8]) -> Option<&NodeHandle> {
+        self.route_index(key).and_then(|i| self.nodes.get(i))
+    }
+
+    /// The index of the node [`Snapshot::route`] picks.
+    #[inline]
+    pub fn route_index(&self, key: &[u8]) -> Option<usize> {
+        let owner = self.locator.locate(key)?;
+        if self.placement.failure_mode == FailureMode::FailFast
+            || !self.nodes.get(owner).is_some_and(NodeHandle::is_down)
+        {
+            return Some(owner);
+        }
+        let usable = |i: usize| self.nodes.get(i).is_some_and(|n| !n.is_down());
+        Some(self.locator.locate_usable(key, usable).unwrap_or(owner))
+    }
+
+    /// The node that owns `key` by placement alone, down or not.
+    #[inline]
+    pub fn owner(&self, key: &[u8]) -> Option<&NodeHandle> {
         self.locator.locate(key).and_then(|i| self.nodes.get(i))
     }
 
@@ -133,15 +187,17 @@ impl Snapshot {
         connections_per_node: usize,
     ) -> (Snapshot, TopologyChange) {
         let mut change = TopologyChange::default();
+        let old: HashMap<&str, &NodeHandle> = self.nodes.iter().map(|n| (&*n.id, n)).collect();
+        let mut seen: HashSet<Arc<str>> = HashSet::with_capacity(config.nodes.len());
         let mut nodes: Vec<NodeHandle> = Vec::with_capacity(config.nodes.len());
         let mut kept_config = Vec::with_capacity(config.nodes.len());
         for node in config.nodes {
             let id: Arc<str> = Arc::from(node.id());
-            if nodes.iter().any(|n| n.id == id) {
+            if !seen.insert(id.clone()) {
                 continue;
             }
             let target = target_of(&node);
-            let old = self.nodes.iter().find(|n| n.id == id);
+            let old = old.get(&*id);
             let connections = match old {
                 Some(old) if old.target == target => old.connections.clone(),
                 _ => {
@@ -166,7 +222,7 @@ impl Snapshot {
         change.removed = self
             .nodes
             .iter()
-            .filter(|old| !nodes.iter().any(|n| n.id == old.id))
+            .filter(|old| !seen.contains(&old.id))
             .map(|old| old.id.to_string())
             .collect();
         // The placement is rebuilt only when what it hashes changed: nodes joined or left, the

@@ -1,6 +1,9 @@
-//! I/O. One discovery: fetching the cluster configuration from a configuration endpoint.
+//! I/O. One discovery: fetching the cluster configuration from a configuration endpoint, or
+//! asking a node of the cluster for it.
 //!
-//! [`fetch`] resolves the endpoint anew, connects through the client's [`Transport`] (so TLS,
+//! [`ask_node`] sends `config get cluster` on a node's existing connection (every ElastiCache
+//! node answers it as the endpoint does; plain memcached answers `ERROR`). [`fetch`] resolves
+//! the endpoint anew, connects through the client's [`Transport`] (so TLS,
 //! timeouts and "this server wants TLS" hints are the same as for node connections), asks
 //! `config get cluster`, falls back to the legacy key `AmazonElastiCache:cluster` on engines that
 //! do not know the command, and parses the block. It does not decide whether a configuration is
@@ -13,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::config::ClusterConfig;
+use crate::connection::Connection;
 use crate::error::{Error, Peer};
 use crate::protocol::request::LEGACY_CONFIG_KEY;
 use crate::protocol::{decode, ErrorReply, Limits, Request, Response};
@@ -199,6 +203,55 @@ impl Query<'_> {
             Error::Io { source, .. } => failed(self.endpoint, format!("{what}: {source}")),
             other => failed(self.endpoint, format!("{what}: {other}")),
         }
+    }
+}
+
+/// What a node said to `config get cluster`.
+#[derive(Debug)]
+pub(crate) enum NodeAnswer {
+    /// Its configuration.
+    Config(ClusterConfig),
+    /// `ERROR`: it does not know the command (plain memcached, Memorystore); do not ask again.
+    Unsupported,
+    /// No answer, an empty one, or one that does not parse.
+    Failed(Error),
+}
+
+/// Asks the node behind `connection` for the cluster configuration, on that connection (no new
+/// handshake), waiting at most until `deadline`.
+pub(crate) async fn ask_node(
+    connection: &Connection,
+    limits: &Limits,
+    deadline: Instant,
+) -> NodeAnswer {
+    let node = connection.node();
+    let mut frame = BytesMut::new();
+    let expect = match Request::ConfigGetCluster.encode(&mut frame, limits) {
+        Ok(expect) => expect,
+        Err(e) => return NodeAnswer::Failed(e.into()),
+    };
+    let reply = match connection
+        .send(frame.freeze(), expect, true, deadline)
+        .await
+    {
+        Ok(reply) => connection.reply(reply).await,
+        Err(e) => Err(e),
+    };
+    match reply {
+        Ok(Response::Config(Some(block))) => match parse_block(&block, node) {
+            Ok(config) => NodeAnswer::Config(config),
+            Err(e) => NodeAnswer::Failed(e),
+        },
+        Ok(Response::Config(None)) => NodeAnswer::Failed(failed(
+            node,
+            "the node has no cluster configuration stored".into(),
+        )),
+        Ok(Response::Error(ErrorReply::Error)) => NodeAnswer::Unsupported,
+        Ok(Response::Error(e)) => {
+            NodeAnswer::Failed(failed(node, format!("`config get cluster` answered {e}")))
+        }
+        Ok(other) => NodeAnswer::Failed(failed(node, format!("unexpected answer {other:?}"))),
+        Err(e) => NodeAnswer::Failed(e),
     }
 }
 

@@ -72,6 +72,7 @@
 //! | `memcached.discovery` | span, info | `endpoint` |
 //! | `memcached.topology.initial` | event, info | `version`, `nodes`, `endpoint` |
 //! | `memcached.topology.changed` | event, info | `old_version`, `new_version`, `added`, `removed`, `readdressed`, `moved_share` |
+//! | `memcached.discovery.node_asked` | event, debug (a poll asked a node for the configuration: `outcome` is `config`, `unsupported` when it answered `ERROR` and is not asked again, or `failed`) | `node`, `outcome`, `detail` |
 //! | `memcached.discovery.failed` | event, warn (at most one per poll interval) | `error` |
 //! | `memcached.discovery.stale` | event, debug | `age_ms` |
 //! | `memcached.discovery.stale_version_ignored` | event, debug | `current`, `received` |
@@ -121,8 +122,10 @@ mod discovery;
 pub mod distribution;
 pub mod error;
 mod flight;
+mod handoff;
 mod jitter;
 mod lease;
+mod multi_get;
 pub mod pipeline;
 pub mod protocol;
 #[cfg(feature = "tls")]
@@ -130,11 +133,15 @@ mod tls;
 pub mod topology;
 pub mod transport;
 
-pub use builder::{ClientBuilder, MAX_CONNECTIONS_PER_NODE, MAX_DURATION, MAX_QUEUE_DEPTH};
+pub use builder::{
+    ClientBuilder, DEFAULT_MAX_NODES, MAX_CONNECTIONS_PER_NODE, MAX_DURATION, MAX_QUEUE_DEPTH,
+};
 pub use client::{CasOutcome, Client};
+pub use cluster::FailureMode;
 pub use config::{ClusterConfig, Node};
 pub use distribution::{Distribution, NodeIdentity};
 pub use error::{Error, ProtocolError, ServerErrorKind, TlsErrorKind};
+pub use multi_get::MultiGet;
 pub use protocol::{Item, StoreMode};
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;

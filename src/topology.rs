@@ -3,28 +3,35 @@
 //! request, and the refresh pipeline (fetch → decide → build → swap). Nothing else swaps
 //! snapshots.
 //!
-//! Requests load the snapshot without locking . A refresh runs one at a
-//! time: it fetches the configuration , applies the rules ([`decide`]),
-//! builds the next snapshot from the current one (reusing live connections)
-//! and stores it whole. A failed or malformed poll keeps the last good topology.
+//! Requests load the snapshot without locking. A refresh runs one at a time: it asks the
+//! cluster's nodes for the configuration, in turn, on their existing connections (every
+//! ElastiCache node answers `config get cluster`; a node that answers `ERROR` is not asked again),
+//! and the configuration endpoint when no node answers or the nodes are not known yet; it
+//! applies the rules ([`decide`]), builds the next snapshot from the current one (reusing live
+//! connections and placement work) on tokio's blocking pool, and stores it whole. A poll, build
+//! included, ends within the discovery timeout; a configuration listing more than `max_nodes`
+//! nodes is refused before any work. A failed, malformed or refused poll keeps the last good
+//! topology. After a change, the previous snapshot is kept for the warm handoff window, if any.
 //!
 //! Timers do not run while a Lambda environment is frozen: every request checks, for the cost of
 //! a clock read, whether the last poll is older than the interval, and if so wakes the poller
 //! once, without waiting for it. The poller holds only a weak reference and ends when the
 //! topology (the last client clone) is dropped.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
-use arc_swap::{ArcSwap, Guard};
+use arc_swap::{ArcSwap, ArcSwapOption, Guard};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::cluster::{Placement, Snapshot, TopologyChange};
 use crate::config::{ClusterConfig, Node};
 use crate::connection::ConnectionSettings;
-use crate::discovery::fetch;
+use crate::discovery::{ask_node, fetch, NodeAnswer};
 use crate::error::Error;
 use crate::jitter::jitter;
 
@@ -76,13 +83,31 @@ pub(crate) enum Source {
     Static(ClusterConfig),
 }
 
+/// The topology's own settings (see the `ClientBuilder` methods of the same names).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TopologyOptions {
+    pub connections_per_node: usize,
+    pub max_nodes: usize,
+    /// How long after a change a miss is looked up on the key's previous owner.
+    pub warm_handoff: Option<Duration>,
+}
+
+/// The snapshot before the last change, while the warm handoff window is open.
+pub(crate) struct Handoff {
+    pub previous: Arc<Snapshot>,
+    pub until: Instant,
+}
+
 /// A client's topology. See the module docs.
 pub(crate) struct Topology {
     snapshot: ArcSwap<Snapshot>,
+    handoff: ArcSwapOption<Handoff>,
     settings: Arc<ConnectionSettings>,
-    connections_per_node: usize,
+    options: TopologyOptions,
     endpoint: Option<(String, Duration)>,
     poll: Arc<PollState>,
+    /// Which node a poll asks first (in turn), and the nodes that answered `ERROR`.
+    nodes_asked: NodePolls,
     /// One refresh at a time.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -94,30 +119,45 @@ impl Drop for Topology {
 }
 
 impl Topology {
-    /// The first topology: with an endpoint, after one discovery (bounded by the discovery
-    /// timeout), with the poller started; with a static list, at once. Connections open lazily.
+    /// The first topology: with an endpoint, after one discovery, with the poller started; with
+    /// a static list, at once. Bounded by the discovery timeout as a whole (the fetch and the
+    /// build). Connections open lazily.
     pub(crate) async fn start(
         source: Source,
         placement: Placement,
         settings: Arc<ConnectionSettings>,
-        connections_per_node: usize,
+        options: TopologyOptions,
     ) -> Result<Arc<Topology>, Error> {
-        let (config, endpoint, interval) = match source {
-            Source::Static(config) => (config, None, Duration::MAX),
+        let empty = Arc::new(Snapshot::empty(placement));
+        let (snapshot, endpoint, interval) = match source {
+            Source::Static(config) => {
+                let (snapshot, _) = build_bounded(
+                    "(static)",
+                    empty,
+                    config,
+                    &settings,
+                    &options,
+                    Instant::now() + crate::MAX_DURATION,
+                )
+                .await?;
+                (snapshot, None, Duration::MAX)
+            }
             Source::Endpoint {
                 endpoint,
                 poll_interval,
                 discovery_timeout,
             } => {
+                let deadline = Instant::now() + discovery_timeout;
                 let span = tracing::info_span!("memcached.discovery", endpoint = %endpoint);
-                let config = fetch(&endpoint, &settings.transport, discovery_timeout)
-                    .instrument(span)
-                    .await?;
-                (config, Some((endpoint, discovery_timeout)), poll_interval)
+                let (snapshot, _) = async {
+                    let config = fetch(&endpoint, &settings.transport, discovery_timeout).await?;
+                    build_bounded(&endpoint, empty, config, &settings, &options, deadline).await
+                }
+                .instrument(span)
+                .await?;
+                (snapshot, Some((endpoint, discovery_timeout)), poll_interval)
             }
         };
-        let (snapshot, _) =
-            Snapshot::empty(placement).next(config, &settings, connections_per_node);
         tracing::info!(
             version = snapshot.config.version,
             nodes = snapshot.nodes.len(),
@@ -126,11 +166,13 @@ impl Topology {
         );
         let polled = endpoint.is_some();
         let topology = Arc::new(Topology {
-            snapshot: ArcSwap::from_pointee(snapshot),
+            snapshot: ArcSwap::new(snapshot),
+            handoff: ArcSwapOption::empty(),
             settings,
-            connections_per_node,
+            options,
             endpoint,
             poll: Arc::new(PollState::new(interval)),
+            nodes_asked: NodePolls::default(),
             refreshing: tokio::sync::Mutex::new(()),
         });
         if polled {
@@ -158,7 +200,24 @@ impl Topology {
         self.snapshot.load_full()
     }
 
-    /// One poll of the endpoint, then the apply rules; only one runs at a time. With a static
+    /// The snapshot before the last change, while the warm handoff window is open.
+    #[inline]
+    pub(crate) fn handoff(&self) -> Option<Arc<Handoff>> {
+        let handoff = self.handoff.load();
+        match &*handoff {
+            None => None,
+            Some(h) if Instant::now() < h.until => Some(h.clone()),
+            Some(_) => {
+                drop(handoff);
+                self.handoff.store(None);
+                None
+            }
+        }
+    }
+
+    /// One poll, then the apply rules; only one runs at a time. The nodes of the current
+    /// snapshot are asked first, in turn, on their connections; the endpoint when none answers.
+    /// The whole of it (asking, building) is bounded by the discovery timeout. With a static
     /// node list it does nothing.
     pub(crate) async fn refresh(&self) -> Result<TopologyChange, Error> {
         let Some((endpoint, timeout)) = &self.endpoint else {
@@ -166,24 +225,28 @@ impl Topology {
         };
         let _single_flight = self.refreshing.lock().await;
         self.poll.attempted();
+        let deadline = Instant::now() + *timeout;
         let span = tracing::info_span!("memcached.discovery", endpoint = %endpoint);
-        let fetched = fetch(endpoint, &self.settings.transport, *timeout)
-            .instrument(span.clone())
-            .await;
-        let _entered = span.enter();
+        let current = self.snapshot.load_full();
+        let fetched = async {
+            match self.ask_nodes(&current, deadline).await {
+                Some(config) => Ok(config),
+                None => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    fetch(endpoint, &self.settings.transport, left).await
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
         let config = match fetched {
             Ok(config) => config,
-            Err(error) => {
-                if self.poll.may_warn() {
-                    tracing::warn!(error = %error, "memcached.discovery.failed");
-                }
-                return Err(error);
-            }
+            Err(error) => return Err(self.failed(&span, error)),
         };
-        let current = self.snapshot.load_full();
         match decide(&current.config, &config) {
             Decision::Unchanged => Ok(TopologyChange::default()),
             Decision::Stale => {
+                let _entered = span.enter();
                 tracing::debug!(
                     current = current.config.version,
                     received = config.version,
@@ -192,33 +255,152 @@ impl Topology {
                 Ok(TopologyChange::default())
             }
             Decision::Apply => {
-                // Building a placement is CPU work (about 3 ms at 30 nodes, 0.3 s at 300): keep
-                // it off the async workers, on tokio's blocking pool.
-                let (base, settings, per_node) = (
+                let built = build_bounded(
+                    endpoint,
                     current.clone(),
-                    self.settings.clone(),
-                    self.connections_per_node,
-                );
-                let (next, change) =
-                    tokio::task::spawn_blocking(move || base.next(config, &settings, per_node))
-                        .await
-                        .map_err(|e| Error::Discovery {
-                            endpoint: endpoint.clone(),
-                            reason: format!("building the new topology failed: {e}"),
-                        })?;
+                    config,
+                    &self.settings,
+                    &self.options,
+                    deadline,
+                )
+                .instrument(span.clone())
+                .await;
+                let (next, change) = match built {
+                    Ok(built) => built,
+                    Err(error) => return Err(self.failed(&span, error)),
+                };
+                let _entered = span.enter();
                 tracing::info!(
                     old_version = current.config.version,
                     new_version = next.config.version,
                     added = ?change.added,
                     removed = ?change.removed,
                     readdressed = ?change.readdressed,
-                    moved_share = current.moved_share(&next),
+                    moved_share = change.moved_share,
                     "memcached.topology.changed"
                 );
-                self.snapshot.store(Arc::new(next));
+                if let Some(window) = self.options.warm_handoff {
+                    if change.moved_share > 0.0 {
+                        self.handoff.store(Some(Arc::new(Handoff {
+                            previous: current.clone(),
+                            until: Instant::now() + window,
+                        })));
+                    }
+                }
+                self.snapshot.store(next);
                 Ok(change)
             }
         }
+    }
+
+    /// Logs a failed poll (at most once per interval) and returns its error.
+    fn failed(&self, span: &tracing::Span, error: Error) -> Error {
+        if self.poll.may_warn() {
+            let _entered = span.enter();
+            tracing::warn!(error = %error, "memcached.discovery.failed");
+        }
+        error
+    }
+
+    /// Asks the snapshot's nodes for the configuration, in turn from where the last poll
+    /// stopped, skipping nodes marked down and nodes that answered `ERROR` once; the first
+    /// answer wins. Gives up after three nodes or half the time left before `deadline`, so that
+    /// the endpoint still has time.
+    async fn ask_nodes(&self, snapshot: &Snapshot, deadline: Instant) -> Option<ClusterConfig> {
+        let n = snapshot.nodes.len();
+        if n == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let until = now + deadline.saturating_duration_since(now) / 2;
+        let first = self.nodes_asked.next.fetch_add(1, Ordering::Relaxed);
+        let mut asked = 0;
+        for k in 0..n {
+            let node = &snapshot.nodes[(first + k) % n];
+            if asked == 3 || Instant::now() >= until {
+                break;
+            }
+            if node.is_down() || self.nodes_asked.refuses(&node.id) {
+                continue;
+            }
+            asked += 1;
+            let answer = ask_node(node.connection(), &self.settings.limits, until).await;
+            let (outcome, detail) = match &answer {
+                NodeAnswer::Config(config) => ("config", format!("version {}", config.version)),
+                NodeAnswer::Unsupported => ("unsupported", String::new()),
+                NodeAnswer::Failed(error) => ("failed", error.without_data().to_string()),
+            };
+            tracing::debug!(node = %node.id, outcome, detail = %detail, "memcached.discovery.node_asked");
+            match answer {
+                NodeAnswer::Config(config) => return Some(config),
+                NodeAnswer::Unsupported => self.nodes_asked.refused(&node.id),
+                NodeAnswer::Failed(_) => {}
+            }
+        }
+        None
+    }
+}
+
+/// Which node a poll asks first, and the nodes that do not know `config get cluster`.
+#[derive(Default)]
+struct NodePolls {
+    next: AtomicUsize,
+    refused: Mutex<HashSet<Arc<str>>>,
+}
+
+impl NodePolls {
+    fn refuses(&self, node: &Arc<str>) -> bool {
+        self.refused.lock().is_ok_and(|set| set.contains(node))
+    }
+
+    fn refused(&self, node: &Arc<str>) {
+        if let Ok(mut set) = self.refused.lock() {
+            set.insert(node.clone());
+        }
+    }
+}
+
+/// Builds the snapshot for `config` from `base` (reusing its connections and placement work)
+/// on tokio's blocking pool, off the async workers, and waits for it until `deadline`.
+/// Refuses a configuration with more than `max_nodes` distinct nodes before any work.
+async fn build_bounded(
+    source: &str,
+    base: Arc<Snapshot>,
+    config: ClusterConfig,
+    settings: &Arc<ConnectionSettings>,
+    options: &TopologyOptions,
+    deadline: Instant,
+) -> Result<(Arc<Snapshot>, TopologyChange), Error> {
+    let failed = |reason: String| Error::Discovery {
+        endpoint: source.to_string(),
+        reason,
+    };
+    let distinct = config
+        .nodes
+        .iter()
+        .map(|n| (n.hostname.as_str(), n.port))
+        .collect::<HashSet<_>>()
+        .len();
+    if distinct > options.max_nodes {
+        return Err(failed(format!(
+            "the configuration (version {}) lists {distinct} nodes, more than max_nodes ({}); \
+             raise ClientBuilder::max_nodes if the cluster really is that large",
+            config.version, options.max_nodes
+        )));
+    }
+    let (settings, per_node) = (settings.clone(), options.connections_per_node);
+    let nodes = config.nodes.len();
+    let work = tokio::task::spawn_blocking(move || {
+        let (next, mut change) = base.next(config, &settings, per_node);
+        change.moved_share = base.moved_share(&next);
+        (Arc::new(next), change)
+    });
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(Ok(built)) => Ok(built),
+        Ok(Err(e)) => Err(failed(format!("building the new topology failed: {e}"))),
+        Err(_) => Err(failed(format!(
+            "building the topology for {nodes} nodes did not finish within the discovery timeout"
+        ))),
     }
 }
 

@@ -3,6 +3,11 @@
 //! Shared by a connection's task (which marks the node down or up) and its handles (which fail
 //! fast with [`Error::NodeDown`] while it is down, instead of queueing). Times are read from
 //! tokio's clock, the one request deadlines use. Owns no socket and no queue.
+//!
+//! Two ways back up: by default a down node counts as up again once its backoff is over, and
+//! the next request tries it. A node whose connection *probes* (the client routes around down
+//! nodes, [`FailureMode::Redistribute`](crate::FailureMode::Redistribute)) stays down until its
+//! task has connected again, since no request would come to try it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,16 +26,31 @@ pub(super) struct Health {
     /// Nanoseconds since `epoch` until which the node counts as down; 0 when up.
     down_until: AtomicU64,
     reason: Mutex<Arc<str>>,
+    /// Down until the task has connected again, not until the backoff is over.
+    probes: bool,
 }
 
 impl Health {
-    pub(super) fn new(node: Arc<str>) -> Health {
+    pub(super) fn new(node: Arc<str>, probes: bool) -> Health {
         Health {
             node,
             epoch: Instant::now(),
             down_until: AtomicU64::new(0),
             reason: Mutex::new(Arc::from("")),
+            probes,
         }
+    }
+
+    /// Whether the node's task reconnects on its own while it is down (see the module docs).
+    pub(super) fn probes(&self) -> bool {
+        self.probes
+    }
+
+    /// Whether the node is down now. Without a clock read while it is up.
+    #[inline]
+    pub(super) fn is_down(&self) -> bool {
+        let until = self.down_until.load(Ordering::Relaxed);
+        until != 0 && self.now_nanos() < until
     }
 
     /// The node's name, `host:port`.
@@ -55,14 +75,21 @@ impl Health {
         })
     }
 
-    /// Marks the node down for about `backoff` (±20 % jitter) because of `reason`.
-    pub(super) fn mark_down(&self, backoff: Duration, reason: &Error) {
+    /// Marks the node down for about `backoff` (±20 % jitter) because of `reason`; returns when
+    /// the backoff ends. A probing node stays down until [`Health::mark_up`].
+    pub(super) fn mark_down(&self, backoff: Duration, reason: &Error) -> Instant {
         if let Ok(mut r) = self.reason.lock() {
             *r = Arc::from(reason.to_string());
         }
-        let nanos = u64::try_from(jitter(backoff, 0.2).as_nanos()).unwrap_or(u64::MAX);
-        let until = self.now_nanos().saturating_add(nanos);
+        let delay = jitter(backoff, 0.2);
+        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        let until = if self.probes {
+            u64::MAX
+        } else {
+            self.now_nanos().saturating_add(nanos)
+        };
         self.down_until.store(until.max(1), Ordering::Relaxed);
+        Instant::now() + delay
     }
 
     pub(super) fn mark_up(&self) {
@@ -115,7 +142,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_node_marked_down_is_up_again_after_its_backoff() {
-        let health = Health::new(Arc::from("n:1"));
+        let health = Health::new(Arc::from("n:1"), false);
         assert!(health.down_error().is_none());
         let reason = Error::NoNodes;
         health.mark_down(Duration::from_millis(100), &reason);
@@ -128,5 +155,17 @@ mod tests {
         health.mark_down(Duration::from_secs(1), &reason);
         health.mark_up();
         assert!(health.down_error().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probing_node_stays_down_until_marked_up() {
+        let health = Health::new(Arc::from("n:1"), true);
+        let reason = Error::NoNodes;
+        let retry = health.mark_down(Duration::from_millis(100), &reason);
+        assert!(retry <= Instant::now() + Duration::from_millis(120));
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(health.is_down() && health.down_error().is_some());
+        health.mark_up();
+        assert!(!health.is_down() && health.down_error().is_none());
     }
 }

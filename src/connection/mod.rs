@@ -40,6 +40,9 @@ pub(crate) struct ConnectionSettings {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub transport: Arc<Transport>,
+    /// Whether a down node's task reconnects on its own, and the node stays down until it has
+    /// (the client routes around down nodes then: nothing else would try it).
+    pub probe_down_nodes: bool,
 }
 
 /// The caller's end of a request in the connection task: a oneshot sender.
@@ -83,7 +86,7 @@ impl Connection {
         settings: Arc<ConnectionSettings>,
     ) -> Connection {
         let (tx, rx) = mpsc::channel(settings.queue_depth.max(1));
-        let health = Arc::new(Health::new(node_id));
+        let health = Arc::new(Health::new(node_id, settings.probe_down_nodes));
         let request_timeout = settings.request_timeout;
         tokio::spawn(task::run(rx, target, settings, health.clone()));
         Connection {
@@ -97,6 +100,12 @@ impl Connection {
     /// The node's name, `host:port`.
     pub(crate) fn node(&self) -> &str {
         self.health.node()
+    }
+
+    /// Whether the node is marked down (requests fail fast with [`Error::NodeDown`]).
+    #[inline]
+    pub(crate) fn is_down(&self) -> bool {
+        self.health.is_down()
     }
 
     /// Whether the node speaks the meta protocol, once a meta request has told.

@@ -40,33 +40,42 @@ pub(super) async fn run(
     let node = Peer::Node(health.node());
     let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
     let mut replay: Vec<Pending<Waiter>> = Vec::new();
+    // While the node is down: when the backoff ends (a probing node connects again then).
+    let mut retry_at: Option<Instant> = None;
     loop {
         if replay.is_empty() {
+            let probe_at = retry_at.filter(|_| health.probes());
             let first = loop {
-                match rx.recv().await {
-                    None => return,
-                    Some(p) if p.caller().0.is_closed() => continue,
-                    Some(p) => break p,
+                tokio::select! {
+                    pending = rx.recv() => match pending {
+                        None => return,
+                        Some(p) if p.caller().0.is_closed() => continue,
+                        Some(p) => break Some(p),
+                    },
+                    () = sleep_until_some(probe_at) => break None,
                 }
             };
-            replay.push(first);
+            replay.extend(first);
         }
         // Requests queued before the node was marked down: no connect during the backoff,
         // they fail as the callers arriving now do.
-        if let Some(down) = health.down_error() {
-            fail_queued(&mut replay, &mut rx, &down);
-            continue;
+        if retry_at.is_some_and(|at| Instant::now() < at) {
+            if let Some(down) = health.down_error() {
+                fail_queued(&mut replay, &mut rx, &down);
+                continue;
+            }
         }
         let stream = match settings.transport.connect(&target, node, None).await {
             Ok(stream) => stream,
             Err(err) => {
                 let delay = backoff.failed();
                 tracing::warn!(node = %health.node(), error = %err, backoff_ms = delay.as_millis() as u64, "memcached.connect_failed");
-                health.mark_down(delay, &err);
+                retry_at = Some(health.mark_down(delay, &err));
                 fail_queued(&mut replay, &mut rx, &err);
                 continue;
             }
         };
+        retry_at = None;
         health.mark_up();
         tracing::debug!(node = %health.node(), "memcached.connected");
         let first = std::mem::take(&mut replay);
@@ -102,8 +111,19 @@ pub(super) async fn run(
             backoff.reset();
         }
         if closed.node_down {
-            health.mark_down(backoff.failed(), &error);
+            retry_at = Some(health.mark_down(backoff.failed(), &error));
+        } else if health.probes() {
+            // Nothing may come to try the node again: reconnect now.
+            retry_at = Some(Instant::now());
         }
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -378,6 +378,14 @@ impl Locator {
         }
     }
 
+    /// TEMPORARY naive stand-in until the ring branch lands.
+    pub fn locate_usable(&self, key: &[u8], usable: impl Fn(usize) -> bool) -> Option<usize> {
+        let owner = self.locate(key)?;
+        (0..self.len)
+            .map(|k| (owner + k) % self.len)
+            .find(|&i| usable(i))
+    }
+
     /// The mode this placement was built for.
     pub fn distribution(&self) -> Distribution {
         self.distribution

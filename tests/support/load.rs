@@ -25,6 +25,8 @@ pub struct Report {
     pub max_latency: Duration,
     /// Longest stretch without a single successful operation, after the first one.
     pub longest_outage: Duration,
+    /// When the last error happened, since the load started.
+    pub last_error: Option<Duration>,
 }
 
 impl Report {
@@ -43,6 +45,28 @@ struct Shared {
     errors: Mutex<BTreeMap<&'static str, u64>>,
     last_success_us: AtomicU64,
     longest_outage_us: AtomicU64,
+    /// Microseconds since the start of the last error, plus one (0: none).
+    last_error_us: AtomicU64,
+}
+
+/// The share of each operation, in tenths: the rest of the ten are single gets.
+#[derive(Debug, Clone, Copy)]
+pub struct Mix {
+    pub sets: usize,
+    pub multi_gets: usize,
+}
+
+impl Mix {
+    /// 3 sets, 1 multi-get, 6 gets in ten.
+    pub const CHURN: Mix = Mix {
+        sets: 3,
+        multi_gets: 1,
+    };
+    /// 1 set, 9 gets in ten: a read-mostly cache.
+    pub const READ_MOSTLY: Mix = Mix {
+        sets: 1,
+        multi_gets: 0,
+    };
 }
 
 fn kind(e: &Error) -> &'static str {
@@ -85,6 +109,11 @@ pub struct Load {
 impl Load {
     /// Starts `callers` tasks on `client`. Keys are prefixed with `tag` so loads never share keys.
     pub fn start(client: &Client, callers: usize, tag: &str) -> Load {
+        Load::start_mix(client, callers, tag, Mix::CHURN)
+    }
+
+    /// As [`Load::start`], with another mix of operations.
+    pub fn start_mix(client: &Client, callers: usize, tag: &str, mix: Mix) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared::default());
         let started = Instant::now();
@@ -96,7 +125,7 @@ impl Load {
                 let keys: Vec<String> = (0..KEYS_PER_CALLER)
                     .map(|k| format!("{tag}-c{caller}-k{k}"))
                     .collect();
-                tokio::spawn(async move { run(client, keys, stop, shared, started).await })
+                tokio::spawn(async move { run(client, keys, stop, shared, started, mix).await })
             })
             .collect();
         Load {
@@ -105,6 +134,11 @@ impl Load {
             started,
             tasks,
         }
+    }
+
+    /// Time since the load started (the clock of [`Report::last_error`]).
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Operations done so far.
@@ -131,6 +165,10 @@ impl Load {
             longest_outage: Duration::from_micros(
                 s.longest_outage_us.load(Ordering::Relaxed).max(tail),
             ),
+            last_error: match s.last_error_us.load(Ordering::Relaxed) {
+                0 => None,
+                us => Some(Duration::from_micros(us - 1)),
+            },
         }
     }
 }
@@ -141,6 +179,7 @@ async fn run(
     stop: Arc<AtomicBool>,
     shared: Arc<Shared>,
     started: Instant,
+    mix: Mix,
 ) {
     // Last acknowledged generation per key, and the next generation to write.
     let mut acked: Vec<Option<u64>> = vec![None; keys.len()];
@@ -150,8 +189,9 @@ async fn run(
         round += 1;
         let i = round % keys.len();
         let op_started = Instant::now();
-        let outcome: Result<(), Error> = match round % 10 {
-            0..=2 => {
+        let slot = round % 10;
+        let outcome: Result<(), Error> = match slot {
+            _ if slot < mix.sets => {
                 let generation = next_gen;
                 next_gen += 1;
                 match client
@@ -173,7 +213,7 @@ async fn run(
                     }
                 }
             }
-            3 => client.get_many(&keys).await.map(|found| {
+            _ if slot < mix.sets + mix.multi_gets => client.get_many(&keys).await.map(|found| {
                 for (k, key) in keys.iter().enumerate() {
                     check(
                         &shared,
@@ -205,6 +245,8 @@ async fn run(
             }
             Err(e) => {
                 *shared.errors.lock().unwrap().entry(kind(&e)).or_default() += 1;
+                let now = started.elapsed().as_micros() as u64;
+                shared.last_error_us.fetch_max(now + 1, Ordering::Relaxed);
                 // Back off a little so that a dead node does not turn the load into a spin.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }

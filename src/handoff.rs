@@ -1,0 +1,159 @@
+//! Warm handoff: for a while after a topology change, a key whose owner changed is still looked
+//! up on its previous owner, copied to the new one, and kept from coming back once deleted or
+//! overwritten. See [`ClientBuilder::warm_handoff`](crate::ClientBuilder::warm_handoff).
+//!
+//! This module owns the per-key exchanges with the two owners; when the window is open and
+//! which snapshot was the previous one is [`crate::topology`]'s, which calls use it is
+//! [`crate::client`]'s.
+//!
+//! The rules, and why no deleted or overwritten value can come back:
+//!
+//! * A miss on the new owner reads the previous owner with `mg <key> v t f c` (value, remaining
+//!   TTL, client flags, CAS) and copies a hit to the new owner with `ms ... ME` (add: never over
+//!   a value written meanwhile), with the remaining TTL. It then reads the previous owner's CAS
+//!   again: if the item is gone or changed there, a delete may have run between the read and
+//!   the copy, so the copy is deleted again (`md <key> C<cas of the copy>`: only if still ours).
+//! * A delete of a moved key deletes on the previous owner first, then on the new one. Any copy
+//!   made from a read before the first delete is either deleted by the second, or found out by
+//!   its re-check and deleted by its maker.
+//! * A write of a moved key goes to the new owner, then deletes the previous owner's copy; a
+//!   copy made meanwhile loses to the written value, since `add` does not overwrite.
+//!
+//! Nodes without the meta protocol are read with `get` and nothing is copied (the remaining TTL
+//! cannot be known): the value is served, and served again from the previous owner until the
+//! window closes.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::connection::Connection;
+use crate::error::Error;
+use crate::protocol::meta::{MetaDelete, MetaGet, MetaRequest, MetaSet, MetaStatus, SetMode, Ttl};
+use crate::protocol::{ErrorReply, Limits, Request, Response, Retrieval};
+
+/// A moved key's two owners during the window.
+pub(crate) struct Owners<'a> {
+    pub previous: &'a Connection,
+    pub current: &'a Connection,
+    pub limits: &'a Limits,
+}
+
+/// What the previous owner holds.
+struct Found {
+    value: Bytes,
+    flags: u32,
+    ttl: Option<Ttl>,
+    cas: Option<u64>,
+}
+
+impl Owners<'_> {
+    async fn call(&self, on: &Connection, request: MetaRequest<'_>) -> Result<Response, Error> {
+        let mut frame = BytesMut::new();
+        let expect = request.encode(&mut frame, self.limits)?;
+        on.call(frame.freeze(), expect, request.is_idempotent())
+            .await
+    }
+
+    /// The previous owner's item, by the meta protocol or, without it, by `get`.
+    async fn read_previous(&self, key: &[u8]) -> Result<Option<Found>, Error> {
+        if self.previous.speaks_meta() != Some(false) {
+            let get = MetaGet::new(key).value().ttl().client_flags().cas();
+            match self.call(self.previous, get.into()).await? {
+                Response::Meta(reply) => {
+                    self.previous.set_speaks_meta(true);
+                    let placeholder = reply.flags.win_taken || reply.flags.stale;
+                    return Ok(match (reply.status, reply.value) {
+                        (MetaStatus::Value, Some(value)) if !placeholder => Some(Found {
+                            value,
+                            flags: reply.flags.client_flags.unwrap_or(0),
+                            ttl: reply.flags.ttl,
+                            cas: reply.flags.cas,
+                        }),
+                        _ => None,
+                    });
+                }
+                Response::Error(ErrorReply::Error) => self.previous.set_speaks_meta(false),
+                Response::Error(e) => return Err(e.to_error(self.previous.node())),
+                other => return Err(other.unexpected(self.previous.node(), "a meta reply")),
+            }
+        }
+        let keys: &[&[u8]] = &[key];
+        let request = Request::Retrieve {
+            kind: Retrieval::Get,
+            keys,
+        };
+        let mut frame = BytesMut::new();
+        let expect = request.encode(&mut frame, self.limits)?;
+        match self.previous.call(frame.freeze(), expect, true).await? {
+            Response::Values(mut items) => {
+                Ok(items.pop().filter(|i| i.key == key).map(|i| Found {
+                    value: i.value,
+                    flags: i.flags,
+                    ttl: None,
+                    cas: None,
+                }))
+            }
+            Response::Error(e) => Err(e.to_error(self.previous.node())),
+            other => Err(other.unexpected(self.previous.node(), "the reply to get")),
+        }
+    }
+
+    /// A miss on the new owner: the previous owner's value, copied to the new owner when its
+    /// remaining TTL is known. See the module docs.
+    pub(crate) async fn recover(&self, key: &[u8]) -> Result<Option<Bytes>, Error> {
+        let Some(found) = self.read_previous(key).await? else {
+            return Ok(None);
+        };
+        let (Some(ttl), Some(cas)) = (found.ttl, found.cas) else {
+            return Ok(Some(found.value)); // no meta protocol: served, not copied
+        };
+        let exptime = match ttl {
+            Ttl::Never => 0,
+            Ttl::Seconds(0) => return Ok(Some(found.value)), // expiring now: not worth a copy
+            Ttl::Seconds(secs) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                crate::protocol::exptime(std::time::Duration::from_secs(secs.into()), now)?
+            }
+        };
+        let copy = MetaSet::new(key, &found.value)
+            .mode(SetMode::Add)
+            .client_flags(found.flags)
+            .ttl(exptime)
+            .return_cas();
+        let copied = match self.call(self.current, copy.into()).await {
+            Ok(Response::Meta(reply)) if reply.status == MetaStatus::Success => reply.flags.cas,
+            _ => None, // not stored (written meanwhile) or failed: the read still stands
+        };
+        if let Some(copy_cas) = copied {
+            let again = MetaGet::new(key).cas();
+            let unchanged = matches!(
+                self.call(self.previous, again.into()).await,
+                Ok(Response::Meta(reply)) if reply.flags.cas == Some(cas)
+            );
+            if !unchanged {
+                let undo = MetaDelete::new(key).compare_cas(copy_cas);
+                let _ = self.call(self.current, undo.into()).await;
+            }
+        }
+        Ok(Some(found.value))
+    }
+
+    /// Deletes the previous owner's copy (before a delete on the new owner, or after a write
+    /// there). Returns whether it existed; a failure of that node is not the caller's: the
+    /// caller's own request decides.
+    pub(crate) async fn forget_previous(&self, key: &[u8]) -> bool {
+        let request = Request::Delete { key };
+        let mut frame = BytesMut::new();
+        let Ok(expect) = request.encode(&mut frame, self.limits) else {
+            return false;
+        };
+        matches!(
+            self.previous.call(frame.freeze(), expect, false).await,
+            Ok(Response::Deleted)
+        )
+    }
+}

@@ -1,0 +1,236 @@
+//! Multi-key reads: [`Client::get_many`], which fails whole when a node fails, and
+//! [`Client::get_many_partial`], which returns what the nodes that answered found and, apart,
+//! the keys whose node failed, with why.
+//!
+//! Both are one mechanism: the keys are grouped by the node they route to (under
+//! [`FailureMode::Redistribute`](crate::FailureMode::Redistribute) a down node's keys route to
+//! their stand-in), every node's `get k1 k2 ...` (split every 100 keys) is queued before any
+//! reply is awaited, all under one deadline, and each reply is checked against its request. A
+//! node refused before anything was sent (marked down meanwhile) has its keys routed again once,
+//! when they now go elsewhere. Owns no routing rule and no connection.
+
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::client::Client;
+use crate::error::{excerpt, Error, ProtocolError};
+use crate::protocol::{validate_key, Item, Request, Response, Retrieval};
+
+/// Keys per `get` line; larger groups are split into several pipelined requests.
+const KEYS_PER_GET: usize = 100;
+
+/// What [`Client::get_many_partial`] found.
+#[derive(Debug, Default, Clone)]
+#[non_exhaustive]
+pub struct MultiGet {
+    /// The values found, by key. Keys that missed are in neither field.
+    pub hits: HashMap<Bytes, Bytes>,
+    /// The keys that could not be read, each with its node's error (one entry per key; the keys
+    /// of one node share its error).
+    pub failed: Vec<(Bytes, Error)>,
+}
+
+impl MultiGet {
+    /// Whether every key was read (hit or miss).
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+impl Client {
+    /// The values of many keys: one `get k1 k2 ...` per node (split every 100 keys), all nodes
+    /// in parallel. Missing keys are absent from the map. Fails if any node fails; see
+    /// [`Client::get_many_partial`] for the hits of the nodes that answered.
+    pub async fn get_many<I, K>(&self, keys: I) -> Result<HashMap<Bytes, Bytes>, Error>
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<[u8]>,
+    {
+        let found = self.get_many_partial(keys).await?;
+        match found.failed.into_iter().next() {
+            Some((_, error)) => Err(error),
+            None => Ok(found.hits),
+        }
+    }
+
+    /// As [`Client::get_many`], but a failing node fails only its own keys: the result holds
+    /// the hits from the nodes that answered and, separately, each key that could not be read
+    /// with its error. Under [`FailureMode::Redistribute`](crate::FailureMode::Redistribute) the
+    /// keys of a node marked down are read from the next live node instead.
+    ///
+    /// Returns `Err` only for what fails every key: an invalid key (refused before anything is
+    /// sent) or a client without nodes.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: memcached_autodiscovery::Client) -> Result<(), memcached_autodiscovery::Error> {
+    /// let found = client.get_many_partial(["user:1", "user:2", "user:3"]).await?;
+    /// for (key, error) in &found.failed {
+    ///     eprintln!("{} unreadable: {error}", String::from_utf8_lossy(key));
+    /// }
+    /// let user1 = found.hits.get(&b"user:1"[..]);
+    /// # let _ = user1; Ok(()) }
+    /// ```
+    pub async fn get_many_partial<I, K>(&self, keys: I) -> Result<MultiGet, Error>
+    where
+        I: IntoIterator<Item = K>,
+        K: AsRef<[u8]>,
+    {
+        let keys: Vec<K> = keys.into_iter().collect();
+        for key in &keys {
+            validate_key(key.as_ref())?;
+        }
+        let span = tracing::debug_span!("memcached.request", op = "get_many", keys = keys.len());
+        async {
+            let mut keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let mut found = MultiGet::default();
+            let mut round = self.read_round(&keys, &mut found).await?;
+            // Keys whose node was found down before their request went out: once more, if they
+            // now route elsewhere.
+            if !round.is_empty() {
+                let retry: Vec<&[u8]> = round.iter().map(|(k, _)| *k).collect();
+                let mut again = MultiGet::default();
+                round = self.read_round(&retry, &mut again).await?;
+                found.hits.extend(again.hits);
+                found.failed.extend(again.failed);
+            }
+            found.failed.extend(
+                round
+                    .into_iter()
+                    .map(|(key, error)| (Bytes::copy_from_slice(key), error)),
+            );
+            self.recover_moved(&keys, &mut found).await;
+            Ok(found)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// One read of `keys`, grouped by node: hits and failed keys into `found`, except keys
+    /// refused as [`Error::NodeDown`] that route elsewhere now, which are returned.
+    async fn read_round<'k>(
+        &self,
+        keys: &[&'k [u8]],
+        found: &mut MultiGet,
+    ) -> Result<Vec<(&'k [u8], Error)>, Error> {
+        let snapshot = self.topology().snapshot();
+        let mut groups: Vec<Vec<&[u8]>> = vec![Vec::new(); snapshot.nodes.len()];
+        for &key in keys {
+            let index = snapshot.route_index(key).ok_or(Error::NoNodes)?;
+            groups[index].push(key);
+        }
+        let settings = self.topology().settings();
+        let deadline = Instant::now() + settings.request_timeout;
+        let mut refused = Vec::new();
+        let mut waiting = Vec::with_capacity(groups.len());
+        for (index, group) in groups.iter().enumerate() {
+            let conn = snapshot.nodes[index].connection();
+            for chunk in group.chunks(KEYS_PER_GET) {
+                let request = Request::Retrieve {
+                    kind: Retrieval::Get,
+                    keys: chunk,
+                };
+                let mut buf = BytesMut::new();
+                let expect = request.encode(&mut buf, &settings.limits)?;
+                match conn.send(buf.freeze(), expect, true, deadline).await {
+                    Ok(reply) => waiting.push((conn, chunk, reply)),
+                    Err(error) => {
+                        for &key in chunk {
+                            let elsewhere = matches!(error, Error::NodeDown { .. })
+                                && snapshot.route_index(key) != Some(index);
+                            if elsewhere {
+                                refused.push((key, error.clone()));
+                            } else {
+                                found
+                                    .failed
+                                    .push((Bytes::copy_from_slice(key), error.clone()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (conn, chunk, reply) in waiting {
+            let items = match conn.reply(reply).await {
+                Ok(Response::Values(items)) => check_order(chunk, items, conn.node()),
+                Ok(Response::Error(e)) => Err(e.to_error(conn.node())),
+                Ok(other) => Err(other.unexpected(conn.node(), "the reply to get")),
+                Err(error) => Err(error),
+            };
+            match items {
+                Ok(items) => {
+                    for item in items {
+                        found.hits.insert(item.key, item.value);
+                    }
+                }
+                Err(error) => found.failed.extend(
+                    chunk
+                        .iter()
+                        .map(|key| (Bytes::copy_from_slice(key), error.clone())),
+                ),
+            }
+        }
+        Ok(refused)
+    }
+
+    /// During the warm handoff window: the misses among `keys` that moved, read from their
+    /// previous owner (see [`crate::handoff`]).
+    async fn recover_moved(&self, keys: &[&[u8]], found: &mut MultiGet) {
+        if self.topology().handoff().is_none() {
+            return;
+        }
+        let failed: std::collections::HashSet<&[u8]> =
+            found.failed.iter().map(|(k, _)| &k[..]).collect();
+        let misses: Vec<&[u8]> = keys
+            .iter()
+            .copied()
+            .filter(|k| !found.hits.contains_key(*k) && !failed.contains(k))
+            .collect();
+        for key in misses {
+            if let Some(value) = self.recover(key).await {
+                found.hits.insert(Bytes::copy_from_slice(key), value);
+            }
+        }
+    }
+}
+
+/// Checks that a multi-key reply holds only requested keys, in request order (memcached answers
+/// in request order and skips misses); anything else means the stream is out of step.
+fn check_order(requested: &[&[u8]], items: Vec<Item>, node: &str) -> Result<Vec<Item>, Error> {
+    let mut remaining = requested.iter();
+    for item in &items {
+        if !remaining.any(|k| *k == item.key) {
+            return Err(Error::Protocol {
+                node: node.to_string(),
+                source: ProtocolError::UnexpectedReply {
+                    expected: "only requested keys, in request order",
+                    line: excerpt(&item.key),
+                },
+            });
+        }
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_get_replies_must_follow_request_order() {
+        let item = |k: &'static [u8]| Item {
+            key: Bytes::from_static(k),
+            flags: 0,
+            cas: None,
+            value: Bytes::new(),
+        };
+        let keys: &[&[u8]] = &[b"a", b"b", b"c"];
+        assert!(check_order(keys, vec![item(b"a"), item(b"c")], "n").is_ok());
+        assert!(check_order(keys, vec![item(b"c"), item(b"a")], "n").is_err());
+        assert!(check_order(keys, vec![item(b"x")], "n").is_err());
+    }
+}

@@ -1,0 +1,193 @@
+//! `FailureMode` and the partial multi-get, against real memcached processes killed and
+//! restarted by PID under a checked load (values name their key; wrong values counted).
+//!
+//! The kill scenario prints one `scenario failure_mode/...` line per mode; docs/reliability.md
+//! quotes them. `RELIABILITY_ROUNDS` repeats it (`scripts/reliability N`).
+
+mod support;
+
+use std::time::Duration;
+
+use memcached_autodiscovery::{Client, Error, FailureMode};
+use memcached_autodiscovery_testkit::LocalCluster;
+use support::load::{Load, Mix};
+use support::{eventually, rounds};
+
+const CALLERS: usize = 32;
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Scheduling slack on a shared 2-core machine running a debug build.
+const SLACK: Duration = Duration::from_millis(1500);
+
+async fn client(cluster: &LocalCluster, mode: FailureMode) -> Client {
+    Client::builder()
+        .config_endpoint(cluster.config_endpoint().to_string())
+        .failure_mode(mode)
+        .poll_interval(Duration::from_secs(60))
+        .request_timeout(Duration::from_millis(500))
+        .connect_timeout(Duration::from_millis(300))
+        .reconnect_backoff(Duration::from_millis(100), BACKOFF_MAX)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A key that node `index` owns.
+fn key_on(client: &Client, cluster: &LocalCluster, index: usize, tag: &str) -> String {
+    let node = cluster.nodes()[index].id();
+    (0..10_000)
+        .map(|i| format!("{tag}-{i}"))
+        .find(|k| client.node_for(k).unwrap().id() == node)
+        .expect("some key lands on every node")
+}
+
+/// Kills one of 3 nodes under a 90 % get / 10 % set load of 32 callers, keeps the load on for
+/// `after`, then restarts the node. Returns the load's report, the time from the kill to the
+/// last error, and how long the restarted node took to get its keys back (Redistribute: from
+/// the restart until `node_for` names it again).
+async fn kill_under_load(
+    mode: FailureMode,
+    round: usize,
+) -> (support::load::Report, Option<Duration>) {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster, mode).await;
+    let load = Load::start_mix(&client, CALLERS, &format!("fm{round}"), Mix::READ_MOSTLY);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let killed_at = load.elapsed();
+    cluster.kill(1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = load.finish().await;
+    let after_kill = report.last_error.map(|at| at.saturating_sub(killed_at));
+    eprintln!(
+        "scenario failure_mode/{mode:?}/kill: ops {} errors {:?} wrong {} last_error_after_kill {:?} max_latency {:?}",
+        report.ops, report.errors, report.wrong_values, after_kill, report.max_latency
+    );
+    (report, after_kill)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redistribute_routes_around_a_killed_node_and_gives_its_keys_back() {
+    for round in 0..rounds() {
+        let (report, after_kill) = kill_under_load(FailureMode::Redistribute, round).await;
+        assert_eq!(report.wrong_values, 0, "no value of another key, ever");
+        assert!(report.ops > 1000, "the load ran ({} ops)", report.ops);
+        if let Some(after) = after_kill {
+            assert!(
+                after <= Duration::from_secs(1),
+                "errors only while the kill is noticed: the last came {after:?} after it ({:?})",
+                report.errors
+            );
+        }
+    }
+
+    // Back within the backoff ceiling after a restart on the same port.
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster, FailureMode::Redistribute).await;
+    let key = key_on(&client, &cluster, 1, "back");
+    let owner = cluster.nodes()[1].id();
+    client.set(&key, "before", Duration::ZERO).await.unwrap();
+    cluster.kill(1);
+    // The first request notices; later ones go to the stand-in.
+    let _ = client.get(&key).await;
+    assert!(
+        eventually(Duration::from_secs(2), || client
+            .node_for(&key)
+            .unwrap()
+            .id()
+            != owner)
+        .await,
+        "the key moved to a live node"
+    );
+    assert_eq!(
+        client.get(&key).await.unwrap(),
+        None,
+        "a miss on the stand-in, not an error"
+    );
+    client.set(&key, "during", Duration::ZERO).await.unwrap();
+    cluster.restart(1).await.unwrap();
+    let restarted = std::time::Instant::now();
+    assert!(
+        eventually(BACKOFF_MAX + SLACK, || client.node_for(&key).unwrap().id()
+            == owner)
+        .await,
+        "the key returned to its restarted node within the backoff ceiling"
+    );
+    eprintln!(
+        "scenario failure_mode/Redistribute/restart: keys back after {:?} (backoff ceiling {BACKOFF_MAX:?})",
+        restarted.elapsed()
+    );
+    assert_eq!(
+        client.get(&key).await.unwrap(),
+        None,
+        "the restarted node is empty"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_fast_keeps_failing_a_killed_nodes_keys() {
+    let (report, after_kill) = kill_under_load(FailureMode::FailFast, 0).await;
+    assert_eq!(report.wrong_values, 0);
+    let after = after_kill.expect("the killed node's keys fail");
+    assert!(
+        after > Duration::from_secs(2),
+        "FailFast: errors go on while the node is dead (last {after:?} after the kill)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_multi_get_returns_the_hits_of_the_nodes_that_answered() {
+    for mode in [FailureMode::FailFast, FailureMode::Redistribute] {
+        let cluster = LocalCluster::start(3).await.unwrap();
+        let client = client(&cluster, mode).await;
+        let keys: Vec<String> = (0..60).map(|i| format!("partial-{i}")).collect();
+        for key in &keys {
+            client.set(key, key, Duration::ZERO).await.unwrap();
+        }
+        let dead = cluster.nodes()[2].id();
+        let on_dead: Vec<&String> = keys
+            .iter()
+            .filter(|k| client.node_for(k).unwrap().id() == dead)
+            .collect();
+        assert!(!on_dead.is_empty());
+        cluster.kill(2);
+
+        let found = client.get_many_partial(&keys).await.unwrap();
+        let found = if mode == FailureMode::Redistribute && !found.is_complete() {
+            // The kill is noticed by this first read; the next routes around the node.
+            client.get_many_partial(&keys).await.unwrap()
+        } else {
+            found
+        };
+        for key in &keys {
+            let hit = found.hits.get(key.as_bytes());
+            if on_dead.contains(&key) {
+                assert_eq!(hit, None, "{mode:?}: {key} lived on the killed node");
+            } else {
+                assert_eq!(hit.map(|v| &v[..]), Some(key.as_bytes()), "{mode:?}: {key}");
+            }
+        }
+        match mode {
+            FailureMode::FailFast => {
+                let mut failed: Vec<&[u8]> = found.failed.iter().map(|(k, _)| &k[..]).collect();
+                failed.sort();
+                let mut expected: Vec<&[u8]> = on_dead.iter().map(|k| k.as_bytes()).collect();
+                expected.sort();
+                assert_eq!(failed, expected, "exactly the killed node's keys failed");
+                assert!(found.failed.iter().all(|(_, e)| matches!(
+                    e,
+                    Error::Io { .. } | Error::NodeDown { .. } | Error::Timeout { .. }
+                )));
+                assert!(
+                    client.get_many(&keys).await.is_err(),
+                    "get_many fails whole"
+                );
+            }
+            _ => {
+                assert!(found.is_complete(), "{:?}", found.failed);
+                assert!(
+                    client.get_many(&keys).await.is_ok(),
+                    "re-routed, get_many succeeds"
+                );
+            }
+        }
+    }
+}
