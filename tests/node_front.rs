@@ -76,7 +76,12 @@ async fn nodes_answer_config_get_cluster_with_the_current_configuration() {
         assert_eq!(Some(addr.ip()), cluster.nodes()[i].ip);
         assert_eq!(addr.port(), cluster.nodes()[i].port);
         let mut node = connect(addr).await;
-        exchange(&mut node, b"config get cluster\r\n", &config_reply(&cluster)).await;
+        exchange(
+            &mut node,
+            b"config get cluster\r\n",
+            &config_reply(&cluster),
+        )
+        .await;
     }
 
     cluster.set_version(9);
@@ -99,13 +104,27 @@ async fn nodes_answer_config_get_cluster_with_the_current_configuration() {
     assert_eq!(cluster.config().version, 11);
     let mut moved = connect(cluster.node_addrs()[0]).await;
     assert_eq!(cluster.node_addrs()[0].ip(), replaced.ip.expect("an IP"));
-    exchange(&mut moved, b"config get cluster\r\n", &config_reply(&cluster)).await;
+    exchange(
+        &mut moved,
+        b"config get cluster\r\n",
+        &config_reply(&cluster),
+    )
+    .await;
 
     cluster.remove_node(2).await;
-    exchange(&mut node, b"config get cluster\r\n", &config_reply(&cluster)).await;
+    exchange(
+        &mut node,
+        b"config get cluster\r\n",
+        &config_reply(&cluster),
+    )
+    .await;
 
     assert_eq!(cluster.node_config_requests(1), 5);
-    assert_eq!(cluster.node_config_requests(0), 1, "the replacement counts anew");
+    assert_eq!(
+        cluster.node_config_requests(0),
+        1,
+        "the replacement counts anew"
+    );
     assert_eq!(cluster.endpoint_requests(), 0, "the endpoint was not asked");
 }
 
@@ -116,7 +135,8 @@ async fn pipelined_requests_are_answered_in_order() {
     let config = config_reply(&cluster);
 
     // Values that look like the requests and replies the front looks for stay data.
-    let mut want = b"STORED\r\nSTORED\r\nVALUE a 0 20\r\nconfig get cluster\r\n\r\nEND\r\n".to_vec();
+    let mut want =
+        b"STORED\r\nSTORED\r\nVALUE a 0 20\r\nconfig get cluster\r\n\r\nEND\r\n".to_vec();
     want.extend_from_slice(&config);
     want.extend_from_slice(b"VALUE b 0 4\r\nMN\r\n\r\nEND\r\n");
     exchange(
@@ -213,9 +233,15 @@ async fn a_one_mebibyte_value_crosses_the_front_unchanged() {
         .expect("client builds");
     client.set("big2", value.clone(), MINUTE).await.unwrap();
     let back = client.get("big2").await.unwrap().expect("big2 is stored");
-    assert!(back[..] == value[..], "the client's value came back changed");
+    assert!(
+        back[..] == value[..],
+        "the client's value came back changed"
+    );
     let back = client.get("big").await.unwrap().expect("big is stored");
-    assert!(back[..] == value[..], "the raw value read by the client is changed");
+    assert!(
+        back[..] == value[..],
+        "the raw value read by the client is changed"
+    );
 }
 
 #[tokio::test]
@@ -243,14 +269,24 @@ async fn a_killed_node_refuses_connections_until_restarted_on_the_same_port() {
     );
     // The other node is untouched.
     let mut other = connect(cluster.node_addrs()[1]).await;
-    exchange(&mut other, b"config get cluster\r\n", &config_reply(&cluster)).await;
+    exchange(
+        &mut other,
+        b"config get cluster\r\n",
+        &config_reply(&cluster),
+    )
+    .await;
 
     cluster.restart(0).await.expect("restart node 0");
     assert!(cluster.pid(0).is_some());
     assert_eq!(cluster.node_addrs()[0], addr, "same address after restart");
     let mut again = connect(addr).await;
     exchange(&mut again, b"get k\r\n", b"END\r\n").await; // empty after restart
-    exchange(&mut again, b"config get cluster\r\n", &config_reply(&cluster)).await;
+    exchange(
+        &mut again,
+        b"config get cluster\r\n",
+        &config_reply(&cluster),
+    )
+    .await;
     exchange(&mut again, b"set k 0 0 1\r\nw\r\n", b"STORED\r\n").await;
 
     // Twice in a row works too.
@@ -286,12 +322,31 @@ async fn a_node_set_to_answer_error_does_so_as_plain_memcached() {
     let mut node = connect(cluster.node_addrs()[1]).await;
     cluster.set_node_answers_config(1, false);
     exchange(&mut node, b"config get cluster\r\n", b"ERROR\r\n").await;
-    exchange(&mut node, b"get x\r\nconfig get cluster\r\nmn\r\n", b"END\r\nERROR\r\nMN\r\n").await;
+    exchange(
+        &mut node,
+        b"get x\r\nconfig get cluster\r\nmn\r\n",
+        b"END\r\nERROR\r\nMN\r\n",
+    )
+    .await;
     let mut other = connect(cluster.node_addrs()[0]).await;
-    exchange(&mut other, b"config get cluster\r\n", &config_reply(&cluster)).await;
+    exchange(
+        &mut other,
+        b"config get cluster\r\n",
+        &config_reply(&cluster),
+    )
+    .await;
     cluster.set_node_answers_config(1, true);
-    exchange(&mut node, b"config get cluster\r\n", &config_reply(&cluster)).await;
-    assert_eq!(cluster.node_config_requests(1), 3, "ERROR answers are counted");
+    exchange(
+        &mut node,
+        b"config get cluster\r\n",
+        &config_reply(&cluster),
+    )
+    .await;
+    assert_eq!(
+        cluster.node_config_requests(1),
+        3,
+        "ERROR answers are counted"
+    );
     assert_eq!(cluster.node_config_requests(0), 1);
 
     // Without fronts the nodes are plain memcached.
@@ -317,7 +372,12 @@ async fn a_legacy_only_cluster_has_nodes_that_answer_error() {
     let mut node = connect(cluster.node_addrs()[0]).await;
     exchange(&mut node, b"config get cluster\r\n", b"ERROR\r\n").await;
     cluster.set_node_answers_config(0, true);
-    exchange(&mut node, b"config get cluster\r\n", &config_reply(&cluster)).await;
+    exchange(
+        &mut node,
+        b"config get cluster\r\n",
+        &config_reply(&cluster),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -339,6 +399,9 @@ async fn the_client_reads_and_writes_through_the_fronts() {
     }
     // Every node holds some of the keys: the data path is real memcached behind each front.
     for addr in (0..3).map(|i| cluster.node_memcached_addr(i)) {
-        assert!(support::stat(addr, "curr_items").await > 0, "{addr} holds no key");
+        assert!(
+            support::stat(addr, "curr_items").await > 0,
+            "{addr} holds no key"
+        );
     }
 }

@@ -254,7 +254,10 @@ impl NodeFront {
         ));
         Err(io::Error::new(
             kind,
-            format!("node front cannot bind {} again: {message}", self.shared.addr),
+            format!(
+                "node front cannot bind {} again: {message}",
+                self.shared.addr
+            ),
         ))
     }
 }
@@ -363,15 +366,15 @@ async fn connection(counted: Counted, client: TcpStream, epoch: u64) {
 /// after the last request, and the replies still due are relayed.
 async fn relay(shared: &Shared, mut client: TcpStream) {
     let upstream = *lock(&shared.upstream);
-    let mut server = match tokio::time::timeout(UPSTREAM_CONNECT, TcpStream::connect(upstream)).await
-    {
-        Ok(Ok(server)) => server,
-        Ok(Err(e)) => {
-            tracing::debug!(%upstream, error = %e, "node front cannot reach memcached");
-            return;
-        }
-        Err(_) => return,
-    };
+    let mut server =
+        match tokio::time::timeout(UPSTREAM_CONNECT, TcpStream::connect(upstream)).await {
+            Ok(Ok(server)) => server,
+            Ok(Err(e)) => {
+                tracing::debug!(%upstream, error = %e, "node front cannot reach memcached");
+                return;
+            }
+            Err(_) => return,
+        };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (mut client_read, mut client_write) = client.split();
@@ -468,14 +471,9 @@ impl RequestScanner {
         shared: &Shared,
         marks: &Mutex<VecDeque<bool>>,
     ) {
-        scan(
-            &mut self.state,
-            &mut self.line,
-            0x80,
-            input,
-            out,
-            |line| request_verdict(line, shared, marks),
-        );
+        scan(&mut self.state, &mut self.line, 0x80, input, out, |line| {
+            request_verdict(line, shared, marks)
+        });
     }
 }
 
@@ -487,14 +485,9 @@ impl ReplyScanner {
         shared: &Shared,
         marks: &Mutex<VecDeque<bool>>,
     ) {
-        scan(
-            &mut self.state,
-            &mut self.line,
-            0x81,
-            input,
-            out,
-            |line| reply_verdict(line, shared, marks),
-        );
+        scan(&mut self.state, &mut self.line, 0x81, input, out, |line| {
+            reply_verdict(line, shared, marks)
+        });
     }
 }
 
@@ -525,7 +518,11 @@ fn scan(
                 out.extend_from_slice(&input[..take]);
                 input = &input[take..];
                 let left = left - take as u64;
-                *state = if left == 0 { Scan::Line } else { Scan::Data(left) };
+                *state = if left == 0 {
+                    Scan::Line
+                } else {
+                    Scan::Data(left)
+                };
             }
             Scan::LongLine => match input.iter().position(|&b| b == b'\n') {
                 Some(end) => {
@@ -577,7 +574,9 @@ fn trimmed(line: &[u8]) -> &[u8] {
 
 /// The space-separated words of a line, as memcached splits them.
 fn words(line: &[u8]) -> impl Iterator<Item = &[u8]> {
-    trimmed(line).split(|&b| b == b' ').filter(|w| !w.is_empty())
+    trimmed(line)
+        .split(|&b| b == b' ')
+        .filter(|w| !w.is_empty())
 }
 
 /// A decimal length word, or `None` when it is none.
@@ -671,12 +670,7 @@ mod tests {
     }
 
     /// Feeds `input` to a fresh scanner of each direction in pieces of `piece` bytes.
-    fn run(
-        requests: &[u8],
-        replies: &[u8],
-        piece: usize,
-        shared: &Shared,
-    ) -> (Vec<u8>, Vec<u8>) {
+    fn run(requests: &[u8], replies: &[u8], piece: usize, shared: &Shared) -> (Vec<u8>, Vec<u8>) {
         let marks = Mutex::new(VecDeque::new());
         let mut up = RequestScanner::default();
         let mut sent = Vec::new();
