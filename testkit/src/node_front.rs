@@ -1,25 +1,6 @@
 //! [`NodeFront`]: a small TCP front before a real memcached process that answers
 //! `config get cluster` as an ElastiCache node does, and relays every other byte unchanged.
 //!
-//! Stock memcached answers `ERROR` to `config get cluster`; every ElastiCache memcached node
-//! answers it with the cluster's configuration. The front listens where clients know the node
-//! and opens one upstream connection to memcached per client connection. It reads both streams
-//! at message boundaries, without buffering values:
-//!
-//! * client to memcached: request lines, skipping the data block of the storage commands
-//!   (`set`, `add`, `replace`, `append`, `prepend`, `cas`: `<bytes>` is the fifth word) and of
-//!   the meta `ms` (`<datalen>` is the third word). A whole line `config get cluster` (CRLF or LF,
-//!   trailing spaces allowed) is replaced by the meta no-op `mn`;
-//! * memcached to client: reply lines, skipping the data of `VALUE <key> <flags> <bytes> ...` and
-//!   `VA <size> ...`. Meta no-ops are answered in request order, so a queue tells which `MN` is
-//!   the answer to a replaced request: that one is replaced by the configuration reply
-//!   ([`encode_reply`] with [`ReplyKind::ConfigGet`]), the client's own `MN` pass unchanged.
-//!
-//! So pipelined requests keep their order (`get a`, `config get cluster`, `get b` in one write
-//! are answered in that order), and a frozen memcached leaves `config get cluster` unanswered
-//! too, as a frozen node would. A connection whose first byte is `0x80` (the binary protocol)
-//! is relayed untouched. Lines longer than 64 KiB are relayed without being looked at.
-//!
 //! The front runs on its own thread with its own single-threaded tokio runtime, as
 //! [`ConfigEndpoint`](crate::ConfigEndpoint) does, so that it serves whatever the caller's
 //! runtime does and [`NodeFront::close`] can return once the port is really closed.
@@ -56,7 +37,26 @@ type ConfigSource = dyn Fn() -> Option<ClusterConfig> + Send + Sync;
 
 /// A TCP front on a node's address, before a real memcached process: it answers
 /// `config get cluster` with the cluster's configuration as an ElastiCache node does, and relays
-/// everything else both ways byte for byte (see the [module docs](self) for how).
+/// everything else both ways byte for byte.
+///
+/// Stock memcached answers `ERROR` to `config get cluster`; every ElastiCache memcached node
+/// answers it with the cluster's configuration. The front listens where clients know the node
+/// and opens one upstream connection to memcached per client connection. It reads both streams
+/// at message boundaries, without buffering values:
+///
+/// * client to memcached: request lines, skipping the data block of the storage commands
+///   (`set`, `add`, `replace`, `append`, `prepend`, `cas`: `<bytes>` is the fifth word) and of
+///   the meta `ms` (`<datalen>` is the third word). A whole line `config get cluster` (CRLF or LF,
+///   trailing spaces allowed) is replaced by the meta no-op `mn`;
+/// * memcached to client: reply lines, skipping the data of `VALUE <key> <flags> <bytes> ...` and
+///   `VA <size> ...`. Meta no-ops are answered in request order, so a queue tells which `MN` is
+///   the answer to a replaced request: that one is replaced by the configuration reply
+///   ([`encode_reply`] with [`ReplyKind::ConfigGet`]), the client's own `MN` pass unchanged.
+///
+/// So pipelined requests keep their order (`get a`, `config get cluster`, `get b` in one write
+/// are answered in that order), and a frozen memcached leaves `config get cluster` unanswered
+/// too, as a frozen node would. A connection whose first byte is `0x80` (the binary protocol)
+/// is relayed untouched. Lines longer than 64 KiB are relayed without being looked at.
 ///
 /// [`LocalCluster`](crate::LocalCluster) puts one before every node when built with
 /// [`nodes_answer_config(true)`](crate::LocalClusterBuilder::nodes_answer_config).
