@@ -2,12 +2,13 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use memcached_autodiscovery::config::{ClusterConfig, Node};
 
 use crate::endpoint::{ConfigEndpoint, EndpointBehavior};
 use crate::memcached::{MemcachedOptions, MemcachedProcess};
+use crate::node_front::NodeFront;
 
 /// How many fresh loopback IPs a replacement node tries before giving up.
 const IP_ATTEMPTS: usize = 5;
@@ -25,7 +26,15 @@ const IP_ATTEMPTS: usize = 5;
 /// the served configuration (unless [`LocalCluster::set_nodes_same_version`] replaced the served
 /// list). Methods taking an index panic when it is out of range.
 ///
+/// With [`LocalClusterBuilder::nodes_answer_config`], every node also answers
+/// `config get cluster` as an ElastiCache node does: a [`NodeFront`] listens on the node's
+/// address and relays to a real memcached on another port of the same IP. [`kill`] then closes
+/// the front's port and connections too, and [`restart`] binds the same port again.
+///
 /// Dropping the cluster kills every process (also frozen ones) and stops the endpoint.
+///
+/// [`kill`]: LocalCluster::kill
+/// [`restart`]: LocalCluster::restart
 ///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
@@ -39,10 +48,15 @@ const IP_ATTEMPTS: usize = 5;
 /// ```
 #[derive(Debug)]
 pub struct LocalCluster {
-    endpoint: ConfigEndpoint,
+    /// The nodes; dropped first, so that no front outlives the endpoint it reads.
+    state: Mutex<State>,
+    endpoint: Arc<ConfigEndpoint>,
     options: MemcachedOptions,
     distinct_ips: bool,
-    state: Mutex<State>,
+    /// Whether every node has a [`NodeFront`] that answers `config get cluster`.
+    fronts: bool,
+    /// Whether new fronts answer `config get cluster` (not when the endpoint is legacy only).
+    fronts_answer: bool,
     /// The certificate files the nodes read; removed after the processes (declared last).
     #[cfg(feature = "tls")]
     _tls_files: Option<super::tls::TlsFiles>,
@@ -63,7 +77,29 @@ struct State {
 struct Slot {
     id: u64,
     node: Node,
+    /// The front on the node's address, with `nodes_answer_config`; closed before the process
+    /// is killed (declared first).
+    front: Option<NodeFront>,
     process: MemcachedProcess,
+}
+
+impl Slot {
+    /// Where clients reach the node: its front, else memcached itself.
+    fn addr(&self) -> SocketAddr {
+        match &self.front {
+            Some(front) => front.addr(),
+            None => self.process.addr(),
+        }
+    }
+
+    /// Makes the node look dead: the front stops listening and drops its connections, and the
+    /// process is killed.
+    fn kill(&mut self) {
+        if let Some(front) = &self.front {
+            front.close();
+        }
+        self.process.kill();
+    }
 }
 
 /// Options of a [`LocalCluster`]; see [`LocalCluster::builder`].
@@ -73,6 +109,7 @@ pub struct LocalClusterBuilder {
     options: MemcachedOptions,
     distinct_ips: bool,
     legacy_only: bool,
+    nodes_answer_config: bool,
     #[cfg(feature = "tls")]
     tls: Option<super::tls::ServerIdentity>,
 }
@@ -84,6 +121,7 @@ impl Default for LocalClusterBuilder {
             options: MemcachedOptions::default(),
             distinct_ips: true,
             legacy_only: false,
+            nodes_answer_config: false,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -128,6 +166,21 @@ impl LocalClusterBuilder {
     /// older than 1.4.14. Defaults to `false`.
     pub fn legacy_only(mut self, legacy_only: bool) -> Self {
         self.legacy_only = legacy_only;
+        self
+    }
+
+    /// When `true`, every node answers `config get cluster` with the configuration the endpoint
+    /// serves, as ElastiCache nodes do, and everything else as memcached does: a [`NodeFront`]
+    /// listens on the node's address (the one in the configuration) and relays to a real
+    /// memcached on another free port of the same IP. Defaults to `false`: the nodes are plain
+    /// memcached and answer `ERROR`.
+    ///
+    /// With [`legacy_only`](LocalClusterBuilder::legacy_only) the fronts start out answering
+    /// `ERROR` too (an engine older than 1.4.14);
+    /// [`LocalCluster::set_node_answers_config`] changes that per node. Not available with TLS:
+    /// [`start`](LocalClusterBuilder::start) fails.
+    pub fn nodes_answer_config(mut self, nodes_answer_config: bool) -> Self {
+        self.nodes_answer_config = nodes_answer_config;
         self
     }
 
@@ -187,6 +240,13 @@ impl LocalClusterBuilder {
 
     /// Starts the nodes, each ready to answer, and the endpoint serving configuration version 1.
     pub async fn start(self) -> io::Result<LocalCluster> {
+        #[cfg(feature = "tls")]
+        if self.nodes_answer_config && self.tls.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "nodes_answer_config does not work with tls: the node fronts speak plaintext",
+            ));
+        }
         let config = ClusterConfig {
             version: 1,
             nodes: Vec::new(),
@@ -217,15 +277,17 @@ impl LocalClusterBuilder {
         let (endpoint, options) = (ConfigEndpoint::start(config)?, self.options);
         endpoint.set_legacy_only(self.legacy_only);
         let cluster = LocalCluster {
-            endpoint,
-            options,
-            distinct_ips: self.distinct_ips,
             state: Mutex::new(State {
                 slots: Vec::new(),
                 next_name: 1,
                 next_ip: 2,
                 next_id: 0,
             }),
+            endpoint: Arc::new(endpoint),
+            options,
+            distinct_ips: self.distinct_ips,
+            fronts: self.nodes_answer_config,
+            fronts_answer: !self.legacy_only,
             #[cfg(feature = "tls")]
             _tls_files: tls_files,
         };
@@ -267,7 +329,7 @@ impl LocalCluster {
     /// The `ip:port` of every managed node, in index (= configuration) order. Killed and frozen
     /// nodes are included: they stay in the configuration.
     pub fn node_addrs(&self) -> Vec<SocketAddr> {
-        self.lock().slots.iter().map(|s| s.process.addr()).collect()
+        self.lock().slots.iter().map(Slot::addr).collect()
     }
 
     /// Number of managed nodes.
@@ -278,6 +340,42 @@ impl LocalCluster {
     /// Whether the cluster has no managed node.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Where the memcached process of node `index` listens: the node's address, or with
+    /// [`nodes_answer_config`](LocalClusterBuilder::nodes_answer_config) the port behind its
+    /// front.
+    pub fn node_memcached_addr(&self, index: usize) -> SocketAddr {
+        slot(&mut self.lock(), index).process.addr()
+    }
+
+    /// Whether the nodes answer `config get cluster` through a front
+    /// ([`LocalClusterBuilder::nodes_answer_config`]).
+    pub fn nodes_answer_config(&self) -> bool {
+        self.fronts
+    }
+
+    /// How many `config get cluster` requests node `index` has received, whether it answered
+    /// them with the configuration or with `ERROR`. Always 0 without
+    /// [`nodes_answer_config`](LocalClusterBuilder::nodes_answer_config) (plain memcached
+    /// counts nothing); a replaced node starts again from 0.
+    pub fn node_config_requests(&self, index: usize) -> u64 {
+        slot(&mut self.lock(), index)
+            .front
+            .as_ref()
+            .map_or(0, NodeFront::config_requests)
+    }
+
+    /// With [`nodes_answer_config`](LocalClusterBuilder::nodes_answer_config): whether node
+    /// `index` answers `config get cluster` with the configuration (`true`, as ElastiCache) or
+    /// with `ERROR` (`false`, as plain memcached or Memorystore), from the next request on.
+    /// Added and replaced nodes start out answering (unless the endpoint is
+    /// [`legacy_only`](LocalClusterBuilder::legacy_only)). Without fronts the nodes always
+    /// answer `ERROR`, and this does nothing.
+    pub fn set_node_answers_config(&self, index: usize, answers: bool) {
+        if let Some(front) = &slot(&mut self.lock(), index).front {
+            front.set_answers_config(answers);
+        }
     }
 
     /// The process id of node `index`, or `None` while it is killed.
@@ -333,7 +431,7 @@ impl LocalCluster {
         let mut started = None;
         for _ in 0..IP_ATTEMPTS {
             let ip = next_loopback(&mut self.lock());
-            match MemcachedProcess::start_once(SocketAddr::new(ip, port), &self.options).await {
+            match self.start_process(SocketAddr::new(ip, port)).await {
                 Ok(process) => {
                     started = Some(process);
                     break;
@@ -342,40 +440,60 @@ impl LocalCluster {
                 Err(e) => return Err(e),
             }
         }
-        let Some(process) = started else {
+        let Some((front, process)) = started else {
             return Err(last.unwrap_or_else(|| io::Error::other("no loopback IP left")));
         };
         let (node, old) = {
             let mut state = self.lock();
             let slot = find(&mut state, id)?;
-            slot.node.ip = Some(process.addr().ip());
-            let old = std::mem::replace(&mut slot.process, process);
+            let old_front = std::mem::replace(&mut slot.front, front);
+            let old_process = std::mem::replace(&mut slot.process, process);
+            slot.node.ip = Some(slot.addr().ip());
             let node = slot.node.clone();
             self.publish(&state, bump_version);
-            (node, old)
+            (node, (old_front, old_process))
         };
         drop(old);
         Ok(node)
     }
 
     /// Kills node `index` (SIGKILL). It stays in the configuration; connects to it are refused
-    /// until [`restart`](LocalCluster::restart).
+    /// until [`restart`](LocalCluster::restart). With
+    /// [`nodes_answer_config`](LocalClusterBuilder::nodes_answer_config), the front first
+    /// closes its port and every connection, as the node's death closes them, then the process
+    /// is killed; this returns once both are done.
     pub fn kill(&self, index: usize) {
-        slot(&mut self.lock(), index).process.kill();
+        slot(&mut self.lock(), index).kill();
     }
 
     /// Starts node `index` again, empty, on the same `ip:port` (killing it first if it still
-    /// runs), and waits until it answers.
+    /// runs), and waits until it answers. With
+    /// [`nodes_answer_config`](LocalClusterBuilder::nodes_answer_config), memcached starts on a
+    /// fresh port behind the front, and the front binds the node's port again.
     pub async fn restart(&self, index: usize) -> io::Result<()> {
         let (id, addr) = {
             let mut state = self.lock();
             let slot = slot(&mut state, index);
-            slot.process.kill();
+            slot.kill();
             (slot.id, slot.process.addr())
         };
-        let process = MemcachedProcess::start_on(addr, &self.options).await?;
-        find(&mut self.lock(), id)?.process = process;
-        Ok(())
+        if !self.fronts {
+            let process = MemcachedProcess::start_on(addr, &self.options).await?;
+            find(&mut self.lock(), id)?.process = process;
+            return Ok(());
+        }
+        let process = MemcachedProcess::start(addr.ip(), &self.options).await?;
+        let mut state = self.lock();
+        let slot = find(&mut state, id)?;
+        let upstream = process.addr();
+        slot.process = process;
+        match &slot.front {
+            Some(front) => {
+                front.set_upstream(upstream);
+                front.reopen()
+            }
+            None => Ok(()),
+        }
     }
 
     /// Suspends node `index` (SIGSTOP): connections stay open but requests get no reply.
@@ -436,21 +554,44 @@ impl LocalCluster {
             };
             (k, ip)
         };
-        let process = MemcachedProcess::start(ip, &self.options).await?;
-        let node = Node::new(
-            format!("node-{k}.local-cluster.test"),
-            Some(ip),
-            process.addr().port(),
-        );
-        let mut state = self.lock();
-        let id = state.next_id;
-        state.next_id += 1;
-        state.slots.push(Slot {
-            id,
-            node: node.clone(),
+        let (front, process) = self.start_process(SocketAddr::new(ip, 0)).await?;
+        let mut slot = Slot {
+            id: 0,
+            node: Node::new(format!("node-{k}.local-cluster.test"), Some(ip), 0),
+            front,
             process,
-        });
+        };
+        slot.node.port = slot.addr().port();
+        let node = slot.node.clone();
+        let mut state = self.lock();
+        slot.id = state.next_id;
+        state.next_id += 1;
+        state.slots.push(slot);
         Ok(node)
+    }
+
+    /// Starts what serves a node at `addr` (port 0: a free port): memcached there, or with
+    /// fronts, the front there and memcached on a free port of the same IP. A port in use fails
+    /// at once with `AddrInUse`.
+    async fn start_process(
+        &self,
+        addr: SocketAddr,
+    ) -> io::Result<(Option<NodeFront>, MemcachedProcess)> {
+        if !self.fronts {
+            let process = if addr.port() == 0 {
+                MemcachedProcess::start(addr.ip(), &self.options).await?
+            } else {
+                MemcachedProcess::start_once(addr, &self.options).await?
+            };
+            return Ok((None, process));
+        }
+        // The front first: its port is the node's, and binding it is what may fail.
+        let endpoint = Arc::downgrade(&self.endpoint);
+        let front = NodeFront::start(addr, addr, move || endpoint.upgrade().map(|e| e.config()))?;
+        front.set_answers_config(self.fronts_answer);
+        let process = MemcachedProcess::start(addr.ip(), &self.options).await?;
+        front.set_upstream(process.addr());
+        Ok((Some(front), process))
     }
 
     /// Serves the managed nodes, under a bumped version if `bump`.

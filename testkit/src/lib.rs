@@ -23,6 +23,16 @@
 //!   (`CONFIG cluster 0 <bytes>\r\n<version>\n<host|ip|port ...>\n\r\nEND\r\n`, see
 //!   [`encode_reply`]), `version` with `VERSION 1.6.18`, and anything else with `ERROR`.
 //!
+//! Plain memcached answers `ERROR` to `config get cluster`, where every ElastiCache node answers
+//! it with the configuration. With [`LocalClusterBuilder::nodes_answer_config`], each node is a
+//! [`NodeFront`] on the node's address before a real memcached on another port: the front answers
+//! `config get cluster` with the configuration the endpoint serves (same wire format, same
+//! version, updated by every change below) and relays every other byte both ways unchanged, in
+//! order, also when requests are pipelined. Killing such a node closes the front's port and
+//! connections too (connects are refused, as to a dead node), and restarting binds the same port
+//! again. [`LocalCluster::set_node_answers_config`] makes a node answer `ERROR` as plain
+//! memcached does, and [`LocalCluster::node_config_requests`] counts what a node was asked.
+//!
 //! The cluster changes as a real one does: nodes are added, removed and replaced (new IP, same
 //! hostname and port) with the version growing by one, and processes can be killed, restarted,
 //! frozen (SIGSTOP) and thawed. The endpoint can be told to fail in each way a client must
@@ -65,6 +75,7 @@ mod cluster;
 pub mod connection_harness;
 mod endpoint;
 mod memcached;
+mod node_front;
 mod reply;
 #[cfg(feature = "tls")]
 mod tls;
@@ -74,4 +85,5 @@ pub use endpoint::{ConfigEndpoint, EndpointBehavior};
 #[cfg(feature = "tls")]
 pub use memcached::MemcachedTls;
 pub use memcached::{MemcachedOptions, MemcachedProcess};
+pub use node_front::NodeFront;
 pub use reply::{encode_reply, ReplyKind};
