@@ -136,10 +136,8 @@ impl Client {
         let expect = request.encode(&mut buf, &self.topology.settings().limits)?;
         let conn = self.connection_for(key)?;
         let span = tracing::debug_span!("memcached.request", op, node = conn.node());
-        let response = conn
-            .call(buf.freeze(), expect, request.is_idempotent())
-            .instrument(span)
-            .await?;
+        let response = conn.call(buf.freeze(), expect, request.is_idempotent());
+        let response = crate::metrics::timed(op, response.instrument(span)).await?;
         Ok((response, conn))
     }
 
@@ -217,35 +215,38 @@ impl Client {
         let settings = self.topology.settings();
         let deadline = Instant::now() + settings.request_timeout;
         let span = tracing::debug_span!("memcached.request", op = "get_many", keys = keys.len());
-        async {
-            let mut waiting = Vec::with_capacity(groups.len());
-            for (index, group) in groups.iter().enumerate() {
-                let conn = snapshot.nodes[index].connection();
-                for chunk in group.chunks(KEYS_PER_GET) {
-                    let request = Request::Retrieve {
-                        kind: Retrieval::Get,
-                        keys: chunk,
+        crate::metrics::timed(
+            "get_many",
+            async {
+                let mut waiting = Vec::with_capacity(groups.len());
+                for (index, group) in groups.iter().enumerate() {
+                    let conn = snapshot.nodes[index].connection();
+                    for chunk in group.chunks(KEYS_PER_GET) {
+                        let request = Request::Retrieve {
+                            kind: Retrieval::Get,
+                            keys: chunk,
+                        };
+                        let mut buf = BytesMut::new();
+                        let expect = request.encode(&mut buf, &settings.limits)?;
+                        let reply = conn.send(buf.freeze(), expect, true, deadline).await?;
+                        waiting.push((conn, chunk, reply));
+                    }
+                }
+                let mut found = HashMap::with_capacity(keys.len());
+                for (conn, chunk, reply) in waiting {
+                    let items = match conn.reply(reply).await? {
+                        Response::Values(items) => check_order(chunk, items, conn.node())?,
+                        Response::Error(e) => return Err(e.to_error(conn.node())),
+                        other => return Err(other.unexpected(conn.node(), REPLY)),
                     };
-                    let mut buf = BytesMut::new();
-                    let expect = request.encode(&mut buf, &settings.limits)?;
-                    let reply = conn.send(buf.freeze(), expect, true, deadline).await?;
-                    waiting.push((conn, chunk, reply));
+                    for item in items {
+                        found.insert(item.key, item.value);
+                    }
                 }
+                Ok(found)
             }
-            let mut found = HashMap::with_capacity(keys.len());
-            for (conn, chunk, reply) in waiting {
-                let items = match conn.reply(reply).await? {
-                    Response::Values(items) => check_order(chunk, items, conn.node())?,
-                    Response::Error(e) => return Err(e.to_error(conn.node())),
-                    other => return Err(other.unexpected(conn.node(), REPLY)),
-                };
-                for item in items {
-                    found.insert(item.key, item.value);
-                }
-            }
-            Ok(found)
-        }
-        .instrument(span)
+            .instrument(span),
+        )
         .await
     }
 
@@ -268,7 +269,7 @@ impl Client {
             exptime: exptime(ttl)?,
             value: value.as_ref(),
         };
-        let (response, conn) = self.call("store", key, request).await?;
+        let (response, conn) = self.call(mode.name(), key, request).await?;
         match response {
             Response::Stored => Ok(true),
             Response::NotStored | Response::NotFound | Response::Exists => Ok(false),
@@ -494,7 +495,7 @@ impl Client {
             },
             || lease.get_or_load(load),
         );
-        flight.instrument(span).await
+        crate::metrics::timed("get_or_load", flight.instrument(span)).await
     }
 
     /// Marks `key` stale instead of deleting it (`md <key> I`): the next
@@ -512,9 +513,8 @@ impl Client {
             op = "invalidate",
             node = connection.node()
         );
-        lease::invalidate(&connection, &limits, key, stale_ttl)
-            .instrument(span)
-            .await
+        let invalidate = lease::invalidate(&connection, &limits, key, stale_ttl);
+        crate::metrics::timed("invalidate", invalidate.instrument(span)).await
     }
 
     /// Sends `request` to every node in parallel; results in node order with the node's id.
@@ -533,24 +533,27 @@ impl Client {
         };
         let deadline = Instant::now() + settings.request_timeout;
         let span = tracing::debug_span!("memcached.request", op, nodes = snapshot.nodes.len());
-        async {
-            let mut waiting = Vec::with_capacity(snapshot.nodes.len());
-            for node in &snapshot.nodes {
-                let conn = node.connection();
-                let (bytes, expect) = frame.clone();
-                waiting.push((node, conn.send(bytes, expect, idempotent, deadline).await));
+        crate::metrics::timed(
+            op,
+            async {
+                let mut waiting = Vec::with_capacity(snapshot.nodes.len());
+                for node in &snapshot.nodes {
+                    let conn = node.connection();
+                    let (bytes, expect) = frame.clone();
+                    waiting.push((node, conn.send(bytes, expect, idempotent, deadline).await));
+                }
+                let mut results = Vec::with_capacity(waiting.len());
+                for (node, sent) in waiting {
+                    let result = match sent {
+                        Ok(reply) => node.connection().reply(reply).await,
+                        Err(e) => Err(e),
+                    };
+                    results.push((node.id.to_string(), result));
+                }
+                results
             }
-            let mut results = Vec::with_capacity(waiting.len());
-            for (node, sent) in waiting {
-                let result = match sent {
-                    Ok(reply) => node.connection().reply(reply).await,
-                    Err(e) => Err(e),
-                };
-                results.push((node.id.to_string(), result));
-            }
-            results
-        }
-        .instrument(span)
+            .instrument(span),
+        )
         .await
     }
 

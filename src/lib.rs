@@ -81,6 +81,42 @@
 //!
 //! Key bytes and values are never logged. The library never installs a subscriber.
 //!
+//! # Metrics
+//!
+//! With the cargo feature `metrics`, the client records the figures below through the
+//! [`metrics`](https://docs.rs/metrics) facade; the exporter (Prometheus, StatsD, OpenTelemetry, …)
+//! is yours to install. Install its recorder before building the client: each connection
+//! registers its handles when it starts. Without the feature, none of this is compiled in. No
+//! label holds a key or a value.
+//!
+//! ```toml
+//! memcached-autodiscovery = { version = "0.1", features = ["metrics"] }
+//! ```
+//!
+//! | name | kind | labels | what it counts |
+//! |---|---|---|---|
+//! | `memcached.requests` | counter | `op`, `outcome` | calls finished |
+//! | `memcached.request.duration` | histogram (seconds) | `op`, `outcome` | how long each call took, queueing included |
+//! | `memcached.bytes.sent` | counter (bytes) | `node` | bytes written to the node's sockets |
+//! | `memcached.bytes.received` | counter (bytes) | `node` | bytes read from the node's sockets |
+//! | `memcached.connections.open` | gauge | `node` | connections to the node open now |
+//! | `memcached.connections.opened` | counter | `node` | connections opened |
+//! | `memcached.connections.failed` | counter | `node` | connects that failed |
+//! | `memcached.nodes.marked_down` | counter | `node` | times the node was left alone for a backoff |
+//! | `memcached.topology.version` | gauge | | the version of the topology in use (0 for a static node list) |
+//! | `memcached.topology.changes` | counter | | topology changes applied |
+//! | `memcached.discovery.failures` | counter | | polls and `refresh()` calls that failed (a failed first discovery fails `build()` instead) |
+//! | `memcached.queue.depth` | gauge | `node` | requests waiting in a connection's queue when the last one was queued |
+//!
+//! | label | values |
+//! |---|---|
+//! | `op` | the call: `get`, `gets`, `gat`, `set`, `add`, `replace`, `append`, `prepend`, `cas`, `delete`, `incr`, `decr`, `touch`, `get_many`, `get_or_load`, `invalidate`, `flush_all`, `stats` |
+//! | `outcome` | `hit` and `miss` (one-key reads), `ok`, `server_error` (the server answered an error), `timeout`, `node_down` (failed at once: the node is in its backoff), `error` (any other failure), `cancelled` (the caller dropped the call before it finished) |
+//! | `node` | the node, `host:port` |
+//!
+//! `tests/metrics.rs` drives a client through every call and outcome against real memcached and
+//! checks that what is recorded is exactly these two tables.
+//!
 //! # In-transit encryption (TLS)
 //!
 //! With the cargo feature `tls`, `ClientBuilder::tls(TlsConfig)` makes every connection (to the
@@ -123,6 +159,7 @@ pub mod error;
 mod flight;
 mod jitter;
 mod lease;
+mod metrics;
 pub mod pipeline;
 pub mod protocol;
 #[cfg(feature = "tls")]

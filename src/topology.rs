@@ -124,6 +124,7 @@ impl Topology {
             endpoint = endpoint.as_ref().map_or("(static)", |(e, _)| e.as_str()),
             "memcached.topology.initial"
         );
+        crate::metrics::topology_version(snapshot.config.version);
         let polled = endpoint.is_some();
         let topology = Arc::new(Topology {
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -174,6 +175,7 @@ impl Topology {
         let config = match fetched {
             Ok(config) => config,
             Err(error) => {
+                crate::metrics::discovery_failed();
                 if self.poll.may_warn() {
                     tracing::warn!(error = %error, "memcached.discovery.failed");
                 }
@@ -215,6 +217,7 @@ impl Topology {
                     moved_share = current.moved_share(&next),
                     "memcached.topology.changed"
                 );
+                crate::metrics::topology_changed(next.config.version);
                 self.snapshot.store(Arc::new(next));
                 Ok(change)
             }

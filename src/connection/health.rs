@@ -57,6 +57,7 @@ impl Health {
 
     /// Marks the node down for about `backoff` (±20 % jitter) because of `reason`.
     pub(super) fn mark_down(&self, backoff: Duration, reason: &Error) {
+        crate::metrics::node_marked_down(&self.node);
         if let Ok(mut r) = self.reason.lock() {
             *r = Arc::from(reason.to_string());
         }

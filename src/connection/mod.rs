@@ -72,6 +72,7 @@ pub(crate) struct Connection {
     request_timeout: Duration,
     /// Whether the node speaks the meta protocol: 0 not known yet, 1 yes, 2 no.
     meta: Arc<AtomicU8>,
+    queue: crate::metrics::QueueMeter,
 }
 
 impl Connection {
@@ -83,6 +84,7 @@ impl Connection {
         settings: Arc<ConnectionSettings>,
     ) -> Connection {
         let (tx, rx) = mpsc::channel(settings.queue_depth.max(1));
+        let queue = crate::metrics::QueueMeter::new(&node_id);
         let health = Arc::new(Health::new(node_id));
         let request_timeout = settings.request_timeout;
         tokio::spawn(task::run(rx, target, settings, health.clone()));
@@ -91,6 +93,7 @@ impl Connection {
             health,
             request_timeout,
             meta: Arc::new(AtomicU8::new(0)),
+            queue,
         }
     }
 
@@ -143,7 +146,11 @@ impl Connection {
             Waiter(reply),
         );
         match tokio::time::timeout_at(deadline, self.tx.send(pending)).await {
-            Ok(Ok(())) => Ok(Reply { rx, deadline }),
+            Ok(Ok(())) => {
+                self.queue
+                    .depth(self.tx.max_capacity() - self.tx.capacity());
+                Ok(Reply { rx, deadline })
+            }
             Ok(Err(_)) => Err(self.closed()),
             Err(_) => Err(self.timeout()),
         }
