@@ -135,7 +135,7 @@ impl Client {
         let mut buf = BytesMut::new();
         let expect = request.encode(&mut buf, &self.topology.settings().limits)?;
         let conn = self.connection_for(key)?;
-        let span = tracing::debug_span!("memcached.request", op, node = conn.node());
+        let span = crate::spans::one_node(op, conn.node());
         let response = conn.call(buf.freeze(), expect, request.is_idempotent());
         let response = crate::metrics::timed(op, response.instrument(span)).await?;
         Ok((response, conn))
@@ -214,7 +214,7 @@ impl Client {
         // one deadline.
         let settings = self.topology.settings();
         let deadline = Instant::now() + settings.request_timeout;
-        let span = tracing::debug_span!("memcached.request", op = "get_many", keys = keys.len());
+        let span = crate::spans::multi_get("get_many", keys.len());
         crate::metrics::timed(
             "get_many",
             async {
@@ -478,7 +478,7 @@ impl Client {
         let wait = self.load_lease * 2;
         let deadline = Instant::now() + wait;
         let node = connection.node().to_string();
-        let span = tracing::debug_span!("memcached.request", op = "get_or_load", node = %node);
+        let span = crate::spans::one_node("get_or_load", &node);
         let lease = Lease {
             connection: &connection,
             limits: &limits,
@@ -508,11 +508,7 @@ impl Client {
         let stale_ttl = exptime(grace.max(Duration::from_secs(1)))?;
         let connection = self.connection_for(key)?;
         let limits = self.topology.settings().limits;
-        let span = tracing::debug_span!(
-            "memcached.request",
-            op = "invalidate",
-            node = connection.node()
-        );
+        let span = crate::spans::one_node("invalidate", connection.node());
         let invalidate = lease::invalidate(&connection, &limits, key, stale_ttl);
         crate::metrics::timed("invalidate", invalidate.instrument(span)).await
     }
@@ -532,7 +528,7 @@ impl Client {
             Err(e) => return vec![(String::new(), Err(e.into()))],
         };
         let deadline = Instant::now() + settings.request_timeout;
-        let span = tracing::debug_span!("memcached.request", op, nodes = snapshot.nodes.len());
+        let span = crate::spans::every_node(op, snapshot.nodes.len());
         crate::metrics::timed(
             op,
             async {

@@ -68,7 +68,7 @@
 //!
 //! | name | kind, level | fields |
 //! |---|---|---|
-//! | `memcached.request` | span, debug | `op`, and `node` (a one-key call), `keys` (a multi-get: how many keys) or `nodes` (a call to every node: how many nodes) |
+//! | `memcached.request` | span, debug | `op`, and `node` (a one-key call), `keys` (a multi-get: how many keys) or `nodes` (a call to every node: how many nodes); for OpenTelemetry `otel.kind` (client), `db.system.name` (memcached), `db.operation.name` (as `op`), and in a one-key call `server.address` and `server.port` (of `node`) |
 //! | `memcached.discovery` | span, info | `endpoint` |
 //! | `memcached.topology.initial` | event, info | `version`, `nodes`, `endpoint` |
 //! | `memcached.topology.changed` | event, info | `old_version`, `new_version`, `added`, `removed`, `readdressed`, `moved_share` |
@@ -78,6 +78,11 @@
 //! | `memcached.connect_failed` | event, warn | `node`, `error`, `backoff_ms` |
 //! | `memcached.connection_lost` | event, warn | `node`, `error` (without the bytes of the reply), `resent`, `node_down` |
 //! | `memcached.connected` | event, debug | `node` |
+//!
+//! The request span carries the fields of OpenTelemetry's semantic conventions for database
+//! client spans, so that `tracing-opentelemetry` exports a standard client span: `db.system.name`
+//! is `memcached`, `db.operation.name` is the call (`get`, `set`, `get_many`, …, as `op`), and a
+//! call to one node has `server.address` and `server.port`. As everywhere, no key or value.
 //!
 //! Key bytes and values are never logged. The library never installs a subscriber.
 //!
@@ -162,6 +167,7 @@ mod lease;
 mod metrics;
 pub mod pipeline;
 pub mod protocol;
+mod spans;
 #[cfg(feature = "tls")]
 mod tls;
 pub mod topology;
