@@ -215,39 +215,36 @@ impl Client {
         let settings = self.topology.settings();
         let deadline = Instant::now() + settings.request_timeout;
         let span = crate::spans::multi_get("get_many", keys.len());
-        crate::metrics::timed(
-            "get_many",
-            async {
-                let mut waiting = Vec::with_capacity(groups.len());
-                for (index, group) in groups.iter().enumerate() {
-                    let conn = snapshot.nodes[index].connection();
-                    for chunk in group.chunks(KEYS_PER_GET) {
-                        let request = Request::Retrieve {
-                            kind: Retrieval::Get,
-                            keys: chunk,
-                        };
-                        let mut buf = BytesMut::new();
-                        let expect = request.encode(&mut buf, &settings.limits)?;
-                        let reply = conn.send(buf.freeze(), expect, true, deadline).await?;
-                        waiting.push((conn, chunk, reply));
-                    }
-                }
-                let mut found = HashMap::with_capacity(keys.len());
-                for (conn, chunk, reply) in waiting {
-                    let items = match conn.reply(reply).await? {
-                        Response::Values(items) => check_order(chunk, items, conn.node())?,
-                        Response::Error(e) => return Err(e.to_error(conn.node())),
-                        other => return Err(other.unexpected(conn.node(), REPLY)),
+        let call = async {
+            let mut waiting = Vec::with_capacity(groups.len());
+            for (index, group) in groups.iter().enumerate() {
+                let conn = snapshot.nodes[index].connection();
+                for chunk in group.chunks(KEYS_PER_GET) {
+                    let request = Request::Retrieve {
+                        kind: Retrieval::Get,
+                        keys: chunk,
                     };
-                    for item in items {
-                        found.insert(item.key, item.value);
-                    }
+                    let mut buf = BytesMut::new();
+                    let expect = request.encode(&mut buf, &settings.limits)?;
+                    let reply = conn.send(buf.freeze(), expect, true, deadline).await?;
+                    waiting.push((conn, chunk, reply));
                 }
-                Ok(found)
             }
-            .instrument(span),
-        )
-        .await
+            let mut found = HashMap::with_capacity(keys.len());
+            for (conn, chunk, reply) in waiting {
+                let items = match conn.reply(reply).await? {
+                    Response::Values(items) => check_order(chunk, items, conn.node())?,
+                    Response::Error(e) => return Err(e.to_error(conn.node())),
+                    other => return Err(other.unexpected(conn.node(), REPLY)),
+                };
+                for item in items {
+                    found.insert(item.key, item.value);
+                }
+            }
+            Ok(found)
+        }
+        .instrument(span);
+        crate::metrics::timed("get_many", call).await
     }
 
     /// Stores `value` under `key` with `mode`, `flags` and a time to live (zero: no expiry).
@@ -529,28 +526,25 @@ impl Client {
         };
         let deadline = Instant::now() + settings.request_timeout;
         let span = crate::spans::every_node(op, snapshot.nodes.len());
-        crate::metrics::timed(
-            op,
-            async {
-                let mut waiting = Vec::with_capacity(snapshot.nodes.len());
-                for node in &snapshot.nodes {
-                    let conn = node.connection();
-                    let (bytes, expect) = frame.clone();
-                    waiting.push((node, conn.send(bytes, expect, idempotent, deadline).await));
-                }
-                let mut results = Vec::with_capacity(waiting.len());
-                for (node, sent) in waiting {
-                    let result = match sent {
-                        Ok(reply) => node.connection().reply(reply).await,
-                        Err(e) => Err(e),
-                    };
-                    results.push((node.id.to_string(), result));
-                }
-                results
+        let call = async {
+            let mut waiting = Vec::with_capacity(snapshot.nodes.len());
+            for node in &snapshot.nodes {
+                let conn = node.connection();
+                let (bytes, expect) = frame.clone();
+                waiting.push((node, conn.send(bytes, expect, idempotent, deadline).await));
             }
-            .instrument(span),
-        )
-        .await
+            let mut results = Vec::with_capacity(waiting.len());
+            for (node, sent) in waiting {
+                let result = match sent {
+                    Ok(reply) => node.connection().reply(reply).await,
+                    Err(e) => Err(e),
+                };
+                results.push((node.id.to_string(), result));
+            }
+            results
+        }
+        .instrument(span);
+        crate::metrics::timed(op, call).await
     }
 
     /// Invalidates every item on every node (`flush_all`).
