@@ -32,7 +32,10 @@ use crate::connection::Connection;
 use crate::error::{excerpt, Error, ProtocolError, ServerErrorKind};
 use crate::flight::Flights;
 use crate::lease::{self, Lease};
-use crate::protocol::{validate_key, Item, Request, Response, Retrieval, StoreMode};
+use crate::protocol::{
+    retrieval_batches, validate_key, Item, Request, Response, Retrieval, StoreMode,
+    MAX_RETRIEVAL_LINE,
+};
 use crate::topology::Topology;
 
 /// Keys per `get` line in [`Client::get_many`]; larger groups are split into several pipelined
@@ -190,8 +193,8 @@ impl Client {
         Ok(item.map(|i| i.value))
     }
 
-    /// The values of many keys: one `get k1 k2 ...` per node (split every 100 keys), all nodes
-    /// in parallel. Missing keys are absent from the map. Fails if any node fails.
+    /// The values of many keys: one `get k1 k2 ...` per node (split every 100 keys, and so
+    /// that no line exceeds 16 KB, ElastiCache Serverless's limit), all nodes in parallel. Missing keys are absent from the map. Fails if any node fails.
     pub async fn get_many<I, K>(&self, keys: I) -> Result<HashMap<Bytes, Bytes>, Error>
     where
         I: IntoIterator<Item = K>,
@@ -219,7 +222,7 @@ impl Client {
             let mut waiting = Vec::with_capacity(groups.len());
             for (index, group) in groups.iter().enumerate() {
                 let conn = snapshot.nodes[index].connection();
-                for chunk in group.chunks(KEYS_PER_GET) {
+                for chunk in retrieval_batches(b"get", group, KEYS_PER_GET, MAX_RETRIEVAL_LINE) {
                     let request = Request::Retrieve {
                         kind: Retrieval::Get,
                         keys: chunk,
@@ -549,10 +552,22 @@ impl Client {
 
     /// Invalidates every item on every node (`flush_all`).
     pub async fn flush_all(&self) -> Result<(), Error> {
-        for (node, result) in self
-            .broadcast("flush_all", Request::FlushAll { delay: None })
-            .await
-        {
+        self.flush_all_after(Duration::ZERO).await
+    }
+
+    /// Invalidates every item on every node once `delay` has passed (`flush_all <delay>`,
+    /// whole seconds rounded up; over 30 days sent as an absolute time, as for TTLs). memcached
+    /// counts whole seconds, so the flush comes up to a second early. A zero delay flushes at
+    /// once. ElastiCache Serverless refuses a delayed flush: with
+    /// `ClientBuilder::serverless` a non-zero delay fails
+    /// before sending, with an [`Error::Server`] that says so.
+    pub async fn flush_all_after(&self, delay: Duration) -> Result<(), Error> {
+        let delay = exptime(delay)?;
+        crate::serverless::check_flush_delay(&self.topology, delay)?;
+        let request = Request::FlushAll {
+            delay: (delay > 0).then_some(delay),
+        };
+        for (node, result) in self.broadcast("flush_all", request).await {
             match result? {
                 Response::Ok => {}
                 Response::Error(e) => return Err(e.to_error(&node)),
@@ -562,11 +577,15 @@ impl Client {
         Ok(())
     }
 
-    /// `stats` (or `stats <group>`) of every node, as `(node, pairs)`.
+    /// `stats` (or `stats <group>`) of every node, as `(node, pairs)`. ElastiCache Serverless
+    /// answers `ERROR` to `stats <group>`: with
+    /// `ClientBuilder::serverless` a group fails before
+    /// sending, with an [`Error::Server`] that says so.
     pub async fn stats(
         &self,
         group: Option<&str>,
     ) -> Result<Vec<(String, Vec<(String, String)>)>, Error> {
+        crate::serverless::check_stats(&self.topology, group)?;
         let request = Request::Stats {
             arg: group.map(str::as_bytes),
         };

@@ -133,6 +133,15 @@
 //! server; or the reverse) gives an error that says so, within the usual timeouts. Without the
 //! feature no TLS code is compiled and connections are plain TCP.
 //!
+//! # ElastiCache Serverless
+//!
+//! With the cargo feature `tls`, `ClientBuilder::serverless(endpoint)` connects to an
+//! ElastiCache Serverless cache: no discovery (Serverless has no `config get cluster`), the
+//! endpoint as the single node over 4 pipelined TLS connections by default, and `stats <group>`
+//! and a delayed `flush_all`, which Serverless refuses, failing before sending with an error that
+//! says why. For every cluster, [`Client::get_many`] keeps each `get` line within Serverless's
+//! 16 KB limit ([`protocol::retrieval_batches`]).
+//!
 //! # Errors
 //!
 //! [`Error`] names the node involved, says in each variant's docs what state the connection is
@@ -167,6 +176,7 @@ mod lease;
 mod metrics;
 pub mod pipeline;
 pub mod protocol;
+mod serverless;
 mod spans;
 #[cfg(feature = "tls")]
 mod tls;

@@ -40,6 +40,8 @@ pub(crate) struct ConnectionSettings {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub transport: Arc<Transport>,
+    /// Whether the one node is an ElastiCache Serverless endpoint (see [`crate::serverless`]).
+    pub serverless: bool,
 }
 
 /// The caller's end of a request in the connection task: a oneshot sender.

@@ -53,6 +53,10 @@
 //! # let _ = endpoint; Ok(()) }
 //! ```
 //!
+//! With the feature `tls`, [`ServerlessStandIn`] stands in for an ElastiCache Serverless
+//! endpoint: TLS only, one endpoint in front of one real memcached, `get`/`gets` lines capped at
+//! 16 KB, and the commands Serverless refuses refused as it documents.
+//!
 //! Apart from the cluster, [`connection_harness`] plays a scripted server over in-memory pipes
 //! to a real client (through its [`Dial`](memcached_autodiscovery::transport::Dial) seam), on
 //! tokio's paused clock: the fuzz target `connection` and its regression tests. It needs no
@@ -67,6 +71,8 @@ mod endpoint;
 mod memcached;
 mod reply;
 #[cfg(feature = "tls")]
+mod serverless;
+#[cfg(feature = "tls")]
 mod tls;
 
 pub use cluster::{LocalCluster, LocalClusterBuilder};
@@ -75,3 +81,5 @@ pub use endpoint::{ConfigEndpoint, EndpointBehavior};
 pub use memcached::MemcachedTls;
 pub use memcached::{MemcachedOptions, MemcachedProcess};
 pub use reply::{encode_reply, ReplyKind};
+#[cfg(feature = "tls")]
+pub use serverless::{ServerlessStandIn, MAX_GET_LINE};
