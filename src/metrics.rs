@@ -294,3 +294,23 @@ mod off {
     #[inline(always)]
     pub(crate) fn discovery_failed() {}
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(not(feature = "metrics"))]
+    use super::*;
+
+    /// Without the feature (`cargo test --lib`, no features), the handles a connection carries
+    /// take no space and `timed` is the identity on futures.
+    #[test]
+    #[cfg(not(feature = "metrics"))]
+    fn without_the_feature_nothing_is_carried() {
+        assert_eq!(std::mem::size_of::<ConnectionMeter>(), 0);
+        assert_eq!(std::mem::size_of::<QueueMeter>(), 0);
+        let future = std::future::ready(1u8);
+        assert_eq!(
+            std::mem::size_of_val(&timed("get", future)),
+            std::mem::size_of::<std::future::Ready<u8>>()
+        );
+    }
+}
