@@ -84,6 +84,10 @@ pub struct ClientBuilder {
     dialer: Option<Arc<dyn Dial>>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
+    /// Whether the one node is an ElastiCache Serverless endpoint.
+    serverless: bool,
+    /// Whether `connections_per_node` was set (else Serverless takes its own default).
+    connections_set: bool,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -105,7 +109,8 @@ impl fmt::Debug for ClientBuilder {
             .field("failure_mode", &self.failure_mode)
             .field("max_nodes", &self.max_nodes)
             .field("warm_handoff", &self.warm_handoff)
-            .field("custom_dialer", &self.dialer.is_some());
+            .field("custom_dialer", &self.dialer.is_some())
+            .field("serverless", &self.serverless);
         // TlsConfig's Debug shows counts and names only, never key material.
         #[cfg(feature = "tls")]
         s.field("tls", &self.tls);
@@ -135,6 +140,8 @@ impl Default for ClientBuilder {
             dialer: None,
             #[cfg(feature = "tls")]
             tls: None,
+            serverless: false,
+            connections_set: false,
         }
     }
 }
@@ -145,6 +152,7 @@ impl ClientBuilder {
     /// 11211. Replaces any earlier `nodes(...)`.
     pub fn config_endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.source = Some(Nodes::Endpoint(endpoint.into()));
+        self.serverless = false;
         self
     }
 
@@ -156,6 +164,7 @@ impl ClientBuilder {
         S: Into<String>,
     {
         self.source = Some(Nodes::Static(nodes.into_iter().map(Into::into).collect()));
+        self.serverless = false;
         self
     }
 
@@ -231,6 +240,7 @@ impl ClientBuilder {
     /// any number of concurrent callers. Clamped to 1 ..= 64.
     pub fn connections_per_node(mut self, n: usize) -> Self {
         self.connections_per_node = n.clamp(1, MAX_CONNECTIONS_PER_NODE);
+        self.connections_set = true;
         self
     }
 
@@ -321,6 +331,37 @@ impl ClientBuilder {
         self
     }
 
+    /// Connects to an ElastiCache Serverless cache: `endpoint` is the cache's endpoint,
+    /// `host:port` (`<name>-<id>.serverless.<region>.cache.amazonaws.com:11211`). There is no
+    /// discovery: the endpoint is the single node (version 0), reached over 4 pipelined
+    /// connections unless [`connections_per_node`](ClientBuilder::connections_per_node) says
+    /// otherwise, since Serverless scales with connections. TLS is required: without
+    /// [`tls`](ClientBuilder::tls) the client uses [`TlsConfig::webpki_roots`](crate::TlsConfig::webpki_roots).
+    /// `stats <group>` and a delayed flush, which Serverless refuses, fail before sending with an
+    /// [`Error::Server`] that says so. Replaces any earlier `config_endpoint(...)` or
+    /// `nodes(...)`. Needs the cargo feature `tls`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), memcached_autodiscovery::Error> {
+    /// let client = memcached_autodiscovery::Client::builder()
+    ///     .serverless("mycache-abc123.serverless.use1.cache.amazonaws.com:11211")
+    ///     .build()
+    ///     .await?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn serverless(mut self, endpoint: impl Into<String>) -> Self {
+        self.source = Some(Nodes::Static(vec![endpoint.into()]));
+        self.serverless = true;
+        if !self.connections_set {
+            self.connections_per_node = crate::serverless::CONNECTIONS;
+        }
+        if self.tls.is_none() {
+            self.tls = Some(crate::tls::TlsConfig::webpki_roots());
+        }
+        self
+    }
+
     /// One discovery from the configuration endpoint, with this builder's transport settings
     /// (TLS, dialer, connect and discovery timeouts): the cluster's
     /// configuration as the endpoint serves it now. Starts no client, no poller and no node
@@ -341,6 +382,7 @@ impl ClientBuilder {
             None => Err(no_nodes()),
             Some(Nodes::Static(list)) => static_config(&list),
             Some(Nodes::Endpoint(endpoint)) => {
+                crate::serverless::refuse_discovery(&endpoint)?;
                 fetch(&endpoint, &settings.transport, self.discovery_timeout).await
             }
         }
@@ -357,6 +399,7 @@ impl ClientBuilder {
             Some(Nodes::Static(list)) => Source::Static(static_config(&list)?),
             Some(Nodes::Endpoint(endpoint)) => {
                 split_host_port(&endpoint)?;
+                crate::serverless::refuse_discovery(&endpoint)?;
                 Source::Endpoint {
                     endpoint,
                     poll_interval: self.poll_interval,
@@ -394,6 +437,7 @@ impl ClientBuilder {
             backoff_max: self.backoff.1,
             transport: Arc::new(transport),
             probe_down_nodes: self.failure_mode == FailureMode::Redistribute,
+            serverless: self.serverless,
         });
         let placement = Placement {
             distribution: self.distribution,

@@ -183,11 +183,9 @@ impl Client {
         let mut buf = BytesMut::new();
         let expect = request.encode(&mut buf, &self.topology.settings().limits)?;
         let conn = self.connection_for(key)?;
-        let span = tracing::debug_span!("memcached.request", op, node = conn.node());
-        let response = conn
-            .call(buf.freeze(), expect, request.is_idempotent())
-            .instrument(span)
-            .await?;
+        let span = crate::spans::one_node(op, conn.node());
+        let response = conn.call(buf.freeze(), expect, request.is_idempotent());
+        let response = crate::metrics::timed(op, response.instrument(span)).await?;
         Ok((response, conn))
     }
 
@@ -261,7 +259,7 @@ impl Client {
             value: value.as_ref(),
         };
         let moved = self.before_write(key, mode != StoreMode::Set).await;
-        let (response, conn) = self.call("store", key, request).await?;
+        let (response, conn) = self.call(mode.name(), key, request).await?;
         self.after_write(key, moved).await;
         match response {
             Response::Stored => Ok(true),
@@ -488,7 +486,7 @@ impl Client {
         let wait = self.load_lease * 2;
         let deadline = Instant::now() + wait;
         let node = connection.node().to_string();
-        let span = tracing::debug_span!("memcached.request", op = "get_or_load", node = %node);
+        let span = crate::spans::one_node("get_or_load", &node);
         let lease = Lease {
             connection: &connection,
             limits: &limits,
@@ -505,7 +503,7 @@ impl Client {
             },
             || lease.get_or_load(load),
         );
-        flight.instrument(span).await
+        crate::metrics::timed("get_or_load", flight.instrument(span)).await
     }
 
     /// Marks `key` stale instead of deleting it (`md <key> I`): the next
@@ -518,14 +516,9 @@ impl Client {
         let stale_ttl = exptime(grace.max(Duration::from_secs(1)))?;
         let connection = self.connection_for(key)?;
         let limits = self.topology.settings().limits;
-        let span = tracing::debug_span!(
-            "memcached.request",
-            op = "invalidate",
-            node = connection.node()
-        );
-        lease::invalidate(&connection, &limits, key, stale_ttl)
-            .instrument(span)
-            .await
+        let span = crate::spans::one_node("invalidate", connection.node());
+        let invalidate = lease::invalidate(&connection, &limits, key, stale_ttl);
+        crate::metrics::timed("invalidate", invalidate.instrument(span)).await
     }
 
     /// Sends `request` to every node in parallel; results in node order with the node's id.
@@ -543,8 +536,8 @@ impl Client {
             Err(e) => return vec![(String::new(), Err(e.into()))],
         };
         let deadline = Instant::now() + settings.request_timeout;
-        let span = tracing::debug_span!("memcached.request", op, nodes = snapshot.nodes.len());
-        async {
+        let span = crate::spans::every_node(op, snapshot.nodes.len());
+        let call = async {
             let mut waiting = Vec::with_capacity(snapshot.nodes.len());
             for node in &snapshot.nodes {
                 let conn = node.connection();
@@ -561,16 +554,28 @@ impl Client {
             }
             results
         }
-        .instrument(span)
-        .await
+        .instrument(span);
+        crate::metrics::timed(op, call).await
     }
 
     /// Invalidates every item on every node (`flush_all`).
     pub async fn flush_all(&self) -> Result<(), Error> {
-        for (node, result) in self
-            .broadcast("flush_all", Request::FlushAll { delay: None })
-            .await
-        {
+        self.flush_all_after(Duration::ZERO).await
+    }
+
+    /// Invalidates every item on every node once `delay` has passed (`flush_all <delay>`,
+    /// whole seconds rounded up; over 30 days sent as an absolute time, as for TTLs). memcached
+    /// counts whole seconds, so the flush comes up to a second early. A zero delay flushes at
+    /// once. ElastiCache Serverless refuses a delayed flush: with
+    /// `ClientBuilder::serverless` a non-zero delay fails
+    /// before sending, with an [`Error::Server`] that says so.
+    pub async fn flush_all_after(&self, delay: Duration) -> Result<(), Error> {
+        let delay = exptime(delay)?;
+        crate::serverless::check_flush_delay(&self.topology, delay)?;
+        let request = Request::FlushAll {
+            delay: (delay > 0).then_some(delay),
+        };
+        for (node, result) in self.broadcast("flush_all", request).await {
             match result? {
                 Response::Ok => {}
                 Response::Error(e) => return Err(e.to_error(&node)),
@@ -580,11 +585,15 @@ impl Client {
         Ok(())
     }
 
-    /// `stats` (or `stats <group>`) of every node, as `(node, pairs)`.
+    /// `stats` (or `stats <group>`) of every node, as `(node, pairs)`. ElastiCache Serverless
+    /// answers `ERROR` to `stats <group>`: with
+    /// `ClientBuilder::serverless` a group fails before
+    /// sending, with an [`Error::Server`] that says so.
     pub async fn stats(
         &self,
         group: Option<&str>,
     ) -> Result<Vec<(String, Vec<(String, String)>)>, Error> {
+        crate::serverless::check_stats(&self.topology, group)?;
         let request = Request::Stats {
             arg: group.map(str::as_bytes),
         };

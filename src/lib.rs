@@ -68,7 +68,7 @@
 //!
 //! | name | kind, level | fields |
 //! |---|---|---|
-//! | `memcached.request` | span, debug | `op`, and `node` (a one-key call), `keys` (a multi-get: how many keys) or `nodes` (a call to every node: how many nodes) |
+//! | `memcached.request` | span, debug | `op`, and `node` (a one-key call), `keys` (a multi-get: how many keys) or `nodes` (a call to every node: how many nodes); for OpenTelemetry `otel.kind` (client), `db.system.name` (memcached), `db.operation.name` (as `op`), and in a one-key call `server.address` and `server.port` (of `node`) |
 //! | `memcached.discovery` | span, info | `endpoint` |
 //! | `memcached.topology.initial` | event, info | `version`, `nodes`, `endpoint` |
 //! | `memcached.topology.changed` | event, info | `old_version`, `new_version`, `added`, `removed`, `readdressed`, `moved_share` |
@@ -80,7 +80,48 @@
 //! | `memcached.connection_lost` | event, warn | `node`, `error` (without the bytes of the reply), `resent`, `node_down` |
 //! | `memcached.connected` | event, debug | `node` |
 //!
+//! The request span carries the fields of OpenTelemetry's semantic conventions for database
+//! client spans, so that `tracing-opentelemetry` exports a standard client span: `db.system.name`
+//! is `memcached`, `db.operation.name` is the call (`get`, `set`, `get_many`, …, as `op`), and a
+//! call to one node has `server.address` and `server.port`. As everywhere, no key or value.
+//!
 //! Key bytes and values are never logged. The library never installs a subscriber.
+//!
+//! # Metrics
+//!
+//! With the cargo feature `metrics`, the client records the figures below through the
+//! [`metrics`](https://docs.rs/metrics) facade; the exporter (Prometheus, StatsD, OpenTelemetry, …)
+//! is yours to install. Install its recorder before building the client: each connection
+//! registers its handles when it starts. Without the feature, none of this is compiled in. No
+//! label holds a key or a value.
+//!
+//! ```toml
+//! memcached-autodiscovery = { version = "0.1", features = ["metrics"] }
+//! ```
+//!
+//! | name | kind | labels | what it counts |
+//! |---|---|---|---|
+//! | `memcached.requests` | counter | `op`, `outcome` | calls finished |
+//! | `memcached.request.duration` | histogram (seconds) | `op`, `outcome` | how long each call took, queueing included |
+//! | `memcached.bytes.sent` | counter (bytes) | `node` | bytes written to the node's sockets |
+//! | `memcached.bytes.received` | counter (bytes) | `node` | bytes read from the node's sockets |
+//! | `memcached.connections.open` | gauge | `node` | connections to the node open now |
+//! | `memcached.connections.opened` | counter | `node` | connections opened |
+//! | `memcached.connections.failed` | counter | `node` | connects that failed |
+//! | `memcached.nodes.marked_down` | counter | `node` | times the node was left alone for a backoff |
+//! | `memcached.topology.version` | gauge | | the version of the topology in use (0 for a static node list) |
+//! | `memcached.topology.changes` | counter | | topology changes applied |
+//! | `memcached.discovery.failures` | counter | | polls and `refresh()` calls that failed (a failed first discovery fails `build()` instead) |
+//! | `memcached.queue.depth` | gauge | `node` | requests waiting in a connection's queue when the last one was queued |
+//!
+//! | label | values |
+//! |---|---|
+//! | `op` | the call: `get`, `gets`, `gat`, `set`, `add`, `replace`, `append`, `prepend`, `cas`, `delete`, `incr`, `decr`, `touch`, `get_many`, `get_or_load`, `invalidate`, `flush_all`, `stats` |
+//! | `outcome` | `hit` and `miss` (one-key reads), `ok`, `server_error` (the server answered an error), `timeout`, `node_down` (failed at once: the node is in its backoff), `error` (any other failure), `cancelled` (the caller dropped the call before it finished) |
+//! | `node` | the node, `host:port` |
+//!
+//! `tests/metrics.rs` drives a client through every call and outcome against real memcached and
+//! checks that what is recorded is exactly these two tables.
 //!
 //! # In-transit encryption (TLS)
 //!
@@ -92,6 +133,15 @@
 //! one configured name or wildcard. A mismatch in either direction (plaintext client, TLS
 //! server; or the reverse) gives an error that says so, within the usual timeouts. Without the
 //! feature no TLS code is compiled and connections are plain TCP.
+//!
+//! # ElastiCache Serverless
+//!
+//! With the cargo feature `tls`, `ClientBuilder::serverless(endpoint)` connects to an
+//! ElastiCache Serverless cache: no discovery (Serverless has no `config get cluster`), the
+//! endpoint as the single node over 4 pipelined TLS connections by default, and `stats <group>`
+//! and a delayed `flush_all`, which Serverless refuses, failing before sending with an error that
+//! says why. For every cluster, [`Client::get_many`] keeps each `get` line within Serverless's
+//! 16 KB limit ([`protocol::retrieval_batches`]).
 //!
 //! # Errors
 //!
@@ -125,9 +175,12 @@ mod flight;
 mod handoff;
 mod jitter;
 mod lease;
+mod metrics;
 mod multi_get;
 pub mod pipeline;
 pub mod protocol;
+mod serverless;
+mod spans;
 #[cfg(feature = "tls")]
 mod tls;
 pub mod topology;

@@ -4,7 +4,7 @@
 //!
 //! Both are one mechanism: the keys are grouped by the node they route to (under
 //! [`FailureMode::Redistribute`](crate::FailureMode::Redistribute) a down node's keys route to
-//! their stand-in), every node's `get k1 k2 ...` (split every 100 keys) is queued before any
+//! their stand-in), every node's `get k1 k2 ...` (split every 100 keys or 16 KB) is queued before any
 //! reply is awaited, all under one deadline, and each reply is checked against its request. A
 //! node refused before anything was sent (marked down meanwhile) has its keys routed again once,
 //! when they now go elsewhere. Owns no routing rule and no connection.
@@ -17,9 +17,12 @@ use tracing::Instrument;
 
 use crate::client::Client;
 use crate::error::{excerpt, Error, ProtocolError};
-use crate::protocol::{validate_key, Item, Request, Response, Retrieval};
+use crate::protocol::{
+    retrieval_batches, validate_key, Item, Request, Response, Retrieval, MAX_RETRIEVAL_LINE,
+};
 
-/// Keys per `get` line; larger groups are split into several pipelined requests.
+/// Keys per `get` line; larger groups, and lines over 16 KB (ElastiCache Serverless's limit),
+/// are split into several pipelined requests.
 const KEYS_PER_GET: usize = 100;
 
 /// What [`Client::get_many_partial`] found.
@@ -82,8 +85,8 @@ impl Client {
         for key in &keys {
             validate_key(key.as_ref())?;
         }
-        let span = tracing::debug_span!("memcached.request", op = "get_many", keys = keys.len());
-        async {
+        let span = crate::spans::multi_get("get_many", keys.len());
+        let call = async {
             let mut keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
             keys.sort_unstable();
             keys.dedup();
@@ -106,8 +109,8 @@ impl Client {
             self.recover_moved(&keys, &mut found).await;
             Ok(found)
         }
-        .instrument(span)
-        .await
+        .instrument(span);
+        crate::metrics::timed("get_many", call).await
     }
 
     /// One read of `keys`, grouped by node: hits and failed keys into `found`, except keys
@@ -129,7 +132,7 @@ impl Client {
         let mut waiting = Vec::with_capacity(groups.len());
         for (index, group) in groups.iter().enumerate() {
             let conn = snapshot.nodes[index].connection();
-            for chunk in group.chunks(KEYS_PER_GET) {
+            for chunk in retrieval_batches(b"get", group, KEYS_PER_GET, MAX_RETRIEVAL_LINE) {
                 let request = Request::Retrieve {
                     kind: Retrieval::Get,
                     keys: chunk,

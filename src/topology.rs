@@ -164,6 +164,7 @@ impl Topology {
             endpoint = endpoint.as_ref().map_or("(static)", |(e, _)| e.as_str()),
             "memcached.topology.initial"
         );
+        crate::metrics::topology_version(snapshot.config.version);
         let polled = endpoint.is_some();
         let topology = Arc::new(Topology {
             snapshot: ArcSwap::new(snapshot),
@@ -287,6 +288,7 @@ impl Topology {
                         })));
                     }
                 }
+                crate::metrics::topology_changed(next.config.version);
                 self.snapshot.store(next);
                 Ok(change)
             }
@@ -295,6 +297,7 @@ impl Topology {
 
     /// Logs a failed poll (at most once per interval) and returns its error.
     fn failed(&self, span: &tracing::Span, error: Error) -> Error {
+        crate::metrics::discovery_failed();
         if self.poll.may_warn() {
             let _entered = span.enter();
             tracing::warn!(error = %error, "memcached.discovery.failed");

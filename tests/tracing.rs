@@ -5,7 +5,10 @@
 //! * the spans and events emitted, with their kind, level and fields, are exactly the rows of
 //!   the tracing tables in README.md and in the crate docs (src/lib.rs);
 //! * no recorded field, at any level, holds a byte of a key or a value the caller used, even when
-//!   a node answers with the key in a malformed reply.
+//!   a node answers with the key in a malformed reply;
+//! * every `memcached.request` span carries OpenTelemetry's database client fields with the
+//!   documented values: `otel.kind` client, `db.system.name` memcached, `db.operation.name` the
+//!   call (as `op`), and in a call to one node `server.address` and `server.port` of that node.
 
 mod support;
 
@@ -33,6 +36,8 @@ struct Recorded {
     kinds: BTreeMap<Kind, BTreeSet<String>>,
     /// Every field value recorded, as text.
     values: Vec<String>,
+    /// The fields of each `memcached.request` span, by name.
+    requests: Vec<BTreeMap<String, String>>,
 }
 
 #[derive(Clone, Default)]
@@ -44,6 +49,7 @@ struct Fields {
     names: BTreeSet<String>,
     message: Option<String>,
     values: Vec<String>,
+    pairs: BTreeMap<String, String>,
 }
 
 impl Visit for Fields {
@@ -54,6 +60,7 @@ impl Visit for Fields {
         } else {
             self.names.insert(field.name().to_string());
         }
+        self.pairs.insert(field.name().to_string(), text.clone());
         self.values.push(text);
     }
 
@@ -105,7 +112,10 @@ impl Subscriber for Recorder {
             "span",
             metadata.level().to_string(),
         );
-        self.keep(|fields| span.record(fields), Some(kind), declared);
+        let fields = self.keep(|fields| span.record(fields), Some(kind), declared);
+        if metadata.name() == "memcached.request" {
+            self.0.lock().unwrap().requests.push(fields.pairs);
+        }
         Id::from_u64(1)
     }
 
@@ -284,6 +294,47 @@ async fn emitted_spans_and_events_are_the_documented_ones_and_hold_no_key_or_val
         "keys or values reached the logs: {leaks:?}"
     );
     assert!(recorded.values.len() > 20, "the recorder saw the library");
+
+    // OpenTelemetry's fields on every request span.
+    assert!(recorded.requests.len() > 10, "request spans were recorded");
+    let mut one_node = 0;
+    for span in &recorded.requests {
+        let field = |name: &str| span.get(name).map(String::as_str);
+        assert_eq!(field("otel.kind"), Some("client"), "{span:?}");
+        assert_eq!(field("db.system.name"), Some("memcached"), "{span:?}");
+        assert_eq!(field("db.operation.name"), field("op"), "{span:?}");
+        match field("node") {
+            Some(node) => {
+                one_node += 1;
+                let server = format!(
+                    "{}:{}",
+                    field("server.address").unwrap_or_default(),
+                    field("server.port").unwrap_or_default()
+                );
+                assert_eq!(server, node, "server.address and server.port name the node");
+            }
+            None => assert!(
+                field("server.address").is_none() && field("server.port").is_none(),
+                "a call to several nodes names no single server: {span:?}"
+            ),
+        }
+    }
+    assert!(one_node > 0 && one_node < recorded.requests.len());
+    let operations: BTreeSet<&str> = recorded
+        .requests
+        .iter()
+        .filter_map(|span| span.get("db.operation.name").map(String::as_str))
+        .collect();
+    for op in [
+        "get",
+        "set",
+        "get_many",
+        "stats",
+        "get_or_load",
+        "invalidate",
+    ] {
+        assert!(operations.contains(op), "{op} in {operations:?}");
+    }
 
     let root = env!("CARGO_MANIFEST_DIR");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();

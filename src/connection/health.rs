@@ -78,6 +78,7 @@ impl Health {
     /// Marks the node down for about `backoff` (±20 % jitter) because of `reason`; returns when
     /// the backoff ends. A probing node stays down until [`Health::mark_up`].
     pub(super) fn mark_down(&self, backoff: Duration, reason: &Error) -> Instant {
+        crate::metrics::node_marked_down(&self.node);
         if let Ok(mut r) = self.reason.lock() {
             *r = Arc::from(reason.to_string());
         }

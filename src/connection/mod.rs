@@ -43,6 +43,8 @@ pub(crate) struct ConnectionSettings {
     /// Whether a down node's task reconnects on its own, and the node stays down until it has
     /// (the client routes around down nodes then: nothing else would try it).
     pub probe_down_nodes: bool,
+    /// Whether the one node is an ElastiCache Serverless endpoint (see [`crate::serverless`]).
+    pub serverless: bool,
 }
 
 /// The caller's end of a request in the connection task: a oneshot sender.
@@ -75,6 +77,7 @@ pub(crate) struct Connection {
     request_timeout: Duration,
     /// Whether the node speaks the meta protocol: 0 not known yet, 1 yes, 2 no.
     meta: Arc<AtomicU8>,
+    queue: crate::metrics::QueueMeter,
 }
 
 impl Connection {
@@ -86,6 +89,7 @@ impl Connection {
         settings: Arc<ConnectionSettings>,
     ) -> Connection {
         let (tx, rx) = mpsc::channel(settings.queue_depth.max(1));
+        let queue = crate::metrics::QueueMeter::new(&node_id);
         let health = Arc::new(Health::new(node_id, settings.probe_down_nodes));
         let request_timeout = settings.request_timeout;
         tokio::spawn(task::run(rx, target, settings, health.clone()));
@@ -94,6 +98,7 @@ impl Connection {
             health,
             request_timeout,
             meta: Arc::new(AtomicU8::new(0)),
+            queue,
         }
     }
 
@@ -152,7 +157,11 @@ impl Connection {
             Waiter(reply),
         );
         match tokio::time::timeout_at(deadline, self.tx.send(pending)).await {
-            Ok(Ok(())) => Ok(Reply { rx, deadline }),
+            Ok(Ok(())) => {
+                self.queue
+                    .depth(self.tx.max_capacity() - self.tx.capacity());
+                Ok(Reply { rx, deadline })
+            }
             Ok(Err(_)) => Err(self.closed()),
             Err(_) => Err(self.timeout()),
         }

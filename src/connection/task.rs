@@ -38,6 +38,7 @@ pub(super) async fn run(
     health: Arc<Health>,
 ) {
     let node = Peer::Node(health.node());
+    let meter = crate::metrics::ConnectionMeter::new(health.node());
     let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
     let mut replay: Vec<Pending<Waiter>> = Vec::new();
     // While the node is down: when the backoff ends (a probing node connects again then).
@@ -69,6 +70,7 @@ pub(super) async fn run(
             Ok(stream) => stream,
             Err(err) => {
                 let delay = backoff.failed();
+                meter.connect_failed();
                 tracing::warn!(node = %health.node(), error = %err, backoff_ms = delay.as_millis() as u64, "memcached.connect_failed");
                 retry_at = Some(health.mark_down(delay, &err));
                 fail_queued(&mut replay, &mut rx, &err);
@@ -77,24 +79,25 @@ pub(super) async fn run(
         };
         retry_at = None;
         health.mark_up();
+        meter.opened();
         tracing::debug!(node = %health.node(), "memcached.connected");
         let first = std::mem::take(&mut replay);
-        let limits = settings.limits;
         let served = match stream {
             Stream::Tcp(tcp) => {
                 let (reader, writer) = tcp.into_split();
-                serve(reader, writer, first, &mut rx, &settings, node, limits).await
+                serve(reader, writer, first, &mut rx, &settings, node, &meter).await
             }
             #[cfg(feature = "tls")]
             Stream::Tls(tls) => {
                 let (reader, writer) = tls.split();
-                serve(reader, writer, first, &mut rx, &settings, node, limits).await
+                serve(reader, writer, first, &mut rx, &settings, node, &meter).await
             }
             Stream::Dialed(io) => {
                 let (reader, writer) = tokio::io::split(io);
-                serve(reader, writer, first, &mut rx, &settings, node, limits).await
+                serve(reader, writer, first, &mut rx, &settings, node, &meter).await
             }
         };
+        meter.closed();
         let Some((error, closed)) = served else {
             return;
         };
@@ -147,9 +150,9 @@ async fn serve<R: ReadSide, W: WriteSide>(
     rx: &mut Queue,
     settings: &ConnectionSettings,
     node: Peer<'_>,
-    limits: crate::protocol::Limits,
+    meter: &crate::metrics::ConnectionMeter,
 ) -> Option<(Error, Closed<Waiter>)> {
-    let mut pipeline: Pipeline<Waiter> = Pipeline::new(limits);
+    let mut pipeline: Pipeline<Waiter> = Pipeline::new(settings.limits);
     let mut open = true;
     let sleep = tokio::time::sleep_until(Instant::now() + Duration::from_secs(86_400 * 365));
     tokio::pin!(sleep);
@@ -218,7 +221,8 @@ async fn serve<R: ReadSide, W: WriteSide>(
                         let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed by the server");
                         break (Break::Socket, io_error(node, eof));
                     }
-                    Ok(_) => {
+                    Ok(n) => {
+                        meter.received(n);
                         last_io = Instant::now();
                         if let Err(source) = pipeline.dispatch() {
                             break (Break::Protocol, Error::Protocol { node: node.id(), source });
@@ -234,6 +238,7 @@ async fn serve<R: ReadSide, W: WriteSide>(
                         break (Break::Socket, io_error(node, zero));
                     }
                     Ok(Some(n)) => {
+                        meter.sent(n);
                         last_io = Instant::now();
                         coalesced = false;
                         unflushed = W::NEEDS_FLUSH;

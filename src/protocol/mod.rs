@@ -7,10 +7,12 @@
 //! same [`decode`]. It does not
 //! own connections, routing or the cluster configuration format (see [`crate::config`]).
 
+mod batch;
 pub mod meta;
 pub mod request;
 pub mod response;
 
+pub use batch::{retrieval_batches, MAX_RETRIEVAL_LINE};
 pub use request::{Request, Retrieval, StoreMode};
 pub use response::{decode, ErrorReply, Expect, Item, Response};
 

@@ -44,6 +44,17 @@ pub enum StoreMode {
 }
 
 impl StoreMode {
+    /// The command's name: `set`, `add`, `replace`, `append` or `prepend`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreMode::Set => "set",
+            StoreMode::Add => "add",
+            StoreMode::Replace => "replace",
+            StoreMode::Append => "append",
+            StoreMode::Prepend => "prepend",
+        }
+    }
+
     fn verb(self) -> &'static [u8] {
         match self {
             StoreMode::Set => b"set ",

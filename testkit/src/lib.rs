@@ -63,6 +63,10 @@
 //! # let _ = endpoint; Ok(()) }
 //! ```
 //!
+//! With the feature `tls`, [`ServerlessStandIn`] stands in for an ElastiCache Serverless
+//! endpoint: TLS only, one endpoint in front of one real memcached, `get`/`gets` lines capped at
+//! 16 KB, and the commands Serverless refuses refused as it documents.
+//!
 //! Apart from the cluster, [`connection_harness`] plays a scripted server over in-memory pipes
 //! to a real client (through its [`Dial`](memcached_autodiscovery::transport::Dial) seam), on
 //! tokio's paused clock: the fuzz target `connection` and its regression tests. It needs no
@@ -78,6 +82,8 @@ mod memcached;
 mod node_front;
 mod reply;
 #[cfg(feature = "tls")]
+mod serverless;
+#[cfg(feature = "tls")]
 mod tls;
 
 pub use cluster::{LocalCluster, LocalClusterBuilder};
@@ -87,3 +93,5 @@ pub use memcached::MemcachedTls;
 pub use memcached::{MemcachedOptions, MemcachedProcess};
 pub use node_front::NodeFront;
 pub use reply::{encode_reply, ReplyKind};
+#[cfg(feature = "tls")]
+pub use serverless::{ServerlessStandIn, MAX_GET_LINE};

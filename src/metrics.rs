@@ -1,0 +1,327 @@
+//! Metrics, through the [`metrics`](https://docs.rs/metrics) facade, with the cargo feature
+//! `metrics`: the names, the labels, and one small recording helper per event. The exporter
+//! (Prometheus, StatsD, OpenTelemetry, ...) is the application's: install its recorder before
+//! building the client, since a connection registers its handles when it starts.
+//!
+//! Call sites elsewhere are one line each. Without the feature every helper here is an empty
+//! inline function or a zero-sized type, and [`timed`] hands back the very future it was given:
+//! nothing is compiled in.
+//!
+//! No label holds a key or a value: labels are the operation name, the outcome and the node
+//! (`host:port`). The table of names and labels is in the crate docs (`# Metrics`) and in
+//! README.md, and `tests/metrics.rs` checks that the two agree with what is emitted.
+
+#[cfg(feature = "metrics")]
+use crate::error::Error;
+#[cfg(feature = "metrics")]
+use crate::protocol::Response;
+
+/// The names, as the tables in the crate docs and README.md list them.
+#[cfg(feature = "metrics")]
+mod names {
+    /// Requests that finished, by `op` and `outcome` (counter).
+    pub(crate) const REQUESTS: &str = "memcached.requests";
+    /// How long requests took, by `op` and `outcome` (histogram, seconds).
+    pub(crate) const REQUEST_DURATION: &str = "memcached.request.duration";
+    /// Bytes written to a node's sockets, by `node` (counter).
+    pub(crate) const BYTES_SENT: &str = "memcached.bytes.sent";
+    /// Bytes read from a node's sockets, by `node` (counter).
+    pub(crate) const BYTES_RECEIVED: &str = "memcached.bytes.received";
+    /// Connections open now, by `node` (gauge).
+    pub(crate) const CONNECTIONS_OPEN: &str = "memcached.connections.open";
+    /// Connections opened, by `node` (counter).
+    pub(crate) const CONNECTIONS_OPENED: &str = "memcached.connections.opened";
+    /// Connects that failed, by `node` (counter).
+    pub(crate) const CONNECTIONS_FAILED: &str = "memcached.connections.failed";
+    /// Times a node was marked down (left alone for a backoff), by `node` (counter).
+    pub(crate) const NODES_MARKED_DOWN: &str = "memcached.nodes.marked_down";
+    /// The version of the topology in use (gauge).
+    pub(crate) const TOPOLOGY_VERSION: &str = "memcached.topology.version";
+    /// Topology changes applied (counter).
+    pub(crate) const TOPOLOGY_CHANGES: &str = "memcached.topology.changes";
+    /// Polls of the configuration endpoint that failed (counter).
+    pub(crate) const DISCOVERY_FAILURES: &str = "memcached.discovery.failures";
+    /// Requests waiting in a node connection's queue when one was queued, by `node` (gauge).
+    pub(crate) const QUEUE_DEPTH: &str = "memcached.queue.depth";
+}
+
+#[cfg(feature = "metrics")]
+pub(crate) use on::*;
+
+#[cfg(not(feature = "metrics"))]
+pub(crate) use off::*;
+
+/// What a finished request counts as, for the `outcome` label.
+#[cfg(feature = "metrics")]
+pub(crate) trait Outcome {
+    /// `hit`, `miss`, `ok`, or the kind of failure (see [`failure`]).
+    fn outcome(&self) -> &'static str;
+}
+
+/// The `outcome` of a failed request.
+#[cfg(feature = "metrics")]
+fn failure(error: &Error) -> &'static str {
+    match error {
+        Error::Server { .. } => "server_error",
+        Error::NodeDown { .. } => "node_down",
+        e if e.is_timeout() => "timeout",
+        _ => "error",
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Outcome for Result<Response, Error> {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Ok(Response::Values(items)) if items.is_empty() => "miss",
+            Ok(Response::Values(_)) => "hit",
+            Ok(Response::Error(_)) => "server_error",
+            Ok(_) => "ok",
+            Err(e) => failure(e),
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl<T> Outcome for Result<T, Error>
+where
+    T: Succeeded,
+{
+    fn outcome(&self) -> &'static str {
+        match self {
+            Ok(_) => "ok",
+            Err(e) => failure(e),
+        }
+    }
+}
+
+/// Results whose success is plain `ok` (no hit or miss to tell).
+#[cfg(feature = "metrics")]
+pub(crate) trait Succeeded {}
+#[cfg(feature = "metrics")]
+impl Succeeded for bool {}
+#[cfg(feature = "metrics")]
+impl Succeeded for bytes::Bytes {}
+#[cfg(feature = "metrics")]
+impl<K, V, S> Succeeded for std::collections::HashMap<K, V, S> {}
+
+/// A multi-get: `ok` when every key was read, else the kind of the first key's failure.
+#[cfg(feature = "metrics")]
+impl Outcome for Result<crate::MultiGet, Error> {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Ok(found) => found.failed.first().map_or("ok", |(_, e)| failure(e)),
+            Err(e) => failure(e),
+        }
+    }
+}
+
+/// A call to every node: `ok` when every node answered well, else the first failure.
+#[cfg(feature = "metrics")]
+impl Outcome for Vec<(String, Result<Response, Error>)> {
+    fn outcome(&self) -> &'static str {
+        self.iter()
+            .map(|(_, result)| result.outcome())
+            .find(|o| !matches!(*o, "ok" | "hit" | "miss"))
+            .unwrap_or("ok")
+    }
+}
+
+#[cfg(feature = "metrics")]
+mod on {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    use ::metrics::{counter, gauge, histogram, Counter, Gauge};
+
+    use super::names::*;
+    use super::*;
+
+    /// Records a request of `op` when `request` finishes (its outcome) or is dropped first
+    /// (`cancelled`): one count and one duration.
+    pub(crate) async fn timed<F>(op: &'static str, request: F) -> F::Output
+    where
+        F: Future,
+        F::Output: Outcome,
+    {
+        let mut timer = Timer {
+            op,
+            started: Instant::now(),
+            outcome: "cancelled",
+        };
+        let output = request.await;
+        timer.outcome = output.outcome();
+        output
+    }
+
+    struct Timer {
+        op: &'static str,
+        started: Instant,
+        outcome: &'static str,
+    }
+
+    impl Drop for Timer {
+        fn drop(&mut self) {
+            let labels = [("op", self.op), ("outcome", self.outcome)];
+            counter!(REQUESTS, &labels).increment(1);
+            histogram!(REQUEST_DURATION, &labels).record(self.started.elapsed());
+        }
+    }
+
+    /// The handles of one node connection, registered once when its task starts.
+    pub(crate) struct ConnectionMeter {
+        sent: Counter,
+        received: Counter,
+        open: Gauge,
+        opened: Counter,
+        failed: Counter,
+        /// Whether this connection counts in `open` now.
+        is_open: AtomicBool,
+    }
+
+    impl ConnectionMeter {
+        pub(crate) fn new(node: &str) -> ConnectionMeter {
+            let node = node.to_string();
+            ConnectionMeter {
+                sent: counter!(BYTES_SENT, "node" => node.clone()),
+                received: counter!(BYTES_RECEIVED, "node" => node.clone()),
+                open: gauge!(CONNECTIONS_OPEN, "node" => node.clone()),
+                opened: counter!(CONNECTIONS_OPENED, "node" => node.clone()),
+                failed: counter!(CONNECTIONS_FAILED, "node" => node),
+                is_open: AtomicBool::new(false),
+            }
+        }
+
+        pub(crate) fn sent(&self, bytes: usize) {
+            self.sent.increment(bytes as u64);
+        }
+
+        pub(crate) fn received(&self, bytes: usize) {
+            self.received.increment(bytes as u64);
+        }
+
+        pub(crate) fn opened(&self) {
+            self.opened.increment(1);
+            if !self.is_open.swap(true, Ordering::Relaxed) {
+                self.open.increment(1.0);
+            }
+        }
+
+        pub(crate) fn closed(&self) {
+            if self.is_open.swap(false, Ordering::Relaxed) {
+                self.open.decrement(1.0);
+            }
+        }
+
+        pub(crate) fn connect_failed(&self) {
+            self.failed.increment(1);
+        }
+    }
+
+    impl Drop for ConnectionMeter {
+        fn drop(&mut self) {
+            self.closed();
+        }
+    }
+
+    /// The queue-depth gauge of one node connection.
+    #[derive(Clone)]
+    pub(crate) struct QueueMeter(Gauge);
+
+    impl QueueMeter {
+        pub(crate) fn new(node: &str) -> QueueMeter {
+            QueueMeter(gauge!(QUEUE_DEPTH, "node" => node.to_string()))
+        }
+
+        pub(crate) fn depth(&self, waiting: usize) {
+            self.0.set(waiting as f64);
+        }
+    }
+
+    pub(crate) fn node_marked_down(node: &str) {
+        counter!(NODES_MARKED_DOWN, "node" => node.to_string()).increment(1);
+    }
+
+    pub(crate) fn topology_version(version: u64) {
+        gauge!(TOPOLOGY_VERSION).set(version as f64);
+    }
+
+    pub(crate) fn topology_changed(version: u64) {
+        counter!(TOPOLOGY_CHANGES).increment(1);
+        topology_version(version);
+    }
+
+    pub(crate) fn discovery_failed() {
+        counter!(DISCOVERY_FAILURES).increment(1);
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+mod off {
+    /// Without the feature: the request itself, untouched.
+    #[inline(always)]
+    pub(crate) fn timed<F>(_op: &'static str, request: F) -> F {
+        request
+    }
+
+    pub(crate) struct ConnectionMeter;
+
+    impl ConnectionMeter {
+        #[inline(always)]
+        pub(crate) fn new(_node: &str) -> ConnectionMeter {
+            ConnectionMeter
+        }
+        #[inline(always)]
+        pub(crate) fn sent(&self, _bytes: usize) {}
+        #[inline(always)]
+        pub(crate) fn received(&self, _bytes: usize) {}
+        #[inline(always)]
+        pub(crate) fn opened(&self) {}
+        #[inline(always)]
+        pub(crate) fn closed(&self) {}
+        #[inline(always)]
+        pub(crate) fn connect_failed(&self) {}
+    }
+
+    #[derive(Clone)]
+    pub(crate) struct QueueMeter;
+
+    impl QueueMeter {
+        #[inline(always)]
+        pub(crate) fn new(_node: &str) -> QueueMeter {
+            QueueMeter
+        }
+        #[inline(always)]
+        pub(crate) fn depth(&self, _waiting: usize) {}
+    }
+
+    #[inline(always)]
+    pub(crate) fn node_marked_down(_node: &str) {}
+    #[inline(always)]
+    pub(crate) fn topology_version(_version: u64) {}
+    #[inline(always)]
+    pub(crate) fn topology_changed(_version: u64) {}
+    #[inline(always)]
+    pub(crate) fn discovery_failed() {}
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(not(feature = "metrics"))]
+    use super::*;
+
+    /// Without the feature (`cargo test --lib`, no features), the handles a connection carries
+    /// take no space and `timed` is the identity on futures.
+    #[test]
+    #[cfg(not(feature = "metrics"))]
+    fn without_the_feature_nothing_is_carried() {
+        assert_eq!(std::mem::size_of::<ConnectionMeter>(), 0);
+        assert_eq!(std::mem::size_of::<QueueMeter>(), 0);
+        let future = std::future::ready(1u8);
+        assert_eq!(
+            std::mem::size_of_val(&timed("get", future)),
+            std::mem::size_of::<std::future::Ready<u8>>()
+        );
+    }
+}
