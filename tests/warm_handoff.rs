@@ -1,0 +1,210 @@
+//! Warm handoff after a scale-out, with real memcached: 3 nodes, 2,000 keys, a 4th node added.
+//! Right after the change, reads hit their moved keys on the previous owner (and copy them to
+//! the new one, with their remaining TTL); deleted or overwritten moved keys never come back.
+//!
+//! Prints `scenario warm_handoff/...` lines; docs/reliability.md quotes them.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use memcached_autodiscovery::Client;
+use memcached_autodiscovery_testkit::LocalCluster;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const KEYS: usize = 2000;
+const TTL: Duration = Duration::from_secs(600);
+
+async fn client(cluster: &LocalCluster, handoff: Option<Duration>) -> Client {
+    let mut builder = Client::builder()
+        .config_endpoint(cluster.config_endpoint().to_string())
+        .poll_interval(Duration::from_secs(3600))
+        .request_timeout(Duration::from_secs(1));
+    if let Some(window) = handoff {
+        builder = builder.warm_handoff(window);
+    }
+    builder.build().await.unwrap()
+}
+
+fn keys() -> Vec<String> {
+    (0..KEYS).map(|i| format!("handoff-{i}")).collect()
+}
+
+/// Sets every key, adds a node, refreshes; returns the keys whose owner changed.
+async fn scale_out(cluster: &LocalCluster, client: &Client, keys: &[String]) -> Vec<String> {
+    for key in keys {
+        client.set(key, key, TTL).await.unwrap();
+    }
+    let before: Vec<String> = keys
+        .iter()
+        .map(|k| client.node_for(k).unwrap().id())
+        .collect();
+    cluster.add_node().await.unwrap();
+    assert!(client.refresh().await.unwrap());
+    keys.iter()
+        .zip(before)
+        .filter(|(k, owner)| client.node_for(k).unwrap().id() != *owner)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// Reads every key once; returns the hit ratio.
+async fn hit_ratio(client: &Client, keys: &[String]) -> f64 {
+    let mut hits = 0;
+    for key in keys {
+        if let Some(value) = client.get(key).await.unwrap() {
+            assert_eq!(&value[..], key.as_bytes(), "a value names its key");
+            hits += 1;
+        }
+    }
+    hits as f64 / keys.len() as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_right_after_a_scale_out_hit_with_warm_handoff() {
+    let keys = keys();
+    let mut ratios = Vec::new();
+    for handoff in [None, Some(Duration::from_secs(60))] {
+        let cluster = LocalCluster::start(3).await.unwrap();
+        let client = client(&cluster, handoff).await;
+        let moved = scale_out(&cluster, &client, &keys).await;
+        let ratio = hit_ratio(&client, &keys).await;
+        // A second pass: with handoff the moved keys now live on their new owner.
+        let again = hit_ratio(&client, &keys).await;
+        eprintln!(
+            "scenario warm_handoff/{}: {} of {KEYS} keys moved; hit ratio right after the change {:.2} %, second read {:.2} %",
+            if handoff.is_some() { "on" } else { "off" },
+            moved.len(),
+            ratio * 100.0,
+            again * 100.0
+        );
+        ratios.push(ratio);
+        if handoff.is_some() {
+            // The copies are on the new owner now: found there with the handoff window closed.
+            let plain = self::client(&cluster, None).await;
+            assert!(
+                hit_ratio(&plain, &moved).await >= 0.995,
+                "moved keys were copied"
+            );
+            // With their remaining TTL, not a fresh or endless one.
+            let owner = cluster
+                .node_addrs()
+                .into_iter()
+                .find(|a| {
+                    plain
+                        .node_for(&moved[0])
+                        .unwrap()
+                        .id()
+                        .ends_with(&format!(":{}", a.port()))
+                })
+                .unwrap();
+            let ttl = remaining_ttl(owner, &moved[0]).await;
+            assert!(
+                ttl > 0 && ttl <= TTL.as_secs() as i64,
+                "remaining TTL {ttl}"
+            );
+        }
+    }
+    assert!(
+        ratios[0] < 0.9,
+        "without handoff the moved keys miss ({})",
+        ratios[0]
+    );
+    assert!(ratios[1] >= 0.995, "with handoff ({})", ratios[1]);
+}
+
+/// `mg <key> t` on a node: the remaining TTL (-1: none).
+async fn remaining_ttl(addr: std::net::SocketAddr, key: &str) -> i64 {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("mg {key} t\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 256];
+    let n = s.read(&mut buf).await.unwrap();
+    let line = String::from_utf8_lossy(&buf[..n]).to_string();
+    line.split_whitespace()
+        .find_map(|t| t.strip_prefix('t'))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("mg answered {line:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_or_overwritten_moved_keys_never_return_their_old_value() {
+    let keys = keys();
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster, Some(Duration::from_secs(60))).await;
+    let moved = scale_out(&cluster, &client, &keys).await;
+    assert!(moved.len() > 200, "{} keys moved", moved.len());
+
+    // Readers keep reading the moved keys while a writer deletes half of them and overwrites the
+    // other half, each once. A read that starts after a key's delete or overwrite was
+    // acknowledged must not see the old value.
+    let done: Arc<Vec<AtomicU64>> = Arc::new((0..moved.len()).map(|_| AtomicU64::new(0)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let violations = Arc::new(AtomicU64::new(0));
+    let reads = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for r in 0..8 {
+        let (client, moved, done, stop, violations, reads) = (
+            client.clone(),
+            moved.clone(),
+            done.clone(),
+            stop.clone(),
+            violations.clone(),
+            reads.clone(),
+        );
+        readers.push(tokio::spawn(async move {
+            let mut i = r;
+            while !stop.load(Ordering::Relaxed) {
+                let k = i % moved.len();
+                i += 7;
+                let begun = started.elapsed().as_micros() as u64 + 1;
+                let value = client.get(&moved[k]).await.unwrap();
+                reads.fetch_add(1, Ordering::Relaxed);
+                let finished_at = done[k].load(Ordering::Acquire);
+                let old = value.as_deref() == Some(moved[k].as_bytes());
+                if finished_at != 0 && begun > finished_at && old {
+                    violations.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for (k, key) in moved.iter().enumerate() {
+        if k % 2 == 0 {
+            client.delete(key).await.unwrap();
+        } else {
+            client.set(key, format!("{key}-new"), TTL).await.unwrap();
+        }
+        done[k].store(started.elapsed().as_micros() as u64 + 1, Ordering::Release);
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+    eprintln!(
+        "scenario warm_handoff/writes: {} moved keys deleted or overwritten under {} concurrent reads; old values seen after the write: {}",
+        moved.len(),
+        reads.load(Ordering::Relaxed),
+        violations.load(Ordering::Relaxed)
+    );
+    assert_eq!(violations.load(Ordering::Relaxed), 0);
+    // And at the end, from a client without handoff as from this one.
+    let plain = self::client(&cluster, None).await;
+    for (k, key) in moved.iter().enumerate() {
+        let expected = (k % 2 == 1).then(|| format!("{key}-new"));
+        for c in [&client, &plain] {
+            let value = c.get(key).await.unwrap();
+            assert_eq!(
+                value.as_deref(),
+                expected.as_deref().map(str::as_bytes),
+                "{key}"
+            );
+        }
+    }
+}
