@@ -159,8 +159,9 @@ impl Client {
             .ok_or(Error::NoNodes)
     }
 
-    /// Polls the configuration endpoint now and applies what it says. Returns whether the
-    /// topology changed. With a static node list it does nothing and returns `false`.
+    /// Polls now (the cluster's nodes in turn, then the configuration endpoint if no node
+    /// answers) and applies what it says. Returns whether the topology changed. With a static
+    /// node list it does nothing and returns `false`.
     pub async fn refresh(&self) -> Result<bool, Error> {
         self.topology.refresh().await.map(|c| !c.is_empty())
     }
