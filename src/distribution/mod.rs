@@ -24,7 +24,11 @@
 //! and, where the client can run on a test machine, against the client itself
 //! (`tests/interop_live.rs`).
 //!
-//! The file is just over 500 lines; some 120 of them are unit tests of the modes.
+//! Beyond `locate`, a [`Locator`] gives each mode's fallback order for keys whose node cannot
+//! serve ([`Locator::locate_usable`]), builds the next placement from the previous one
+//! ([`Locator::next`]) and measures moved shares ([`Locator::moved_share`]).
+//!
+//! The file is about 890 lines; some 330 of them are unit tests of the modes.
 
 mod hash;
 mod ketama;
@@ -46,10 +50,12 @@ use ketama::{Continuum, KeyHash, PointDigest};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Distribution {
-    /// Consistent hashing over a ring of virtual nodes (the `consistent_hash_ring` crate), with
-    /// 160 points per node placed by a 64-bit FNV-1a hash (finished with MurmurHash3's fmix64)
-    /// of the node identity `hostname:port`. Adding one node to N moves about 1/(N+1) of the keys; a node whose IP
-    /// changes keeps its keys. Weights are ignored. The default; shared with no other client.
+    /// Consistent hashing over a ring of virtual nodes, with 160 points per node placed by a
+    /// 64-bit FNV-1a hash (finished with MurmurHash3's fmix64) of the node identity
+    /// `hostname:port`, keys placed exactly as the `consistent_hash_ring` crate (0.8) places
+    /// them over that hash (earlier releases used that crate). Adding one node to N moves about
+    /// 1/(N+1) of the keys; a node whose IP changes keeps its keys. Weights are ignored. The
+    /// default; shared with no other client.
     #[default]
     Ring,
     /// libmemcached's weighted ketama (`ketama`): key hash = the first 4 bytes of MD5,

@@ -404,11 +404,11 @@ mod tests {
     fn ranges<S: BuildHasher + Clone>(ring: &RingLocator<S>) -> Vec<(u64, u64, usize)> {
         let mut out: Vec<(u64, u64, usize)> = Vec::new();
         let mut start = 0u64;
-        let mut push =
-            |out: &mut Vec<(u64, u64, usize)>, s: u64, e: u64, o: usize| match out.last_mut() {
-                Some(last) if last.2 == o => last.1 = e,
-                _ => out.push((s, e, o)),
-            };
+        let push = |out: &mut Vec<(u64, u64, usize)>, s: u64, e: u64, o: usize| match out.last_mut()
+        {
+            Some(last) if last.2 == o => last.1 = e,
+            _ => out.push((s, e, o)),
+        };
         for (&p, &o) in ring.points.iter().zip(ring.owners.iter()) {
             push(&mut out, start, p, o as usize);
             start = p.wrapping_add(1);
@@ -665,6 +665,25 @@ mod tests {
             checked += 1;
         }
         assert_eq!(checked, 300);
+    }
+
+    #[test]
+    fn ten_thousand_nodes_build_and_change() {
+        let ids: Vec<String> = (0..10_001).map(|i| format!("node-{i}:11211")).collect();
+        let (most, all) = (&ids[..10_000], &ids[..]);
+        let ring = RingLocator::new(most);
+        assert_eq!(ring.points.len(), 10_000 * RING_VNODES);
+        let grown = ring.merged(most, all).expect("distinct points");
+        assert_eq!(grown.points.len(), 10_001 * RING_VNODES);
+        let back = grown.merged(all, most).expect("distinct points");
+        assert_eq!(back.points, ring.points);
+        assert_eq!(back.owners, ring.owners);
+        for i in 0..100 {
+            let key = format!("k{i}");
+            let owner = ring.locate(key.as_bytes()).unwrap();
+            assert!(owner < 10_000);
+            assert_eq!(back.locate(key.as_bytes()), Some(owner));
+        }
     }
 
     #[test]
