@@ -1,8 +1,11 @@
-//! Key placement cost, for every mode: one lookup at 3, 30 and 300 nodes (`lookup/<mode>/<n>`),
-//! and building the placement for 300 nodes, what a topology change costs (`build/<mode>/300`;
-//! the default ring also at 3 and 30).
+//! Key placement cost, for every mode: one lookup at 3, 30 and 300 nodes (`lookup/<mode>/<n>`);
+//! building the placement for 300 and 1,000 nodes (`build/<mode>/<n>`; the default ring also at
+//! 3 and 30); and what a one-node change costs the default ring when the next placement is built
+//! from the previous one with `Locator::next` (`next/ring/<n>/add-one`, `next/ring/<n>/remove-one`
+//! at 30, 300 and 1,000 nodes).
 //!
-//! Run: `cargo bench --bench distribution -- --warm-up-time 1 --measurement-time 3`.
+//! Run: `cargo bench --bench distribution -- --warm-up-time 1 --measurement-time 3`
+//! (the ring's build and change only: add `'build/ring|next/'`).
 
 use std::hint::black_box;
 
@@ -50,9 +53,9 @@ fn build(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("build/{distribution}"));
         group.sample_size(10);
         let sizes: &[usize] = if distribution == Distribution::Ring {
-            &[3, 30, 300]
+            &[3, 30, 300, 1000]
         } else {
-            &[300]
+            &[300, 1000]
         };
         for &n in sizes {
             let nodes = ids(n);
@@ -64,5 +67,25 @@ fn build(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, lookup, build);
+/// A one-node change of the default ring: the next placement built from the previous one.
+fn next(c: &mut Criterion) {
+    let mut group = c.benchmark_group("next/ring");
+    group.sample_size(10);
+    for n in [30, 300, 1000] {
+        let before = ids(n);
+        let previous = Locator::new(Distribution::Ring, &before);
+        let added = ids(n + 1);
+        let mut removed = before.clone();
+        removed.remove(n / 2);
+        group.bench_function(BenchmarkId::new(n.to_string(), "add-one"), |b| {
+            b.iter(|| black_box(previous.next(black_box(&added), None)))
+        });
+        group.bench_function(BenchmarkId::new(n.to_string(), "remove-one"), |b| {
+            b.iter(|| black_box(previous.next(black_box(&removed), None)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, lookup, build, next);
 criterion_main!(benches);

@@ -306,13 +306,47 @@ impl Continuum {
     /// continuum is not empty).
     #[inline]
     fn owner_of(&self, h: u32) -> usize {
+        self.owners[self.slot_of(h)] as usize
+    }
+
+    /// The index of the first position `>= h`, or 0 when none is (the continuum is not empty).
+    #[inline]
+    fn slot_of(&self, h: u32) -> usize {
         // Every position in starts[b]..starts[b + 1] has the top bits b of h, and the one at
         // starts[b + 1] (if any) is above h: the answer is in that range or just after it.
         let b = (h >> (32 - self.bits)) as usize;
         let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
         let i = lo + self.positions[lo..hi].partition_point(|&p| p < h);
-        let i = if i == self.positions.len() { 0 } else { i };
-        self.owners[i] as usize
+        if i == self.positions.len() {
+            0
+        } else {
+            i
+        }
+    }
+
+    /// The owner of the key's position if `usable`, else the owner of the next position
+    /// (wrapping) whose owner is `usable`; `None` when no position in one lap has one.
+    #[inline]
+    pub(crate) fn locate_usable(
+        &self,
+        key: &[u8],
+        usable: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        if self.positions.is_empty() {
+            return None;
+        }
+        let i = self.slot_of(self.key_hash.hash(key));
+        let (after, before) = self.owners.split_at(i);
+        before
+            .iter()
+            .chain(after)
+            .map(|&o| o as usize)
+            .find(|&o| usable(o))
+    }
+
+    /// The positions, ascending, and their owners.
+    pub(crate) fn table(&self) -> (&[u32], &[u32]) {
+        (&self.positions, &self.owners)
     }
 }
 

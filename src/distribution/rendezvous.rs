@@ -34,6 +34,28 @@ impl Rendezvous {
 
     #[inline]
     pub(crate) fn locate(&self, key: &[u8]) -> Option<usize> {
+        self.highest(key, |_| true)
+    }
+
+    /// The highest-scoring node for which `usable` is true (ties as in [`Rendezvous::locate`]).
+    /// The winner is worked out first over all nodes, so that a usable winner costs what
+    /// `locate` costs; only when it is not usable are the scores computed again without the
+    /// unusable nodes.
+    #[inline]
+    pub(crate) fn locate_usable(
+        &self,
+        key: &[u8],
+        usable: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        match self.locate(key) {
+            Some(winner) if usable(winner) => Some(winner),
+            Some(_) => self.highest(key, usable),
+            None => None,
+        }
+    }
+
+    #[inline]
+    fn highest(&self, key: &[u8], usable: impl Fn(usize) -> bool) -> Option<usize> {
         let key: Cow<'_, [u8]> = if key.is_ascii() {
             Cow::Borrowed(key)
         } else {
@@ -45,6 +67,9 @@ impl Rendezvous {
         let mut text = Vec::with_capacity(longest + key.len());
         let mut winner: Option<(u32, usize)> = None;
         for (i, prefix) in self.prefixes.iter().enumerate() {
+            if !usable(i) {
+                continue;
+            }
             text.clear();
             text.extend_from_slice(prefix);
             text.extend_from_slice(&key);
