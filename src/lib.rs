@@ -92,6 +92,14 @@
 //! server; or the reverse) gives an error that says so, within the usual timeouts. Without the
 //! feature no TLS code is compiled and connections are plain TCP.
 //!
+//! # Typed and compressed values
+//!
+//! The [`codec`] module stores values with a meaning in memcached's `flags`: with the `zstd`
+//! feature values over a threshold are stored zstd-compressed (flags bit 24), with `gzip` the
+//! values the AWS Java client gzipped (flags `0x2`) are read, and with `serde`
+//! `Client::set_json`/`Client::get_json` store and read JSON. Flags it does not know are an
+//! error, never read as bytes; decompression stops at the codec's size limit.
+//!
 //! # Errors
 //!
 //! [`Error`] names the node involved, says in each variant's docs what state the connection is
@@ -115,6 +123,7 @@
 mod builder;
 mod client;
 mod cluster;
+pub mod codec;
 pub mod config;
 mod connection;
 mod discovery;
@@ -132,6 +141,7 @@ pub mod transport;
 
 pub use builder::{ClientBuilder, MAX_CONNECTIONS_PER_NODE, MAX_DURATION, MAX_QUEUE_DEPTH};
 pub use client::{CasOutcome, Client};
+pub use codec::{Codec, CodecError};
 pub use config::{ClusterConfig, Node};
 pub use distribution::{Distribution, NodeIdentity};
 pub use error::{Error, ProtocolError, ServerErrorKind, TlsErrorKind};
