@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Codec, CodecError};
+use super::Codec;
 use crate::error::{Error, ServerErrorKind};
 use crate::protocol::StoreMode;
 use crate::Client;
@@ -51,7 +51,7 @@ impl Client {
 #[cfg(feature = "serde")]
 impl Client {
     /// The value of `key` read as JSON of type `T` through [`Codec::default`], or `None` on a
-    /// miss. Bytes that are not JSON of that type fail with [`CodecError::Json`].
+    /// miss. Bytes that are not JSON of that type fail with [`CodecError::Json`](super::CodecError::Json).
     pub async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         key: impl AsRef<[u8]>,
@@ -98,7 +98,7 @@ impl Client {
 
 /// serde_json's error without the input: its category and position.
 #[cfg(feature = "serde")]
-fn json_error(e: serde_json::Error) -> CodecError {
+fn json_error(e: serde_json::Error) -> super::CodecError {
     use serde_json::error::Category;
     let message = match e.classify() {
         Category::Io => "an I/O error while writing JSON".to_string(),
@@ -110,5 +110,5 @@ fn json_error(e: serde_json::Error) -> CodecError {
         ),
         Category::Eof => "the JSON ends early".to_string(),
     };
-    CodecError::Json { message }
+    super::CodecError::Json { message }
 }
