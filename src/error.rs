@@ -270,6 +270,60 @@ impl ServerErrorKind {
     }
 }
 
+/// Why a value could not be encoded or decoded. Nothing is guessed: a value is decoded only
+/// when its `flags` say exactly how.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The `flags` hold bits this crate does not read (another client's type, say); the value
+    /// was left alone.
+    #[error("the value's flags 0x{flags:08x} are not ones this client reads{}", describe(*flags))]
+    UnknownFlags {
+        /// The value's flags.
+        flags: u32,
+    },
+    /// The value is compressed with a codec this build does not include.
+    #[error("the value's flags 0x{flags:08x} say it is {codec}-compressed; enable the `{codec}` feature to read it")]
+    FeatureDisabled {
+        /// The value's flags.
+        flags: u32,
+        /// The cargo feature that reads it (`zstd` or `gzip`).
+        codec: &'static str,
+    },
+    /// The value (to store, or decompressed) is longer than the codec's `max_size`.
+    #[error("the value is longer than the codec's limit of {limit} bytes")]
+    TooLarge {
+        /// The limit (`Codec::max_size`).
+        limit: usize,
+    },
+    /// The flags say compressed, but the bytes are not a valid stream of that codec.
+    #[error("the {codec}-compressed value is corrupt: {message}")]
+    Corrupt {
+        /// `zstd` or `gzip`.
+        codec: &'static str,
+        /// What the decompressor said.
+        message: String,
+    },
+    /// The value could not be turned into JSON, or the stored bytes are not JSON of the
+    /// requested type.
+    #[error("JSON: {message}")]
+    Json {
+        /// What serde_json said (the position, not the value's bytes).
+        message: String,
+    },
+}
+
+/// What a `flags` value means in another client, for the message.
+fn describe(flags: u32) -> &'static str {
+    if flags & 0x1 != 0 && flags & !0x3 == 0 {
+        " (a Java-serialized object of the Java client)"
+    } else if flags & 0xff00 != 0 && flags & !0xff02 == 0 {
+        " (a typed value of the Java client: boolean, number or date)"
+    } else {
+        ""
+    }
+}
+
 /// An error returned by the client. Normal outcomes (a miss; `NOT_STORED` except for `set`;
 /// `EXISTS`, `NOT_FOUND`) are values, never errors. Every variant that concerns a node names it,
 /// and says in what state the node's connection is left.
@@ -377,6 +431,12 @@ pub enum Error {
         #[source]
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
+    /// A value could not be encoded or decoded by a [`Codec`](crate::Codec): flags it
+    /// does not read, a corrupt or oversized compressed value, JSON of another shape. Nothing
+    /// was sent (encoding), or the reply was complete and the connection is unaffected
+    /// (decoding).
+    #[error("value codec: {0}")]
+    Codec(#[from] CodecError),
     /// The client's settings are invalid (no endpoint or nodes, a malformed address, an unusable
     /// TLS setting); returned by `build()` before any connection is made.
     #[error("invalid client configuration: {0}")]
@@ -414,7 +474,8 @@ impl Error {
             Error::Invalid(_)
             | Error::DiscoveryUnsupported { .. }
             | Error::Config(_)
-            | Error::Load { .. } => false,
+            | Error::Load { .. }
+            | Error::Codec(_) => false,
         }
     }
 

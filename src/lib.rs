@@ -143,6 +143,14 @@
 //! says why. For every cluster, [`Client::get_many`] keeps each `get` line within Serverless's
 //! 16 KB limit ([`protocol::retrieval_batches`]).
 //!
+//! # Typed and compressed values
+//!
+//! The [`codec`] module stores values with a meaning in memcached's `flags`: with the `zstd`
+//! feature values over a threshold are stored zstd-compressed (flags bit 24), with `gzip` the
+//! values the AWS Java client gzipped (flags `0x2`) are read, and with `serde`
+//! `Client::set_json`/`Client::get_json` store and read JSON. Flags it does not know are an
+//! error, never read as bytes; decompression stops at the codec's size limit.
+//!
 //! # Errors
 //!
 //! [`Error`] names the node involved, says in each variant's docs what state the connection is
@@ -166,6 +174,7 @@
 mod builder;
 mod client;
 mod cluster;
+pub mod codec;
 pub mod config;
 mod connection;
 mod discovery;
@@ -191,6 +200,7 @@ pub use builder::{
 };
 pub use client::{CasOutcome, Client};
 pub use cluster::FailureMode;
+pub use codec::{Codec, CodecError};
 pub use config::{ClusterConfig, Node};
 pub use distribution::{Distribution, NodeIdentity};
 pub use error::{Error, ProtocolError, ServerErrorKind, TlsErrorKind};

@@ -5,6 +5,7 @@ use std::time::Duration;
 use memcached_autodiscovery::{Client, ClusterConfig};
 
 use crate::output::{self, Out};
+use crate::tls::TlsArgs;
 use crate::{Outcome, Result};
 
 /// Ask a configuration endpoint for the cluster's nodes, once.
@@ -22,19 +23,21 @@ pub struct Args {
     /// Give up after this long (DNS, connect and both discovery commands together).
     #[arg(long, value_name = "N", default_value_t = 2000)]
     timeout_ms: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
-/// One discovery from `endpoint`, bounded by `timeout`.
-pub async fn fetch(endpoint: &str, timeout: Duration) -> Result<ClusterConfig> {
-    let discovery = Client::builder()
+/// One discovery from `endpoint`, bounded by `timeout`, with TLS if `tls` asks for it.
+pub async fn fetch(endpoint: &str, timeout: Duration, tls: &TlsArgs) -> Result<ClusterConfig> {
+    let builder = Client::builder()
         .config_endpoint(endpoint)
-        .discovery_timeout(timeout)
-        .discover();
-    Ok(discovery.await?)
+        .discovery_timeout(timeout);
+    Ok(tls.apply(builder)?.discover().await?)
 }
 
 pub async fn run(args: Args) -> Result<Outcome> {
-    let config = fetch(&args.endpoint, Duration::from_millis(args.timeout_ms)).await?;
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let config = fetch(&args.endpoint, timeout, &args.tls).await?;
     let mut out = Out::new();
     if args.json {
         out.line(&output::json(&config))?;

@@ -6,6 +6,7 @@ use memcached_autodiscovery::{Client, Error};
 
 use crate::locate::distribution_named;
 use crate::output::{escaped, Out};
+use crate::tls::TlsArgs;
 use crate::{Failure, Outcome, Result};
 
 /// Where the client finds the nodes: exactly one of `--endpoint` and `--nodes`.
@@ -31,6 +32,8 @@ pub struct Connection {
     /// Longest wait for discovery, a connect, and the reply.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     timeout_ms: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 impl Connection {
@@ -46,6 +49,7 @@ impl Connection {
             (None, Some(nodes)) => builder.nodes(nodes.iter().map(|n| n.trim().to_string())),
             (None, None) => return Err(Failure::msg("give --endpoint or --nodes")),
         };
+        let builder = self.tls.apply(builder)?;
         builder.build().await.map_err(|e| match e {
             Error::DiscoveryUnsupported { .. } => Failure::msg(format!(
                 "{e} (with mcad: --nodes HOST:PORT instead of --endpoint)"

@@ -10,6 +10,7 @@ mod kv;
 mod locate;
 mod output;
 mod shutdown;
+mod tls;
 mod watch;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -8,6 +8,7 @@ use memcached_autodiscovery::{ClusterConfig, Node};
 use crate::discover::fetch;
 use crate::output::{self, Out};
 use crate::shutdown::Shutdown;
+use crate::tls::TlsArgs;
 use crate::{Outcome, Result};
 
 /// Poll a configuration endpoint and print each change, until Ctrl-C.
@@ -29,6 +30,8 @@ pub struct Args {
     /// Give up on one poll after this long.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     timeout_ms: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 pub async fn run(args: Args) -> Result<Outcome> {
@@ -39,7 +42,7 @@ pub async fn run(args: Args) -> Result<Outcome> {
 
     let mut current = tokio::select! {
         () = shutdown.wait() => return Ok(Outcome::Done),
-        config = fetch(&args.endpoint, timeout) => config?,
+        config = fetch(&args.endpoint, timeout, &args.tls) => config?,
     };
     for line in output::human(&current) {
         out.line(&line)?;
@@ -53,7 +56,7 @@ pub async fn run(args: Args) -> Result<Outcome> {
             () = shutdown.wait() => return Ok(Outcome::Done),
             polled = async {
                 tokio::time::sleep(interval).await;
-                fetch(&args.endpoint, timeout).await
+                fetch(&args.endpoint, timeout, &args.tls).await
             } => polled,
         };
         let problem = match polled {
