@@ -87,9 +87,7 @@ impl Client {
         }
         let span = crate::spans::multi_get("get_many", keys.len());
         let call = async {
-            let mut keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
-            keys.sort_unstable();
-            keys.dedup();
+            let keys = distinct(keys.iter().map(AsRef::as_ref));
             let mut found = MultiGet::default();
             let mut round = self.read_round(&keys, &mut found).await?;
             // Keys whose node was found down before their request went out: once more, if they
@@ -201,6 +199,23 @@ impl Client {
     }
 }
 
+/// The keys in the caller's order, each once (the requests on the wire follow the caller's
+/// order).
+fn distinct<'k>(keys: impl ExactSizeIterator<Item = &'k [u8]>) -> Vec<&'k [u8]> {
+    let mut out: Vec<&[u8]> = Vec::with_capacity(keys.len());
+    if keys.len() <= 32 {
+        for key in keys {
+            if !out.contains(&key) {
+                out.push(key);
+            }
+        }
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        out.extend(keys.filter(|k| seen.insert(*k)));
+    }
+    out
+}
+
 /// Checks that a multi-key reply holds only requested keys, in request order (memcached answers
 /// in request order and skips misses); anything else means the stream is out of step.
 fn check_order(requested: &[&[u8]], items: Vec<Item>, node: &str) -> Result<Vec<Item>, Error> {
@@ -222,6 +237,19 @@ fn check_order(requested: &[&[u8]], items: Vec<Item>, node: &str) -> Result<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_kept_once_in_the_callers_order() {
+        let few: Vec<&[u8]> = vec![b"k10", b"k9", b"k10", b"a"];
+        assert_eq!(distinct(few.into_iter()), [&b"k10"[..], b"k9", b"a"]);
+        let many: Vec<Vec<u8>> = (0..100)
+            .map(|i| format!("k{}", 99 - i % 50).into_bytes())
+            .collect();
+        let out = distinct(many.iter().map(|k| &k[..]));
+        assert_eq!(out.len(), 50);
+        assert_eq!(out[0], b"k99");
+        assert_eq!(out[49], b"k50");
+    }
 
     #[test]
     fn multi_get_replies_must_follow_request_order() {
