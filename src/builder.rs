@@ -303,7 +303,7 @@ impl ClientBuilder {
 
     /// Opens every connection (to the nodes and to the configuration endpoint) through `dialer`
     /// instead of TCP: see [`Dial`]. The connect timeout still applies. Cannot be combined with
-    /// [`tls`](ClientBuilder::tls) (`build()` returns [`Error::Config`]).
+    /// `tls(...)` (cargo feature `tls`): `build()` returns [`Error::Config`].
     pub fn dialer(mut self, dialer: impl Dial) -> Self {
         self.dialer = Some(Arc::new(dialer));
         self
