@@ -336,12 +336,7 @@ impl Continuum {
             return None;
         }
         let i = self.slot_of(self.key_hash.hash(key));
-        let (after, before) = self.owners.split_at(i);
-        before
-            .iter()
-            .chain(after)
-            .map(|&o| o as usize)
-            .find(|&o| usable(o))
+        super::first_usable(&self.owners, i, usable)
     }
 
     /// The positions, ascending, and their owners.

@@ -514,6 +514,16 @@ impl Locator {
     }
 }
 
+/// The first usable owner in a point table's `owners`, starting at slot `at` and wrapping: the
+/// walk of [`Locator::locate_usable`] for the ring and the continuum (at most one lap).
+fn first_usable(owners: &[u32], at: usize, usable: impl Fn(usize) -> bool) -> Option<usize> {
+    let (before, from) = owners.split_at(at.min(owners.len()));
+    from.iter()
+        .chain(before)
+        .map(|&o| o as usize)
+        .find(|&o| usable(o))
+}
+
 /// The share of a hash space of `space` values (`points` lie below it) on which two point
 /// tables (points ascending, each owning the hashes from just after the previous point up to
 /// itself, the first also those after the last point) have owners that are not `same`.

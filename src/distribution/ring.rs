@@ -327,12 +327,7 @@ impl<S: BuildHasher + Clone> RingLocator<S> {
         usable: impl Fn(usize) -> bool,
     ) -> Option<usize> {
         let i = self.slot(key)?;
-        let (after, before) = self.owners.split_at(i);
-        before
-            .iter()
-            .chain(after)
-            .map(|&o| o as usize)
-            .find(|&o| usable(o))
+        super::first_usable(&self.owners, i, usable)
     }
 
     /// The points, ascending, and their owners (for [`super::moved_share_of`]).

@@ -8,7 +8,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use memcached_autodiscovery::ClusterConfig;
+
+use crate::server_thread::{lock, spawn_server};
 
 use crate::reply::{encode_reply, ReplyKind};
 
@@ -171,22 +173,10 @@ impl ConfigEndpoint {
             listening_changed: Condvar::new(),
             tls,
         });
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()?;
         let task_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("config-endpoint".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => serve(task_shared, listener).await,
-                        Err(e) => tracing::error!(error = %e, "config endpoint cannot listen"),
-                    }
-                });
-                // Dropping the runtime here cancels every connection task.
-            })?;
+        let thread = spawn_server("config-endpoint", listener, move |listener| {
+            serve(task_shared, listener)
+        })?;
         Ok(ConfigEndpoint {
             shared,
             thread: Some(thread),
@@ -259,10 +249,6 @@ impl Drop for ConfigEndpoint {
             let _ = thread.join();
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn set_listening(shared: &Shared, now: bool) {

@@ -81,6 +81,7 @@ mod endpoint;
 mod memcached;
 mod node_front;
 mod reply;
+mod server_thread;
 #[cfg(feature = "tls")]
 mod serverless;
 #[cfg(feature = "tls")]

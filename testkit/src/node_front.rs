@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -18,6 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use memcached_autodiscovery::ClusterConfig;
+
+use crate::server_thread::{lock, spawn_server};
 
 use crate::reply::{encode_reply, ReplyKind};
 
@@ -149,22 +151,10 @@ impl NodeFront {
             }),
             status_changed: Condvar::new(),
         });
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()?;
         let task_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("node-front".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => serve(task_shared, listener).await,
-                        Err(e) => tracing::error!(error = %e, "node front cannot listen"),
-                    }
-                });
-                // Dropping the runtime here cancels every connection task.
-            })?;
+        let thread = spawn_server("node-front", listener, move |listener| {
+            serve(task_shared, listener)
+        })?;
         Ok(NodeFront {
             shared,
             thread: Some(thread),
@@ -269,10 +259,6 @@ impl Drop for NodeFront {
             let _ = thread.join();
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn update_status(shared: &Shared, change: impl FnOnce(&mut Status)) {
