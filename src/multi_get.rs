@@ -11,12 +11,13 @@
 
 use std::collections::HashMap;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::client::Client;
 use crate::error::{excerpt, Error, ProtocolError};
+use crate::pipeline::Frame;
 use crate::protocol::{
     retrieval_batches, validate_key, Item, Request, Response, Retrieval, MAX_RETRIEVAL_LINE,
 };
@@ -137,9 +138,8 @@ impl Client {
                     kind: Retrieval::Get,
                     keys: chunk,
                 };
-                let mut buf = BytesMut::new();
-                let expect = request.encode(&mut buf, &settings.limits)?;
-                match conn.send(buf.freeze(), expect, true, deadline).await {
+                let (frame, expect) = Frame::encode(|buf| request.encode(buf, &settings.limits))?;
+                match conn.send(frame, expect, true, deadline).await {
                     Ok(reply) => waiting.push((conn, chunk, reply)),
                     Err(error) => {
                         for &key in chunk {
