@@ -94,7 +94,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "allocations per get (miss):                {:.2}",
         per(get_misses)
     );
-    println!("allocations per set (100-byte value):      {:.2}", per(sets));
+    println!(
+        "allocations per set (100-byte value):      {:.2}",
+        per(sets)
+    );
     println!(
         "allocations per get_many of 10 keys (hits): {:.2}",
         per(multi)
