@@ -157,8 +157,12 @@ impl Client {
                 }
             }
         }
+        // One timer for every reply of the call.
+        let timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(timer);
+        found.hits.reserve(keys.len());
         for (conn, chunk, reply) in waiting {
-            let items = match conn.reply(reply).await {
+            let items = match conn.reply_before(reply, timer.as_mut()).await {
                 Ok(Response::Values(items)) => check_order(chunk, items, conn.node()),
                 Ok(Response::Error(e)) => Err(e.to_error(conn.node())),
                 Ok(other) => Err(other.unexpected(conn.node(), "the reply to get")),

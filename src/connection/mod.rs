@@ -18,12 +18,13 @@ mod health;
 mod slot;
 mod task;
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::Error;
 use crate::pipeline::{Caller, Frame, Pending};
@@ -174,6 +175,24 @@ impl Connection {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(self.closed()),
             Err(_) => Err(self.timeout()),
+        }
+    }
+
+    /// Waits for the reply of a request queued by [`Connection::send`] until `timer` fires: one
+    /// timer for the replies of several requests (a multi-get's nodes) instead of one each. A
+    /// reply already there is taken even when the timer has fired.
+    pub(crate) async fn reply_before(
+        &self,
+        reply: Reply,
+        timer: Pin<&mut Sleep>,
+    ) -> Result<Response, Error> {
+        tokio::select! {
+            biased;
+            result = reply.rx => match result {
+                Ok(result) => result,
+                Err(_) => Err(self.closed()),
+            },
+            () = timer => Err(self.timeout()),
         }
     }
 
