@@ -14,16 +14,13 @@
 //! instead of piling up or opening a connection each. This module does not know about keys,
 //! routing or the cluster.
 
-mod driver;
 mod health;
 mod slot;
 mod task;
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -33,7 +30,6 @@ use crate::error::Error;
 use crate::pipeline::{Caller, Frame, Pending};
 use crate::protocol::{Expect, Limits, Response};
 use crate::transport::{Target, Transport};
-use driver::{Driver, Waiting};
 use health::Health;
 
 /// Settings shared by every connection of a client.
@@ -71,40 +67,6 @@ impl Caller for Waiter {
 pub(crate) struct Reply {
     rx: slot::Receiver,
     deadline: Instant,
-    waiting: Waiting,
-}
-
-/// Waits for a reply; while its request is the only one of the connection, polls the socket
-/// task from the caller's task too (see [`driver`]).
-struct Receive<'a> {
-    rx: &'a mut slot::Receiver,
-    waiting: &'a Waiting,
-    tx: &'a mpsc::Sender<Pending<Waiter>>,
-}
-
-impl Future for Receive<'_> {
-    type Output = Result<Result<Response, Error>, slot::Closed>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        if let Poll::Ready(outcome) = Pin::new(&mut *this.rx).poll(cx) {
-            return Poll::Ready(outcome);
-        }
-        // Nothing queued: the task has taken this caller's request.
-        let taken = this.tx.capacity() == this.tx.max_capacity();
-        this.waiting.driver().poll_alone(cx, taken);
-        Pin::new(&mut *this.rx).poll(cx)
-    }
-}
-
-impl Reply {
-    fn receive<'a>(&'a mut self, tx: &'a mpsc::Sender<Pending<Waiter>>) -> Receive<'a> {
-        Receive {
-            rx: &mut self.rx,
-            waiting: &self.waiting,
-            tx,
-        }
-    }
 }
 
 /// A cheap, cloneable handle to one connection task. The task ends when the last handle is
@@ -117,7 +79,6 @@ pub(crate) struct Connection {
     /// Whether the node speaks the meta protocol: 0 not known yet, 1 yes, 2 no.
     meta: Arc<AtomicU8>,
     queue: crate::metrics::QueueMeter,
-    driver: Arc<Driver>,
 }
 
 impl Connection {
@@ -132,14 +93,13 @@ impl Connection {
         let queue = crate::metrics::QueueMeter::new(&node_id);
         let health = Arc::new(Health::new(node_id, settings.probe_down_nodes));
         let request_timeout = settings.request_timeout;
-        let driver = Driver::spawn(task::run(rx, target, settings, health.clone()));
+        tokio::spawn(task::run(rx, target, settings, health.clone()));
         Connection {
             tx,
             health,
             request_timeout,
             meta: Arc::new(AtomicU8::new(0)),
             queue,
-            driver,
         }
     }
 
@@ -189,7 +149,6 @@ impl Connection {
         if let Some(down) = self.health.down_error() {
             return Err(down);
         }
-        let waiting = self.driver.waiting();
         let (reply, rx) = slot::slot();
         let pending = Pending::new(
             frame,
@@ -202,11 +161,7 @@ impl Connection {
             Ok(Ok(())) => {
                 self.queue
                     .depth(self.tx.max_capacity() - self.tx.capacity());
-                Ok(Reply {
-                    rx,
-                    deadline,
-                    waiting,
-                })
+                Ok(Reply { rx, deadline })
             }
             Ok(Err(_)) => Err(self.closed()),
             Err(_) => Err(self.timeout()),
@@ -215,8 +170,8 @@ impl Connection {
 
     /// Waits for the reply of a request queued by [`Connection::send`], at most until its
     /// deadline.
-    pub(crate) async fn reply(&self, mut reply: Reply) -> Result<Response, Error> {
-        match tokio::time::timeout_at(reply.deadline, reply.receive(&self.tx)).await {
+    pub(crate) async fn reply(&self, reply: Reply) -> Result<Response, Error> {
+        match tokio::time::timeout_at(reply.deadline, reply.rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(self.closed()),
             Err(_) => Err(self.timeout()),
@@ -228,12 +183,12 @@ impl Connection {
     /// reply already there is taken even when the timer has fired.
     pub(crate) async fn reply_before(
         &self,
-        mut reply: Reply,
+        reply: Reply,
         timer: Pin<&mut Sleep>,
     ) -> Result<Response, Error> {
         tokio::select! {
             biased;
-            result = reply.receive(&self.tx) => match result {
+            result = reply.rx => match result {
                 Ok(result) => result,
                 Err(_) => Err(self.closed()),
             },
