@@ -1,5 +1,6 @@
 //! Heap allocations per request, counted by a wrapping global allocator: sequential `get`s and
-//! `set`s of 100-byte values on a local emulated cluster, after a warm-up. Counts every
+//! `set`s of 100-byte values, `get`s of absent keys and `get_many`s of 10 present keys on a local
+//! emulated cluster (3 nodes), after a warm-up. Counts every
 //! allocation of the process during the measured calls (client, runtime and connection tasks).
 //!
 //! ```sh
@@ -52,6 +53,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         client.get(key).await?;
     }
+    let misses: Vec<String> = (0..1000).map(|i| format!("alloc:miss:{i:04}")).collect();
+    let groups: Vec<Vec<&String>> = (0..100)
+        .map(|g| (0..10).map(|i| &keys[(g * 10 + i) % keys.len()]).collect())
+        .collect();
+    // Warm-up of the other calls too (buffers, pools, channel blocks).
+    for i in 0..1000 {
+        client.get(&misses[i % misses.len()]).await?;
+        client.get_many(groups[i % groups.len()].iter()).await?;
+    }
     const ROUNDS: u64 = 10_000;
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for i in 0..ROUNDS as usize {
@@ -60,18 +70,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gets = ALLOCATIONS.load(Ordering::Relaxed) - before;
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for i in 0..ROUNDS as usize {
+        client.get(&misses[i % misses.len()]).await?;
+    }
+    let get_misses = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for i in 0..ROUNDS as usize {
         client
             .set(&keys[i % keys.len()], [b'v'; 100], Duration::from_secs(600))
             .await?;
     }
     let sets = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for i in 0..ROUNDS as usize {
+        client.get_many(groups[i % groups.len()].iter()).await?;
+    }
+    let multi = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let per = |n: u64| n as f64 / ROUNDS as f64;
     println!(
         "allocations per get (hit, 100-byte value): {:.2}",
-        gets as f64 / ROUNDS as f64
+        per(gets)
+    );
+    println!(
+        "allocations per get (miss):                {:.2}",
+        per(get_misses)
     );
     println!(
         "allocations per set (100-byte value):      {:.2}",
-        sets as f64 / ROUNDS as f64
+        per(sets)
+    );
+    println!(
+        "allocations per get_many of 10 keys (hits): {:.2}",
+        per(multi)
     );
     Ok(())
 }

@@ -24,6 +24,7 @@ use crate::error::{excerpt, Error, ProtocolError, ServerErrorKind};
 use crate::flight::Flights;
 use crate::handoff::Owners;
 use crate::lease::{self, Lease};
+use crate::pipeline::Frame;
 use crate::protocol::{validate_key, Item, Request, Response, Retrieval, StoreMode};
 use crate::topology::Topology;
 
@@ -181,11 +182,11 @@ impl Client {
         key: &[u8],
         request: Request<'_>,
     ) -> Result<(Response, Connection), Error> {
-        let mut buf = BytesMut::new();
-        let expect = request.encode(&mut buf, &self.topology.settings().limits)?;
+        let limits = &self.topology.settings().limits;
+        let (frame, expect) = Frame::encode(|buf| request.encode(buf, limits))?;
         let conn = self.connection_for(key)?;
         let span = crate::spans::one_node(op, conn.node());
-        let response = conn.call(buf.freeze(), expect, request.is_idempotent());
+        let response = conn.call(frame, expect, request.is_idempotent());
         let response = crate::metrics::timed(op, response.instrument(span)).await?;
         Ok((response, conn))
     }

@@ -181,6 +181,7 @@ mod discovery;
 pub mod distribution;
 pub mod error;
 mod flight;
+mod frame;
 mod handoff;
 mod jitter;
 mod lease;

@@ -11,12 +11,13 @@
 
 use std::collections::HashMap;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::client::Client;
 use crate::error::{excerpt, Error, ProtocolError};
+use crate::pipeline::Frame;
 use crate::protocol::{
     retrieval_batches, validate_key, Item, Request, Response, Retrieval, MAX_RETRIEVAL_LINE,
 };
@@ -119,25 +120,34 @@ impl Client {
         found: &mut MultiGet,
     ) -> Result<Vec<(&'k [u8], Error)>, Error> {
         let snapshot = self.topology().snapshot();
-        let mut groups: Vec<Vec<&[u8]>> = vec![Vec::new(); snapshot.nodes.len()];
+        // The keys ordered by node in one vector (a stable sort: each node's keys keep their
+        // order), rather than one vector per node.
+        let mut routed: Vec<(usize, &'k [u8])> = Vec::with_capacity(keys.len());
         for &key in keys {
-            let index = snapshot.route_index(key).ok_or(Error::NoNodes)?;
-            groups[index].push(key);
+            routed.push((snapshot.route_index(key).ok_or(Error::NoNodes)?, key));
         }
+        routed.sort_by_key(|&(index, _)| index);
+        let ordered: Vec<&'k [u8]> = routed.iter().map(|&(_, key)| key).collect();
         let settings = self.topology().settings();
         let deadline = Instant::now() + settings.request_timeout;
         let mut refused = Vec::new();
-        let mut waiting = Vec::with_capacity(groups.len());
-        for (index, group) in groups.iter().enumerate() {
+        let mut waiting = Vec::with_capacity(snapshot.nodes.len().min(keys.len()));
+        let mut start = 0;
+        while let Some(&(index, _)) = routed.get(start) {
+            let len = routed[start..]
+                .iter()
+                .take_while(|&&(i, _)| i == index)
+                .count();
+            let group = &ordered[start..start + len];
+            start += len;
             let conn = snapshot.nodes[index].connection();
             for chunk in retrieval_batches(b"get", group, KEYS_PER_GET, MAX_RETRIEVAL_LINE) {
                 let request = Request::Retrieve {
                     kind: Retrieval::Get,
                     keys: chunk,
                 };
-                let mut buf = BytesMut::new();
-                let expect = request.encode(&mut buf, &settings.limits)?;
-                match conn.send(buf.freeze(), expect, true, deadline).await {
+                let (frame, expect) = Frame::encode(|buf| request.encode(buf, &settings.limits))?;
+                match conn.send(frame, expect, true, deadline).await {
                     Ok(reply) => waiting.push((conn, chunk, reply)),
                     Err(error) => {
                         for &key in chunk {
@@ -155,8 +165,12 @@ impl Client {
                 }
             }
         }
+        // One timer for every reply of the call.
+        let timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(timer);
+        found.hits.reserve(keys.len());
         for (conn, chunk, reply) in waiting {
-            let items = match conn.reply(reply).await {
+            let items = match conn.reply_before(reply, timer.as_mut()).await {
                 Ok(Response::Values(items)) => check_order(chunk, items, conn.node()),
                 Ok(Response::Error(e)) => Err(e.to_error(conn.node())),
                 Ok(other) => Err(other.unexpected(conn.node(), "the reply to get")),

@@ -47,7 +47,9 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+
+pub use crate::frame::Frame;
 
 use crate::error::{excerpt, Error, ProtocolError};
 use crate::protocol::{decode, Expect, Limits, Response};
@@ -76,7 +78,7 @@ pub trait Caller {
 /// kept until the reply comes, so that it can be sent again if the connection breaks first.
 #[derive(Debug)]
 pub struct Pending<C> {
-    frame: Bytes,
+    frame: Frame,
     expect: Expect,
     deadline: Instant,
     idempotent: bool,
@@ -88,14 +90,14 @@ impl<C> Pending<C> {
     /// An encoded request (`frame`), the reply it expects, until when its caller waits, whether
     /// sending it twice is harmless, and who waits.
     pub fn new(
-        frame: Bytes,
+        frame: impl Into<Frame>,
         expect: Expect,
         deadline: Instant,
         idempotent: bool,
         caller: C,
     ) -> Self {
         Pending {
-            frame,
+            frame: frame.into(),
             expect,
             deadline,
             idempotent,

@@ -45,6 +45,8 @@ USAGE: loadbench [OPTIONS]
   --out DIR             where results.csv, runs.csv, results.md and the charts go
                         (default: docs/performance)
   --no-charts           skip the PNG charts
+  --current-thread      run every async client on a current-thread runtime (one thread)
+                        instead of the default 2-worker runtime
   --help
 ";
 
@@ -62,6 +64,7 @@ pub struct Options {
     pub cold_start: usize,
     pub out: PathBuf,
     pub charts: bool,
+    pub current_thread: bool,
     pub command: String,
 }
 
@@ -89,6 +92,7 @@ fn parse_args() -> Result<Options, String> {
         cold_start: 20,
         out: PathBuf::from("docs/performance"),
         charts: true,
+        current_thread: false,
         command: format!("loadbench {}", args[1..].join(" "))
             .trim_end()
             .to_string(),
@@ -125,6 +129,7 @@ fn parse_args() -> Result<Options, String> {
                 out_given = true;
             }
             "--no-charts" => o.charts = false,
+            "--current-thread" => o.current_thread = true,
             other => return Err(format!("unknown option {other}; see --help")),
         }
     }
@@ -147,11 +152,17 @@ fn main() {
         }
     };
     // The clients share one runtime with two workers, as many as the machine has cores.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = if options.current_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    }
+    .expect("tokio runtime");
     if let Err(e) = runtime.block_on(run(options)) {
         eprintln!("loadbench: {e}");
         std::process::exit(1);

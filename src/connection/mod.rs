@@ -1,11 +1,11 @@
 //! I/O. One pipelined connection to one node: a cheap handle for callers, and the task that owns
 //! the socket.
 //!
-//! Callers send an encoded request with a oneshot for its reply through a bounded channel; the
+//! Callers send an encoded request with a reply slot ([`slot`]) through a bounded channel; the
 //! task ([`task`]) drives a [`Pipeline`](crate::pipeline::Pipeline), which owns the rules (FIFO,
 //! deadlines, discarding the replies of callers that left, what to replay after a break), over
 //! a stream from the [`Transport`]. A caller that gives up (timeout, dropped future) only drops
-//! its oneshot: its request keeps its place and its reply is read and discarded, so no later
+//! its end of the slot: its request keeps its place and its reply is read and discarded, so no later
 //! caller can ever receive it.
 //!
 //! The task connects lazily, on the first request. A node that fails (a connect fails, the
@@ -15,18 +15,19 @@
 //! routing or the cluster.
 
 mod health;
+mod slot;
 mod task;
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
 
 use crate::error::Error;
-use crate::pipeline::{Caller, Pending};
+use crate::pipeline::{Caller, Frame, Pending};
 use crate::protocol::{Expect, Limits, Response};
 use crate::transport::{Target, Transport};
 use health::Health;
@@ -47,8 +48,8 @@ pub(crate) struct ConnectionSettings {
     pub serverless: bool,
 }
 
-/// The caller's end of a request in the connection task: a oneshot sender.
-struct Waiter(oneshot::Sender<Result<Response, Error>>);
+/// The caller's end of a request in the connection task: the sending end of its reply slot.
+struct Waiter(slot::Sender);
 
 impl Caller for Waiter {
     #[inline]
@@ -58,13 +59,13 @@ impl Caller for Waiter {
 
     #[inline]
     fn answer(self, outcome: Result<Response, Error>) {
-        let _ = self.0.send(outcome);
+        self.0.send(outcome);
     }
 }
 
 /// Where the reply of a queued request arrives, and until when it is awaited.
 pub(crate) struct Reply {
-    rx: oneshot::Receiver<Result<Response, Error>>,
+    rx: slot::Receiver,
     deadline: Instant,
 }
 
@@ -140,7 +141,7 @@ impl Connection {
     /// Cancel-safe: a dropped future or receiver never affects another request.
     pub(crate) async fn send(
         &self,
-        frame: Bytes,
+        frame: impl Into<Frame>,
         expect: Expect,
         idempotent: bool,
         deadline: Instant,
@@ -148,7 +149,7 @@ impl Connection {
         if let Some(down) = self.health.down_error() {
             return Err(down);
         }
-        let (reply, rx) = oneshot::channel();
+        let (reply, rx) = slot::slot();
         let pending = Pending::new(
             frame,
             expect,
@@ -177,10 +178,28 @@ impl Connection {
         }
     }
 
+    /// Waits for the reply of a request queued by [`Connection::send`] until `timer` fires: one
+    /// timer for the replies of several requests (a multi-get's nodes) instead of one each. A
+    /// reply already there is taken even when the timer has fired.
+    pub(crate) async fn reply_before(
+        &self,
+        reply: Reply,
+        timer: Pin<&mut Sleep>,
+    ) -> Result<Response, Error> {
+        tokio::select! {
+            biased;
+            result = reply.rx => match result {
+                Ok(result) => result,
+                Err(_) => Err(self.closed()),
+            },
+            () = timer => Err(self.timeout()),
+        }
+    }
+
     /// Sends one encoded request and waits for its reply, at most the request timeout.
     pub(crate) async fn call(
         &self,
-        frame: Bytes,
+        frame: impl Into<Frame>,
         expect: Expect,
         idempotent: bool,
     ) -> Result<Response, Error> {
