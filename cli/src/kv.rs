@@ -9,7 +9,7 @@ use crate::output::{escaped, Out};
 use crate::tls::TlsArgs;
 use crate::{Failure, Outcome, Result};
 
-/// Where the client finds the nodes: exactly one of `--endpoint` and `--nodes`.
+/// Where the client finds the nodes: exactly one of `--endpoint`, `--nodes` and `--serverless`.
 #[derive(clap::Args)]
 #[group(required = true, multiple = false)]
 pub struct Target {
@@ -19,6 +19,10 @@ pub struct Target {
     /// Use these memcached nodes, without discovery (IPv6 as `[addr]:port`).
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     nodes: Option<Vec<String>>,
+    /// An ElastiCache Serverless cache's endpoint: the one node, always over TLS (the public CAs
+    /// unless --ca is given), no discovery.
+    #[arg(long, value_name = "HOST:PORT")]
+    serverless: Option<String>,
 }
 
 /// How the client is set up.
@@ -44,10 +48,14 @@ impl Connection {
             .discovery_timeout(timeout)
             .connect_timeout(timeout)
             .request_timeout(timeout);
-        let builder = match (&self.target.endpoint, &self.target.nodes) {
-            (Some(endpoint), _) => builder.config_endpoint(endpoint.clone()),
-            (None, Some(nodes)) => builder.nodes(nodes.iter().map(|n| n.trim().to_string())),
-            (None, None) => return Err(Failure::msg("give --endpoint or --nodes")),
+        let target = &self.target;
+        let builder = match (&target.endpoint, &target.nodes, &target.serverless) {
+            (Some(endpoint), _, _) => builder.config_endpoint(endpoint.clone()),
+            (None, Some(nodes), _) => builder.nodes(nodes.iter().map(|n| n.trim().to_string())),
+            (None, None, Some(endpoint)) => builder.serverless(endpoint.clone()),
+            (None, None, None) => {
+                return Err(Failure::msg("give --endpoint, --nodes or --serverless"))
+            }
         };
         let builder = self.tls.apply(builder)?;
         builder.build().await.map_err(|e| match e {

@@ -456,3 +456,38 @@ impl std::fmt::Display for SocketAddrOf<'_> {
         )
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_set_delete_and_stats_reach_a_serverless_cache() {
+    let ca = Ca::new("mcad serverless CA");
+    let (chain, key) = ca.issue(&["localhost", "127.0.0.1"]);
+    let server = memcached_autodiscovery_testkit::ServerlessStandIn::start(chain, key)
+        .await
+        .expect("the Serverless stand-in starts");
+    let dir = Dir::new("serverless");
+    let ca_file = dir.file("ca.pem", &ca.pem);
+    let endpoint = server.endpoint().to_string();
+    let target = [
+        "--serverless",
+        endpoint.as_str(),
+        "--ca",
+        ca_file.as_str(),
+        "--timeout-ms",
+        "5000",
+    ];
+    assert_ok(&mcad(&args(&["set", "greeting", "hello"], &target)));
+    assert_eq!(
+        assert_ok(&mcad(&args(&["get", "greeting"], &target))),
+        "hello"
+    );
+    let stats = assert_ok(&mcad(&args(&["stats"], &target)));
+    assert!(stats.contains("curr_items"), "{stats}");
+    assert_ok(&mcad(&args(&["delete", "greeting"], &target)));
+    assert_eq!(
+        mcad(&args(&["get", "greeting"], &target)).status.code(),
+        Some(3)
+    );
+    // Without --ca the public CAs are trusted, and this one is not among them.
+    let err = assert_error(&mcad(&["get", "greeting", "--serverless", &endpoint]));
+    assert!(err.contains("certificate"), "{err}");
+}
