@@ -89,57 +89,41 @@ impl Client {
         &self.topology
     }
 
-    /// During the warm handoff window, the previous owner's and the current node's connections
-    /// of `key` when its owner changed; `None` otherwise (one atomic load when the window is
-    /// closed).
-    fn moved(&self, key: &[u8]) -> Option<(Connection, Connection)> {
+    /// During the warm handoff window, the previous and the current owner of `key` when its
+    /// owner changed; `None` otherwise (one atomic load when the window is closed).
+    fn moved(&self, key: &[u8]) -> Option<Owners> {
         let handoff = self.topology.handoff()?;
         let snapshot = self.topology.current();
         let current = snapshot.route(key)?;
         let previous = handoff.previous.owner(key)?;
-        (previous.id != current.id)
-            .then(|| (previous.connection().clone(), current.connection().clone()))
+        (previous.id != current.id).then(|| Owners {
+            previous: previous.connection().clone(),
+            current: current.connection().clone(),
+            limits: self.topology.settings().limits,
+        })
     }
 
     /// A miss on a moved key during the warm handoff window: its previous owner's value, copied
     /// to the new owner (see [`crate::handoff`]). A failure of either node is a miss.
     pub(crate) async fn recover(&self, key: &[u8]) -> Option<Bytes> {
-        let (previous, current) = self.moved(key)?;
-        let limits = self.topology.settings().limits;
-        let owners = Owners {
-            previous: &previous,
-            current: &current,
-            limits: &limits,
-        };
-        owners.recover(key).await.ok().flatten()
+        self.moved(key)?.recover(key).await.ok().flatten()
     }
 
-    /// Before a write of `key` other than `set` during the warm handoff window: brings a moved
-    /// key's value over first, so that the write sees it. Returns the two owners.
-    async fn before_write(&self, key: &[u8], pull: bool) -> Option<(Connection, Connection)> {
-        let moved = self.moved(key)?;
+    /// Before a write of `key` during the warm handoff window: for a write other than `set`
+    /// (`pull`), brings a moved key's value over first, so that the write sees it. Returns the
+    /// two owners, for [`Client::after_write`].
+    async fn before_write(&self, key: &[u8], pull: bool) -> Option<Owners> {
+        let owners = self.moved(key)?;
         if pull {
-            let limits = self.topology.settings().limits;
-            let owners = Owners {
-                previous: &moved.0,
-                current: &moved.1,
-                limits: &limits,
-            };
             let _ = owners.recover(key).await;
         }
-        Some(moved)
+        Some(owners)
     }
 
     /// After a write of a moved key: the previous owner's copy is deleted, so that it cannot be
     /// brought back over the written value.
-    async fn after_write(&self, key: &[u8], moved: Option<(Connection, Connection)>) {
-        if let Some((previous, current)) = moved {
-            let limits = self.topology.settings().limits;
-            let owners = Owners {
-                previous: &previous,
-                current: &current,
-                limits: &limits,
-            };
+    async fn after_write(&self, key: &[u8], moved: Option<Owners>) {
+        if let Some(owners) = moved {
             owners.forget_previous(key).await;
         }
     }
@@ -363,16 +347,10 @@ impl Client {
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
         let key = key.as_ref();
         // A moved key: the previous owner's copy goes first (see crate::handoff).
-        let mut existed = false;
-        if let Some((previous, current)) = self.moved(key) {
-            let limits = self.topology.settings().limits;
-            let owners = Owners {
-                previous: &previous,
-                current: &current,
-                limits: &limits,
-            };
-            existed = owners.forget_previous(key).await;
-        }
+        let existed = match self.moved(key) {
+            Some(owners) => owners.forget_previous(key).await,
+            None => false,
+        };
         let (response, conn) = self.call("delete", key, Request::Delete { key }).await?;
         match response {
             Response::Deleted => Ok(true),

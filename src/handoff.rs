@@ -32,11 +32,11 @@ use crate::error::Error;
 use crate::protocol::meta::{MetaDelete, MetaGet, MetaRequest, MetaSet, MetaStatus, SetMode, Ttl};
 use crate::protocol::{ErrorReply, Limits, Request, Response, Retrieval};
 
-/// A moved key's two owners during the window.
-pub(crate) struct Owners<'a> {
-    pub previous: &'a Connection,
-    pub current: &'a Connection,
-    pub limits: &'a Limits,
+/// A moved key's two owners during the window (connection handles are cheap clones).
+pub(crate) struct Owners {
+    pub previous: Connection,
+    pub current: Connection,
+    pub limits: Limits,
 }
 
 /// What the previous owner holds.
@@ -47,10 +47,10 @@ struct Found {
     cas: Option<u64>,
 }
 
-impl Owners<'_> {
+impl Owners {
     async fn call(&self, on: &Connection, request: MetaRequest<'_>) -> Result<Response, Error> {
         let mut frame = BytesMut::new();
-        let expect = request.encode(&mut frame, self.limits)?;
+        let expect = request.encode(&mut frame, &self.limits)?;
         on.call(frame.freeze(), expect, request.is_idempotent())
             .await
     }
@@ -59,7 +59,7 @@ impl Owners<'_> {
     async fn read_previous(&self, key: &[u8]) -> Result<Option<Found>, Error> {
         if self.previous.speaks_meta() != Some(false) {
             let get = MetaGet::new(key).value().ttl().client_flags().cas();
-            match self.call(self.previous, get.into()).await? {
+            match self.call(&self.previous, get.into()).await? {
                 Response::Meta(reply) => {
                     self.previous.set_speaks_meta(true);
                     let placeholder = reply.flags.win_taken || reply.flags.stale;
@@ -84,7 +84,7 @@ impl Owners<'_> {
             keys,
         };
         let mut frame = BytesMut::new();
-        let expect = request.encode(&mut frame, self.limits)?;
+        let expect = request.encode(&mut frame, &self.limits)?;
         match self.previous.call(frame.freeze(), expect, true).await? {
             Response::Values(mut items) => {
                 Ok(items.pop().filter(|i| i.key == key).map(|i| Found {
@@ -124,19 +124,19 @@ impl Owners<'_> {
             .client_flags(found.flags)
             .ttl(exptime)
             .return_cas();
-        let copied = match self.call(self.current, copy.into()).await {
+        let copied = match self.call(&self.current, copy.into()).await {
             Ok(Response::Meta(reply)) if reply.status == MetaStatus::Success => reply.flags.cas,
             _ => None, // not stored (written meanwhile) or failed: the read still stands
         };
         if let Some(copy_cas) = copied {
             let again = MetaGet::new(key).cas();
             let unchanged = matches!(
-                self.call(self.previous, again.into()).await,
+                self.call(&self.previous, again.into()).await,
                 Ok(Response::Meta(reply)) if reply.flags.cas == Some(cas)
             );
             if !unchanged {
                 let undo = MetaDelete::new(key).compare_cas(copy_cas);
-                let _ = self.call(self.current, undo.into()).await;
+                let _ = self.call(&self.current, undo.into()).await;
             }
         }
         Ok(Some(found.value))
@@ -148,7 +148,7 @@ impl Owners<'_> {
     pub(crate) async fn forget_previous(&self, key: &[u8]) -> bool {
         let request = Request::Delete { key };
         let mut frame = BytesMut::new();
-        let Ok(expect) = request.encode(&mut frame, self.limits) else {
+        let Ok(expect) = request.encode(&mut frame, &self.limits) else {
             return false;
         };
         matches!(
