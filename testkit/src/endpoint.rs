@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use memcached_autodiscovery::ClusterConfig;
 
-use crate::server_thread::{lock, spawn_server};
+use crate::server_thread::{accept_while_open, lock, spawn_server, Listening, Switch};
 
 use crate::reply::{encode_reply, ReplyKind};
 
@@ -258,60 +258,33 @@ fn set_listening(shared: &Shared, now: bool) {
 
 /// The accept loop: one task per connection; drops the listener while refusing.
 async fn serve(shared: Arc<Shared>, listener: TcpListener) {
-    let mut control = shared.control.subscribe();
-    let mut listener = Some(listener);
-    loop {
-        let now = *control.borrow_and_update();
-        if now.shutdown {
-            return;
-        }
-        let refusing = now.behavior == EndpointBehavior::Refuse;
-        if refusing && listener.is_some() {
-            listener = None;
-            set_listening(&shared, false);
-        } else if !refusing && listener.is_none() {
-            match TcpListener::bind(shared.addr).await {
-                Ok(bound) => {
-                    listener = Some(bound);
-                    set_listening(&shared, true);
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        addr = %shared.addr,
-                        error = %e,
-                        "config endpoint cannot bind its port again; retrying"
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                        _ = control.changed() => {}
-                    }
-                    continue;
-                }
-            }
-        }
-        let Some(bound) = listener.as_ref() else {
-            if control.changed().await.is_err() {
-                return;
-            }
-            continue;
-        };
-        tokio::select! {
-            accepted = bound.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    match shared.tls.clone() {
-                        None => tokio::spawn(connection(Arc::clone(&shared), stream)),
-                        Some(tls) => tokio::spawn(tls.serve(Arc::clone(&shared), stream)),
-                    };
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "config endpoint accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            changed = control.changed() => if changed.is_err() { return },
-        }
-    }
+    let addr = shared.addr;
+    accept_while_open(
+        addr,
+        listener,
+        shared.control.subscribe(),
+        |now: &Control| Switch {
+            shutdown: now.shutdown,
+            open: now.behavior != EndpointBehavior::Refuse,
+        },
+        |listening| match listening {
+            Listening::Started => set_listening(&shared, true),
+            Listening::Stopped => set_listening(&shared, false),
+            Listening::BindFailed(e) => tracing::warn!(
+                %addr,
+                error = %e,
+                "config endpoint cannot bind its port again; retrying"
+            ),
+        },
+        |stream, _| {
+            let _ = stream.set_nodelay(true);
+            match shared.tls.clone() {
+                None => tokio::spawn(connection(Arc::clone(&shared), stream)),
+                Some(tls) => tokio::spawn(tls.serve(Arc::clone(&shared), stream)),
+            };
+        },
+    )
+    .await;
 }
 
 /// What to do after a request.

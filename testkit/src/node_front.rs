@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use memcached_autodiscovery::ClusterConfig;
 
-use crate::server_thread::{lock, spawn_server};
+use crate::server_thread::{accept_while_open, lock, spawn_server, Listening, Switch};
 
 use crate::reply::{encode_reply, ReplyKind};
 
@@ -284,56 +284,29 @@ impl Drop for Counted {
 
 /// The accept loop: one task per connection; drops the listener while closed.
 async fn serve(shared: Arc<Shared>, first: TcpListener) {
-    let mut control = shared.control.subscribe();
-    let mut listener = Some(first);
-    loop {
-        let now = *control.borrow_and_update();
-        if now.shutdown {
-            return;
-        }
-        if !now.open && listener.is_some() {
-            listener = None;
-            update_status(&shared, |s| s.listening = false);
-        } else if now.open && listener.is_none() {
-            // tokio sets SO_REUSEADDR: the closed connections' TIME_WAIT does not block this.
-            match TcpListener::bind(shared.addr).await {
-                Ok(bound) => {
-                    listener = Some(bound);
-                    update_status(&shared, |s| {
-                        s.listening = true;
-                        s.bind_error = None;
-                    });
-                }
-                Err(e) => {
-                    update_status(&shared, |s| s.bind_error = Some((e.kind(), e.to_string())));
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                        _ = control.changed() => {}
-                    }
-                    continue;
-                }
+    accept_while_open(
+        shared.addr,
+        first,
+        shared.control.subscribe(),
+        |now: &Control| Switch {
+            shutdown: now.shutdown,
+            open: now.open,
+        },
+        |listening| match listening {
+            Listening::Started => update_status(&shared, |s| {
+                s.listening = true;
+                s.bind_error = None;
+            }),
+            Listening::Stopped => update_status(&shared, |s| s.listening = false),
+            Listening::BindFailed(e) => {
+                update_status(&shared, |s| s.bind_error = Some((e.kind(), e.to_string())))
             }
-        }
-        let Some(bound) = listener.as_ref() else {
-            if control.changed().await.is_err() {
-                return;
-            }
-            continue;
-        };
-        tokio::select! {
-            accepted = bound.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let counted = Counted::new(&shared);
-                    tokio::spawn(connection(counted, stream, now.epoch));
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "node front accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            changed = control.changed() => if changed.is_err() { return },
-        }
-    }
+        },
+        |stream, now| {
+            tokio::spawn(connection(Counted::new(&shared), stream, now.epoch));
+        },
+    )
+    .await;
 }
 
 /// Serves one client connection until either side closes it or the front closes.
