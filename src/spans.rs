@@ -11,20 +11,31 @@ const DB_SYSTEM: &str = "memcached";
 
 /// The span of a call to one node, `host:port`.
 pub(crate) fn one_node(op: &'static str, node: &str) -> Span {
-    let (address, port) = match node.rsplit_once(':') {
-        Some((address, port)) => (address, port.parse::<u16>().ok()),
-        None => (node, None),
-    };
-    tracing::debug_span!(
+    let span = tracing::debug_span!(
         "memcached.request",
         op,
         node,
         otel.kind = "client",
         db.system.name = DB_SYSTEM,
         db.operation.name = op,
-        server.address = address,
-        server.port = port,
-    )
+        server.address = tracing::field::Empty,
+        server.port = tracing::field::Empty,
+    );
+    // Split only for a subscriber that wants the span (not on every call).
+    if !span.is_disabled() {
+        match node.rsplit_once(':') {
+            Some((address, port)) => {
+                span.record("server.address", address);
+                if let Ok(port) = port.parse::<u16>() {
+                    span.record("server.port", port);
+                }
+            }
+            None => {
+                span.record("server.address", node);
+            }
+        }
+    }
+    span
 }
 
 /// The span of a multi-get of `keys` keys (the nodes they go to are not one server).

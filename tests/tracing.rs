@@ -40,6 +40,9 @@ struct Recorded {
     requests: Vec<BTreeMap<String, String>>,
 }
 
+/// Ids above this are request spans (`REQUEST_IDS + 1` is the first); other spans are id 1.
+const REQUEST_IDS: u64 = 1 << 32;
+
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Recorded>>);
 
@@ -114,13 +117,20 @@ impl Subscriber for Recorder {
         );
         let fields = self.keep(|fields| span.record(fields), Some(kind), declared);
         if metadata.name() == "memcached.request" {
-            self.0.lock().unwrap().requests.push(fields.pairs);
+            // A request span's id says where its fields are kept, for values recorded later.
+            let mut recorded = self.0.lock().unwrap();
+            recorded.requests.push(fields.pairs);
+            return Id::from_u64(REQUEST_IDS + recorded.requests.len() as u64);
         }
         Id::from_u64(1)
     }
 
-    fn record(&self, _span: &Id, values: &Record<'_>) {
-        self.keep(|fields| values.record(fields), None, BTreeSet::new());
+    fn record(&self, span: &Id, values: &Record<'_>) {
+        let fields = self.keep(|fields| values.record(fields), None, BTreeSet::new());
+        if let Some(i) = span.into_u64().checked_sub(REQUEST_IDS + 1) {
+            let mut recorded = self.0.lock().unwrap();
+            recorded.requests[i as usize].extend(fields.pairs);
+        }
     }
 
     fn record_follows_from(&self, _span: &Id, _follows: &Id) {}

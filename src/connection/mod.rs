@@ -8,6 +8,14 @@
 //! its end of the slot: its request keeps its place and its reply is read and discarded, so no later
 //! caller can ever receive it.
 //!
+//! **Deadlines.** Every request carries its deadline into the task, which answers it by then:
+//! a request still queued when its deadline passes fails with [`Error::Timeout`] unsent (also
+//! while the task connects), and the oldest request in flight is watched by the task's one
+//! timer (a node that does not answer it is broken off). A request's deadline is never later
+//! than the connection's request timeout from now, so the oldest request's is the earliest but
+//! for requests given a shorter one, whose callers keep a timer of their own
+//! ([`Connection::reply`]). [`Connection::call`] (the single-key calls) registers no timer.
+//!
 //! The task connects lazily, on the first request. A node that fails (a connect fails, the
 //! oldest request outlives its deadline, or a connection breaks before one good reply) is marked
 //! down for a backoff period ([`health`]): callers then fail fast with [`Error::NodeDown`]
@@ -133,8 +141,9 @@ impl Connection {
         Instant::now() + self.request_timeout
     }
 
-    /// Queues one encoded request (waiting for room in the queue, at most until `deadline`) and
-    /// returns where its reply will arrive; [`Connection::reply`] waits for it. Several requests
+    /// Queues one encoded request (waiting for room in the queue, at most until `deadline`, which
+    /// is capped at the request timeout from now) and returns where its reply will arrive;
+    /// [`Connection::reply`] waits for it. Several requests
     /// can be queued before any reply is awaited, so that they travel together. `idempotent`
     /// requests may be sent a second time on a fresh connection if the connection breaks
     /// before their reply (see [`Request::is_idempotent`](crate::protocol::Request::is_idempotent)).
@@ -149,6 +158,7 @@ impl Connection {
         if let Some(down) = self.health.down_error() {
             return Err(down);
         }
+        let deadline = deadline.min(self.deadline());
         let (reply, rx) = slot::slot();
         let pending = Pending::new(
             frame,
@@ -157,6 +167,16 @@ impl Connection {
             idempotent,
             Waiter(reply),
         );
+        // Room in the queue (the usual case): no timer, no await.
+        let pending = match self.tx.try_send(pending) {
+            Ok(()) => {
+                self.queue
+                    .depth(self.tx.max_capacity() - self.tx.capacity());
+                return Ok(Reply { rx, deadline });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.closed()),
+            Err(mpsc::error::TrySendError::Full(pending)) => pending,
+        };
         match tokio::time::timeout_at(deadline, self.tx.send(pending)).await {
             Ok(Ok(())) => {
                 self.queue
@@ -196,7 +216,9 @@ impl Connection {
         }
     }
 
-    /// Sends one encoded request and waits for its reply, at most the request timeout.
+    /// Sends one encoded request and waits for its reply, at most the request timeout. The
+    /// deadline is the latest a request can have, so the socket task alone watches it (see
+    /// the module docs): no timer is registered for the call.
     pub(crate) async fn call(
         &self,
         frame: impl Into<Frame>,
@@ -206,7 +228,10 @@ impl Connection {
         let reply = self
             .send(frame, expect, idempotent, self.deadline())
             .await?;
-        self.reply(reply).await
+        match reply.rx.await {
+            Ok(result) => result,
+            Err(_) => Err(self.closed()),
+        }
     }
 
     fn timeout(&self) -> Error {

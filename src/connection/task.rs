@@ -2,7 +2,8 @@
 //!
 //! It waits for work, connects, then moves bytes: queued requests into the pipeline and out in
 //! one write, reads into the pipeline's buffer and lets it dispatch, arms one timer for the oldest
-//! deadline. When the connection breaks the pipeline decides what is replayed; this task decides
+//! deadline. It answers every request it holds by its deadline (see the module docs of
+//! [`super`]): one still queued at its deadline, also during a connect, fails unsent. When the connection breaks the pipeline decides what is replayed; this task decides
 //! when to connect again (backoff). Which stream kind (TCP, TLS, dialed) is served is decided once
 //! per connection; each kind gets its own monomorphic copy of [`serve`].
 
@@ -66,7 +67,8 @@ pub(super) async fn run(
                 continue;
             }
         }
-        let stream = match settings.transport.connect(&target, node, None).await {
+        let connect = settings.transport.connect(&target, node, None);
+        let stream = match watch_while(connect, &mut replay, &mut rx, &settings, node).await {
             Ok(stream) => stream,
             Err(err) => {
                 let delay = backoff.failed();
@@ -122,6 +124,66 @@ pub(super) async fn run(
     }
 }
 
+/// Runs `work` (a connect) while answering the requests that wait for it by their deadlines:
+/// those arriving meanwhile join `waiting` (up to the queue's depth), and any whose deadline
+/// passes fails with a timeout.
+async fn watch_while<T>(
+    work: impl std::future::Future<Output = T>,
+    waiting: &mut Vec<Pending<Waiter>>,
+    rx: &mut Queue,
+    settings: &ConnectionSettings,
+    node: Peer<'_>,
+) -> T {
+    tokio::pin!(work);
+    let mut open = true;
+    loop {
+        let earliest = waiting.iter().map(Pending::deadline).min();
+        let can_take = open && waiting.len() < settings.queue_depth;
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            () = sleep_until_some(earliest.map(Instant::from_std)) => {
+                let now = std::time::Instant::now();
+                for p in std::mem::take(waiting) {
+                    if p.deadline() <= now {
+                        p.fail(timeout(settings, node));
+                    } else {
+                        waiting.push(p);
+                    }
+                }
+            }
+            pending = rx.recv(), if can_take => match pending {
+                Some(p) if p.caller().0.is_closed() => {}
+                Some(p) => waiting.push(p),
+                None => open = false,
+            },
+        }
+    }
+}
+
+/// Takes `p` into the pipeline, or fails it unsent when its deadline passed while it was queued.
+fn take(
+    pipeline: &mut Pipeline<Waiter>,
+    p: Pending<Waiter>,
+    now: std::time::Instant,
+    settings: &ConnectionSettings,
+    node: Peer<'_>,
+) {
+    if p.deadline() <= now {
+        p.fail(timeout(settings, node));
+    } else {
+        pipeline.push(p);
+    }
+}
+
+/// The error of a request not answered by its deadline.
+fn timeout(settings: &ConnectionSettings, node: Peer<'_>) -> Error {
+    Error::Timeout {
+        node: node.id(),
+        timeout: settings.request_timeout,
+    }
+}
+
 /// Sleeps until `at`, or forever without one.
 async fn sleep_until_some(at: Option<Instant>) {
     match at {
@@ -158,21 +220,27 @@ async fn serve<R: ReadSide, W: WriteSide>(
     tokio::pin!(sleep);
     let mut armed_for: Option<Instant> = None;
     let mut last_io = Instant::now();
+    // Whether bytes moved since the last turn of the loop (`last_io` is then that turn's time).
+    let mut moved = false;
     // Whether this write already waited one scheduler turn for more requests (see below).
     let mut coalesced = false;
     // Bytes accepted by a buffered writer (TLS) and not yet flushed to the socket.
     let mut unflushed = false;
 
     for p in first {
-        pipeline.push(p);
+        take(&mut pipeline, p, last_io.into_std(), settings, node);
     }
 
     let (why, error) = loop {
+        // One clock reading per turn: deadlines are checked against it, and it dates the I/O.
+        let now = Instant::now();
+        if moved {
+            last_io = now;
+            moved = false;
+        }
         while open && pipeline.has_room() {
             match rx.try_recv() {
-                Ok(p) => {
-                    pipeline.push(p);
-                }
+                Ok(p) => take(&mut pipeline, p, now.into_std(), settings, node),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
@@ -182,7 +250,7 @@ async fn serve<R: ReadSide, W: WriteSide>(
             return None;
         }
         let pending_write = !pipeline.unwritten().is_empty();
-        if pending_write && last_io.elapsed() > IDLE_PROBE_AFTER {
+        if pending_write && now.saturating_duration_since(last_io) > IDLE_PROBE_AFTER {
             if reader.peer_closed() {
                 let closed = std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
@@ -190,7 +258,7 @@ async fn serve<R: ReadSide, W: WriteSide>(
                 );
                 break (Break::Socket, io_error(node, closed));
             }
-            last_io = Instant::now();
+            last_io = now;
         }
         // Write coalescing: the callers woken by the last replies usually have not run yet, so
         // writing now would send one or two requests per syscall. When others are in flight
@@ -223,7 +291,7 @@ async fn serve<R: ReadSide, W: WriteSide>(
                     }
                     Ok(n) => {
                         meter.received(n);
-                        last_io = Instant::now();
+                        moved = true;
                         if let Err(source) = pipeline.dispatch() {
                             break (Break::Protocol, Error::Protocol { node: node.id(), source });
                         }
@@ -239,7 +307,7 @@ async fn serve<R: ReadSide, W: WriteSide>(
                     }
                     Ok(Some(n)) => {
                         meter.sent(n);
-                        last_io = Instant::now();
+                        moved = true;
                         coalesced = false;
                         unflushed = W::NEEDS_FLUSH;
                         pipeline.written(n);
@@ -250,9 +318,7 @@ async fn serve<R: ReadSide, W: WriteSide>(
             }
             pending = rx.recv(), if can_take => {
                 match pending {
-                    Some(p) => {
-                        pipeline.push(p);
-                    }
+                    Some(p) => take(&mut pipeline, p, now.into_std(), settings, node),
                     None => open = false,
                 }
             }
@@ -261,7 +327,7 @@ async fn serve<R: ReadSide, W: WriteSide>(
                     armed_for = None; // armed for a request already answered: re-arm
                     continue;
                 }
-                break (Break::Timeout, Error::Timeout { node: node.id(), timeout: settings.request_timeout });
+                break (Break::Timeout, timeout(settings, node));
             }
         }
     };
