@@ -165,12 +165,11 @@ impl Client {
                 }
             }
         }
-        // One timer for every reply of the call.
-        let timer = tokio::time::sleep_until(deadline);
-        tokio::pin!(timer);
+        // Every request has the connection's own deadline, watched by its socket task: no
+        // timer here.
         found.hits.reserve(keys.len());
         for (conn, chunk, reply) in waiting {
-            let items = match conn.reply_before(reply, timer.as_mut()).await {
+            let items = match conn.reply(reply).await {
                 Ok(Response::Values(items)) => check_order(chunk, items, conn.node()),
                 Ok(Response::Error(e)) => Err(e.to_error(conn.node())),
                 Ok(other) => Err(other.unexpected(conn.node(), "the reply to get")),

@@ -1,4 +1,4 @@
-//! Every call ends by its deadline (the request timeout), also where the connection's socket task
+//! Every call (one key or many) ends by its deadline (the request timeout), also where the connection's socket task
 //! is the only one watching it: while the connection is still being opened, and for a request
 //! whose deadline passed before the task could take it (which must then never be written).
 //!
@@ -126,4 +126,20 @@ async fn a_request_whose_deadline_passed_while_queued_is_never_written() {
         .unwrap();
     let value = caller.await.unwrap().expect("the live request is answered");
     assert_eq!(value.as_deref(), Some(&b"ok"[..]));
+}
+
+#[tokio::test]
+async fn a_multi_get_ends_at_its_deadline_while_the_connection_is_being_opened() {
+    let (client, _hold, _ends) = client(Duration::from_secs(10)).await;
+    let started = Instant::now();
+    let result = client.get_many(["k1", "k2", "k3"]).await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(result, Err(Error::Timeout { .. })),
+        "a timeout, got {result:?}"
+    );
+    assert!(
+        waited >= REQUEST_TIMEOUT - Duration::from_millis(5) && waited < REQUEST_TIMEOUT * 4,
+        "at the request timeout: {waited:?}"
+    );
 }

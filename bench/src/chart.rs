@@ -38,6 +38,9 @@ fn palette(index: usize, peer: &str) -> RGBColor {
     if peer == "raw" {
         return RGBColor(120, 120, 120);
     }
+    if peer == "raw-routed" {
+        return RGBColor(190, 190, 190);
+    }
     const COLORS: [RGBColor; 8] = [
         RGBColor(214, 39, 40),
         RGBColor(255, 127, 14),

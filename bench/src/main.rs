@@ -33,9 +33,11 @@ USAGE: loadbench [OPTIONS]
   --mixes LIST          get,get90,mget10                      (default: all three)
   --concurrency LIST    closed-loop callers                   (default: 1,16,64,256)
   --peers LIST          mcad, mcad-cpnN (connections_per_node N), async-memcached,
-                        memcache-async, memcache-exp, memcache-sync, raw
+                        memcache-async, memcache-exp, memcache-sync, raw,
+                        raw-routed (the probe with every key sent to its node:
+                        a multi-get split by node, as a client must send it)
                         (default: mcad,mcad-cpn2,async-memcached,memcache-async,
-                                  memcache-exp,memcache-sync,raw)
+                                  memcache-exp,memcache-sync,raw,raw-routed)
   --repeats N           repeats of every (mix, C, peer) run   (default: 3)
   --ops N               operations per timed run              (default: 30000)
   --cap-secs S          time cap of a timed run               (default: 6)
@@ -79,7 +81,7 @@ fn list<T>(value: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result
 fn parse_args() -> Result<Options, String> {
     let args: Vec<String> = std::env::args().collect();
     let default_peers =
-        "mcad,mcad-cpn2,async-memcached,memcache-async,memcache-exp,memcache-sync,raw";
+        "mcad,mcad-cpn2,async-memcached,memcache-async,memcache-exp,memcache-sync,raw,raw-routed";
     let mut o = Options {
         mixes: Mix::ALL.to_vec(),
         concurrency: vec![1, 16, 64, 256],
@@ -363,10 +365,11 @@ async fn run_one(
             .await
             .map_err(|e| e.to_string())??
         }
-        PeerKind::Raw => {
+        PeerKind::Raw { routed } => {
             let pids = bench.pids.clone();
             let spec = raw::ProbeSpec {
                 mix,
+                routed: *routed,
                 threads: 2,
                 batch: 100,
                 ops: options.raw_ops.unwrap_or(options.ops * 10),
@@ -401,7 +404,7 @@ async fn run_one(
         }
     };
     let mut record = Record::new(mix, concurrency, kind.name(), repeat, &measured);
-    if *kind == PeerKind::Raw {
+    if matches!(kind, PeerKind::Raw { .. }) {
         // The probe's sockets live only inside the phase; it holds one per server per thread.
         record.sockets = 2 * bench.servers.len();
     }

@@ -26,8 +26,11 @@ pub enum PeerKind {
     MemcacheExp,
     /// memcache 0.21 classic sync client (binary protocol, r2d2 pool per server), OS threads.
     MemcacheSync,
-    /// The raw pipelined probe (the machine's ceiling).
-    Raw,
+    /// The raw pipelined probe (the machine's ceiling). `routed`: every key goes to the server
+    /// the harness routing picks, so a multi-get is one `get` per server its keys route to, as
+    /// a client over several nodes must send it (unrouted, a multi-get is one `get` to one
+    /// server).
+    Raw { routed: bool },
 }
 
 impl PeerKind {
@@ -40,7 +43,8 @@ impl PeerKind {
             "memcache-async" => PeerKind::MemcacheAsync,
             "memcache-exp" => PeerKind::MemcacheExp,
             "memcache-sync" => PeerKind::MemcacheSync,
-            "raw" => PeerKind::Raw,
+            "raw" => PeerKind::Raw { routed: false },
+            "raw-routed" => PeerKind::Raw { routed: true },
             other => {
                 let n = other.strip_prefix("mcad-cpn")?.parse().ok()?;
                 if n == 0 {
@@ -65,7 +69,8 @@ impl PeerKind {
             PeerKind::MemcacheAsync => "memcache-async".into(),
             PeerKind::MemcacheExp => "memcache-exp".into(),
             PeerKind::MemcacheSync => "memcache-sync".into(),
-            PeerKind::Raw => "raw".into(),
+            PeerKind::Raw { routed: false } => "raw".into(),
+            PeerKind::Raw { routed: true } => "raw-routed".into(),
         }
     }
 
@@ -81,7 +86,8 @@ impl PeerKind {
             PeerKind::MemcacheAsync => "memcache-async 0.10 (`ascii::Protocol<TcpStream>`, TCP_NODELAY), deadpool 0.13 pool per server with max_size = C, harness routing".into(),
             PeerKind::MemcacheExp => "memcache 0.21 `exp::AsyncMemcache` (meta protocol), its own per-server pools with max_idle = max(C, 8), its own rendezvous routing".into(),
             PeerKind::MemcacheSync => "memcache 0.21 classic `Client` (default binary protocol), r2d2 pool per server with max size C, its own routing, C OS threads".into(),
-            PeerKind::Raw => "raw pipelined probe: 2 threads, 1 connection per server each, batches of 100 requests per write".into(),
+            PeerKind::Raw { routed: false } => "raw pipelined probe: 2 threads, 1 connection per server each, batches of 100 requests per write".into(),
+            PeerKind::Raw { routed: true } => "raw pipelined probe with every key routed to its server (a multi-get split by server): 2 threads, 1 connection per server each, 100 operations per server per round".into(),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::load::{new_histogram, next_op, Keyspace, Mix, Op, PhaseResult, Rng};
+use crate::load::{new_histogram, next_op, route, Keyspace, Mix, Op, PhaseResult, Rng};
 
 /// Stores every key on every server (pipelined sets), and checks each reply.
 pub fn preload(servers: &[SocketAddr], keys: &Keyspace) -> std::io::Result<()> {
@@ -139,11 +139,73 @@ impl Replies {
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeSpec {
     pub mix: Mix,
+    /// Every key to the server the harness routing picks (a multi-get split by server), instead
+    /// of each batch's operations whole to one server.
+    pub routed: bool,
     pub threads: usize,
     pub batch: usize,
     pub ops: u64,
     pub cap: Duration,
     pub seed: u64,
+}
+
+/// Appends one operation to a server's batch, and the number of values its reply should hold
+/// (0 for a set) to that server's expected replies.
+fn encode(op: Op<'_>, out: &mut Vec<u8>, expected: &mut Vec<usize>, keys: &Keyspace) {
+    match op {
+        Op::Get(key) => {
+            out.extend_from_slice(b"get ");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            expected.push(1);
+        }
+        Op::Set(key) => {
+            encode_set(out, key, &keys.value);
+            expected.push(0);
+        }
+        Op::Mget(batch) => {
+            out.extend_from_slice(b"get");
+            for key in batch {
+                out.push(b' ');
+                out.extend_from_slice(key.as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+            expected.push(batch.len());
+        }
+    }
+}
+
+/// Appends one operation to the batches of the servers its keys route to: a multi-get becomes
+/// one `get` per server, with that server's keys.
+fn encode_routed(op: Op<'_>, outs: &mut [Vec<u8>], expected: &mut [Vec<usize>], keys: &Keyspace) {
+    let servers = outs.len();
+    match op {
+        Op::Get(key) | Op::Set(key) => {
+            let s = route(key, servers);
+            encode(op, &mut outs[s], &mut expected[s], keys);
+        }
+        Op::Mget(batch) => {
+            for s in 0..servers {
+                let mut mine = batch
+                    .iter()
+                    .filter(|key| route(key, servers) == s)
+                    .peekable();
+                if mine.peek().is_none() {
+                    continue;
+                }
+                let out = &mut outs[s];
+                out.extend_from_slice(b"get");
+                let mut n = 0;
+                for key in mine {
+                    out.push(b' ');
+                    out.extend_from_slice(key.as_bytes());
+                    n += 1;
+                }
+                out.extend_from_slice(b"\r\n");
+                expected[s].push(n);
+            }
+        }
+    }
 }
 
 /// Runs the pipelined probe. Latency recorded per request is the time of its whole round
@@ -171,39 +233,28 @@ pub fn probe(
                     let mut histogram = new_histogram();
                     let (mut ops, mut misses) = (0u64, 0u64);
                     let per_round = (spec.batch * servers.len()) as u64;
-                    let mut out = Vec::with_capacity(spec.batch * 160);
+                    let mut outs = vec![Vec::with_capacity(spec.batch * 160); servers.len()];
                     let mut expected: Vec<Vec<usize>> = vec![Vec::new(); servers.len()];
                     while Instant::now() < deadline
                         && issued.fetch_add(per_round, Ordering::Relaxed) < spec.ops
                     {
                         let round = Instant::now();
-                        for (s, (stream, _)) in conns.iter_mut().enumerate() {
+                        for (out, expected) in outs.iter_mut().zip(&mut expected) {
                             out.clear();
-                            expected[s].clear();
+                            expected.clear();
+                        }
+                        for s in 0..servers.len() {
                             for _ in 0..spec.batch {
-                                match next_op(spec.mix, &mut rng, keys) {
-                                    Op::Get(key) => {
-                                        out.extend_from_slice(b"get ");
-                                        out.extend_from_slice(key.as_bytes());
-                                        out.extend_from_slice(b"\r\n");
-                                        expected[s].push(1);
-                                    }
-                                    Op::Set(key) => {
-                                        encode_set(&mut out, key, &keys.value);
-                                        expected[s].push(0);
-                                    }
-                                    Op::Mget(batch) => {
-                                        out.extend_from_slice(b"get");
-                                        for key in batch {
-                                            out.push(b' ');
-                                            out.extend_from_slice(key.as_bytes());
-                                        }
-                                        out.extend_from_slice(b"\r\n");
-                                        expected[s].push(batch.len());
-                                    }
+                                let op = next_op(spec.mix, &mut rng, keys);
+                                if spec.routed {
+                                    encode_routed(op, &mut outs, &mut expected, keys);
+                                } else {
+                                    encode(op, &mut outs[s], &mut expected[s], keys);
                                 }
                             }
-                            stream.write_all(&out)?;
+                        }
+                        for ((stream, _), out) in conns.iter_mut().zip(&outs) {
+                            stream.write_all(out)?;
                         }
                         for (s, (_, replies)) in conns.iter_mut().enumerate() {
                             for &want in &expected[s] {

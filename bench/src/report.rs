@@ -157,9 +157,9 @@ pub fn is_ours(peer: &str) -> bool {
     peer == "mcad" || peer.starts_with("mcad-")
 }
 
-/// The other clients: neither this crate nor the raw probe.
+/// The other clients: neither this crate nor a raw probe.
 pub fn is_other(peer: &str) -> bool {
-    !is_ours(peer) && peer != "raw"
+    !is_ours(peer) && !peer.starts_with("raw")
 }
 
 /// `12345.6` as `12.3k`.

@@ -14,7 +14,8 @@
 //! timer (a node that does not answer it is broken off). A request's deadline is never later
 //! than the connection's request timeout from now, so the oldest request's is the earliest but
 //! for requests given a shorter one, whose callers keep a timer of their own
-//! ([`Connection::reply`]). [`Connection::call`] (the single-key calls) registers no timer.
+//! ([`Connection::reply`]). Callers with the connection's own deadline (every data call)
+//! register no timer.
 //!
 //! The task connects lazily, on the first request. A node that fails (a connect fails, the
 //! oldest request outlives its deadline, or a connection breaks before one good reply) is marked
@@ -26,13 +27,12 @@ mod health;
 mod slot;
 mod task;
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::pipeline::{Caller, Frame, Pending};
@@ -75,7 +75,15 @@ impl Caller for Waiter {
 pub(crate) struct Reply {
     rx: slot::Receiver,
     deadline: Instant,
+    /// Whether the deadline is the connection's own (the request timeout from when it was
+    /// queued), which the socket task watches: the caller then needs no timer.
+    watched: bool,
 }
+
+/// How far below the latest possible deadline a deadline still counts as the connection's own
+/// (the time between a caller reading the clock and queueing; tokio's timers have a resolution
+/// of 1 ms anyway).
+const WATCH_SLACK: Duration = Duration::from_millis(1);
 
 /// A cheap, cloneable handle to one connection task. The task ends when the last handle is
 /// dropped and the requests already in flight have been answered (or have timed out).
@@ -158,7 +166,9 @@ impl Connection {
         if let Some(down) = self.health.down_error() {
             return Err(down);
         }
-        let deadline = deadline.min(self.deadline());
+        let latest = self.deadline();
+        let watched = deadline + WATCH_SLACK >= latest;
+        let deadline = deadline.min(latest);
         let (reply, rx) = slot::slot();
         let pending = Pending::new(
             frame,
@@ -172,7 +182,11 @@ impl Connection {
             Ok(()) => {
                 self.queue
                     .depth(self.tx.max_capacity() - self.tx.capacity());
-                return Ok(Reply { rx, deadline });
+                return Ok(Reply {
+                    rx,
+                    deadline,
+                    watched,
+                });
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.closed()),
             Err(mpsc::error::TrySendError::Full(pending)) => pending,
@@ -181,7 +195,11 @@ impl Connection {
             Ok(Ok(())) => {
                 self.queue
                     .depth(self.tx.max_capacity() - self.tx.capacity());
-                Ok(Reply { rx, deadline })
+                Ok(Reply {
+                    rx,
+                    deadline,
+                    watched,
+                })
             }
             Ok(Err(_)) => Err(self.closed()),
             Err(_) => Err(self.timeout()),
@@ -189,36 +207,22 @@ impl Connection {
     }
 
     /// Waits for the reply of a request queued by [`Connection::send`], at most until its
-    /// deadline.
+    /// deadline. A request given the connection's own deadline (the request timeout) is watched
+    /// by the socket task, and its caller registers no timer (see the module docs); one given a
+    /// shorter deadline waits under a timer of its own.
     pub(crate) async fn reply(&self, reply: Reply) -> Result<Response, Error> {
-        match tokio::time::timeout_at(reply.deadline, reply.rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(self.closed()),
-            Err(_) => Err(self.timeout()),
-        }
+        let outcome = if reply.watched {
+            reply.rx.await
+        } else {
+            match tokio::time::timeout_at(reply.deadline, reply.rx).await {
+                Ok(outcome) => outcome,
+                Err(_) => return Err(self.timeout()),
+            }
+        };
+        outcome.unwrap_or_else(|_| Err(self.closed()))
     }
 
-    /// Waits for the reply of a request queued by [`Connection::send`] until `timer` fires: one
-    /// timer for the replies of several requests (a multi-get's nodes) instead of one each. A
-    /// reply already there is taken even when the timer has fired.
-    pub(crate) async fn reply_before(
-        &self,
-        reply: Reply,
-        timer: Pin<&mut Sleep>,
-    ) -> Result<Response, Error> {
-        tokio::select! {
-            biased;
-            result = reply.rx => match result {
-                Ok(result) => result,
-                Err(_) => Err(self.closed()),
-            },
-            () = timer => Err(self.timeout()),
-        }
-    }
-
-    /// Sends one encoded request and waits for its reply, at most the request timeout. The
-    /// deadline is the latest a request can have, so the socket task alone watches it (see
-    /// the module docs): no timer is registered for the call.
+    /// Sends one encoded request and waits for its reply, at most the request timeout.
     pub(crate) async fn call(
         &self,
         frame: impl Into<Frame>,
@@ -228,10 +232,7 @@ impl Connection {
         let reply = self
             .send(frame, expect, idempotent, self.deadline())
             .await?;
-        match reply.rx.await {
-            Ok(result) => result,
-            Err(_) => Err(self.closed()),
-        }
+        self.reply(reply).await
     }
 
     fn timeout(&self) -> Error {
