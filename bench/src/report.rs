@@ -478,8 +478,9 @@ pub fn goals(summary: &[Summary]) -> String {
             verdict(ok)
         );
     };
+    // The goals of the second round of work on speed.
     for (mix, c, ceiling_goal, peer_goal) in
-        [(Mix::Get, 256, 0.8, 2.5), (Mix::Mget10, 64, 0.6, 3.0)]
+        [(Mix::Get, 256, 0.9, 3.0), (Mix::Mget10, 64, 0.7, 3.0)]
     {
         for p in &ours {
             let Some(me) = find(summary, mix, c, p) else {
@@ -494,6 +495,21 @@ pub fn goals(summary: &[Summary]) -> String {
                     ),
                     format!("{p} {}", si(me.ops_per_s.median)),
                     format!("raw {}", si(raw.ops_per_s.median)),
+                    format!("{r:.2}"),
+                    r >= ceiling_goal,
+                );
+            }
+            // The same share against the probe that routes every key (no goal of its own: it
+            // shows how much of the gap the routing itself explains).
+            if let Some(routed) = find(summary, mix, c, "raw-routed") {
+                let r = me.ops_per_s.median / routed.ops_per_s.median;
+                row(
+                    format!(
+                        "{} at C={c}: share of the routed raw probe (context for the line above)",
+                        mix.name()
+                    ),
+                    format!("{p} {}", si(me.ops_per_s.median)),
+                    format!("raw-routed {}", si(routed.ops_per_s.median)),
                     format!("{r:.2}"),
                     r >= ceiling_goal,
                 );
@@ -520,8 +536,14 @@ pub fn goals(summary: &[Summary]) -> String {
         LatencyGoal {
             callers: 1,
             percentile: |s| s.p50_us.median,
-            goal: "p50 at C=1 within 10 % of the best peer",
-            met: |r| r <= 1.1,
+            goal: "p50 at C=1 no worse than the best peer's",
+            met: |r| r <= 1.0,
+        },
+        LatencyGoal {
+            callers: 1,
+            percentile: |s| s.p99_us.median,
+            goal: "p99 at C=1 no worse than the best peer's",
+            met: |r| r <= 1.0,
         },
     ];
     for LatencyGoal {
@@ -549,18 +571,16 @@ pub fn goals(summary: &[Summary]) -> String {
             }
         }
     }
-    for c in concurrencies_in(summary) {
-        for p in &ours {
-            if let Some(me) = find(summary, Mix::Get, c, p) {
-                let v = me.client_cpu_us.median;
-                row(
-                    format!("client CPU per get ≤ 2 µs (C={c})"),
-                    format!("{p} {v:.2} µs"),
-                    "2 µs".into(),
-                    format!("{:.2}", v / 2.0),
-                    v <= 2.0,
-                );
-            }
+    for p in &ours {
+        if let Some(me) = find(summary, Mix::Get, 256, p) {
+            let v = me.client_cpu_us.median;
+            row(
+                "client CPU per get ≤ 1.5 µs (C=256)".into(),
+                format!("{p} {v:.2} µs"),
+                "1.5 µs".into(),
+                format!("{:.2}", v / 1.5),
+                v <= 1.5,
+            );
         }
     }
     md.push('\n');
