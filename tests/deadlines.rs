@@ -143,3 +143,28 @@ async fn a_multi_get_ends_at_its_deadline_while_the_connection_is_being_opened()
         "at the request timeout: {waited:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_callers_waiting_for_a_connect_all_end_at_their_deadline() {
+    let (client, _hold, _ends) = client(Duration::from_secs(10)).await;
+    let client = Arc::new(client);
+    let started = Instant::now();
+    let callers: Vec<_> = (0..2_000)
+        .map(|i| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move {
+                let began = Instant::now();
+                (began, client.get(format!("key-{i}")).await)
+            })
+        })
+        .collect();
+    for caller in callers {
+        let (began, result) = caller.await.unwrap();
+        assert_timed_out(result, began);
+    }
+    assert!(
+        started.elapsed() < REQUEST_TIMEOUT * 4,
+        "all within about one request timeout: {:?}",
+        started.elapsed()
+    );
+}

@@ -125,8 +125,10 @@ pub(super) async fn run(
 }
 
 /// Runs `work` (a connect) while answering the requests that wait for it by their deadlines:
-/// those arriving meanwhile join `waiting` (up to the queue's depth), and any whose deadline
-/// passes fails with a timeout.
+/// those arriving meanwhile join `waiting` (up to the queue's depth), and those whose deadline
+/// passes fail with a timeout. `waiting` is in arrival order, which is deadline order (a
+/// request given a shorter deadline has a timer of its own), so one timer for the first
+/// request's deadline watches them all, and the expired ones are always at the front.
 async fn watch_while<T>(
     work: impl std::future::Future<Output = T>,
     waiting: &mut Vec<Pending<Waiter>>,
@@ -135,22 +137,30 @@ async fn watch_while<T>(
     node: Peer<'_>,
 ) -> T {
     tokio::pin!(work);
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed = None;
     let mut open = true;
     loop {
-        let earliest = waiting.iter().map(Pending::deadline).min();
+        let first = waiting.first().map(Pending::deadline);
+        if first != armed {
+            if let Some(at) = first {
+                timer.as_mut().reset(Instant::from_std(at));
+            }
+            armed = first;
+        }
         let can_take = open && waiting.len() < settings.queue_depth;
         tokio::select! {
             biased;
             done = &mut work => return done,
-            () = sleep_until_some(earliest.map(Instant::from_std)) => {
+            () = &mut timer, if armed.is_some() => {
                 let now = std::time::Instant::now();
-                for p in std::mem::take(waiting) {
-                    if p.deadline() <= now {
-                        p.fail(timeout(settings, node));
-                    } else {
-                        waiting.push(p);
-                    }
+                let expired = waiting.iter().take_while(|p| p.deadline() <= now).count();
+                for p in waiting.drain(..expired) {
+                    p.fail(timeout(settings, node));
                 }
+                // Fired early (a reset raced the clock): armed again for the same request.
+                armed = None;
             }
             pending = rx.recv(), if can_take => match pending {
                 Some(p) if p.caller().0.is_closed() => {}
