@@ -208,8 +208,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Longest wait for one request's reply, queueing included. A node that does not answer
-    /// within it has its connection reset. Defaults to 1 s. Clamped to 1 ms ..= 24 h.
+    /// Longest wait for one request's reply, queueing included, also while the connection is
+    /// still being opened (`connect_timeout` may be longer). A request still queued when it
+    /// runs out is never sent; a node that does not answer within it has its connection reset.
+    /// Defaults to 1 s. Clamped to 1 ms ..= 24 h.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = clamp(timeout, Duration::from_millis(1));
         self
