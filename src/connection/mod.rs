@@ -8,10 +8,11 @@
 //! its end of the slot: its request keeps its place and its reply is read and discarded, so no later
 //! caller can ever receive it.
 //!
-//! **Deadlines.** Every request carries its deadline into the task, which answers it by then:
-//! a request still queued when its deadline passes fails with [`Error::Timeout`] unsent (also
-//! while the task connects), and the oldest request in flight is watched by the task's one
-//! timer (a node that does not answer it is broken off). A request's deadline is never later
+//! **Deadlines.** Every request carries its deadline into the task, which answers it: a request
+//! whose deadline has passed when the task takes it from the queue fails with
+//! [`Error::Timeout`] unsent; while the task connects it takes arrivals at once and fails each
+//! at its deadline; and the oldest request in flight is watched by the task's one timer (a node
+//! that does not answer it is broken off, failing every request behind it). A request's deadline is never later
 //! than the connection's request timeout from now, so the oldest request's is the earliest but
 //! for requests given a shorter one, whose callers keep a timer of their own
 //! ([`Connection::reply`]). Callers with the connection's own deadline (every data call)
