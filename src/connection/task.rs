@@ -1,4 +1,4 @@
-//! The socket task: a thin driver of a [`Pipeline`] over a [`Transport`] stream.
+//! The socket task: a thin driver of a [`Pipeline`] over a [`Transport`](crate::transport::Transport) stream.
 //!
 //! It waits for work, connects, then moves bytes: queued requests into the pipeline and out in
 //! one write, reads into the pipeline's buffer and lets it dispatch, arms one timer for the oldest
