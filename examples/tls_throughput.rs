@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use memcached_autodiscovery::{Client, TlsConfig};
-use memcached_autodiscovery_testkit::LocalCluster;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use memcached_autodiscovery_testkit::{LocalCluster, TestCa};
 
 const CALLERS: usize = 256;
 const KEYS: usize = 1000;
@@ -31,7 +30,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let window = Duration::from_secs(seconds.max(1));
 
-    let (ca_pem, chain_pem, key_pem) = certificates()?;
+    // A CA, and a certificate it issued for the cluster's node names and the endpoint's IP.
+    let ca = TestCa::new("throughput CA");
+    let (chain_pem, key_pem) = ca.issue(&[
+        "node-1.local-cluster.test",
+        "node-2.local-cluster.test",
+        "node-3.local-cluster.test",
+        "127.0.0.1",
+    ]);
+    let ca_pem = ca.pem.clone();
     let plain_cluster = LocalCluster::builder().nodes(3).start().await?;
     let tls_cluster = LocalCluster::builder()
         .nodes(3)
@@ -163,23 +170,4 @@ async fn measure(
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
-}
-
-/// A CA, and a certificate it issued for the cluster's node names and the endpoint's IP:
-/// (CA PEM, chain PEM, key PEM).
-fn certificates() -> Result<(String, String, String), rcgen::Error> {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "throughput CA");
-    let ca_key = KeyPair::generate()?;
-    let ca = ca_params.self_signed(&ca_key)?;
-    let names: Vec<String> = (1..=3)
-        .map(|k| format!("node-{k}.local-cluster.test"))
-        .chain(["127.0.0.1".to_string()])
-        .collect();
-    let key = KeyPair::generate()?;
-    let cert = CertificateParams::new(names)?.signed_by(&key, &ca, &ca_key)?;
-    Ok((ca.pem(), cert.pem(), key.serialize_pem()))
 }

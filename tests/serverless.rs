@@ -11,29 +11,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use memcached_autodiscovery::{Client, Error, ServerErrorKind, TlsConfig, TlsErrorKind};
-use memcached_autodiscovery_testkit::{LocalCluster, ServerlessStandIn, MAX_GET_LINE};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use memcached_autodiscovery_testkit::{LocalCluster, ServerlessStandIn, TestCa, MAX_GET_LINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// A CA and a stand-in whose certificate it issued for `localhost` and `127.0.0.1`.
 async fn stand_in() -> (String, ServerlessStandIn) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "serverless test CA");
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = params.self_signed(&ca_key).unwrap();
-    let leaf_params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
-    let server = ServerlessStandIn::start(leaf.pem(), leaf_key.serialize_pem())
+    let ca = TestCa::new("serverless test CA");
+    let (chain, key) = ca.issue(&["localhost", "127.0.0.1"]);
+    let server = ServerlessStandIn::start(chain, key)
         .await
         .expect("the stand-in starts (memcached installed?)");
-    (ca.pem(), server)
+    (ca.pem, server)
 }
 
 async fn serverless_client(ca_pem: &str, server: &ServerlessStandIn) -> Client {

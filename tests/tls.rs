@@ -6,8 +6,7 @@
 use std::time::{Duration, Instant};
 
 use memcached_autodiscovery::{Client, ClientBuilder, Error, TlsConfig, TlsErrorKind};
-use memcached_autodiscovery_testkit::LocalCluster;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use memcached_autodiscovery_testkit::{LocalCluster, TestCa};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -15,41 +14,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_millis(800);
 const DISCOVERY_TIMEOUT: Duration = Duration::from_millis(800);
 /// What a failure may take beyond its timeout (scheduling on a loaded 2-core machine).
 const MARGIN: Duration = Duration::from_millis(1000);
-
-/// A certificate authority made for one test.
-struct Ca {
-    pem: String,
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            cert,
-            key,
-        }
-    }
-
-    /// A leaf certificate for `names` (DNS names, wildcards or IPs): (chain PEM, key PEM).
-    fn issue(&self, names: &[&str]) -> (String, String) {
-        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().copied().unwrap_or("client"),
-        );
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 /// Names of the first nodes of a local cluster, and the endpoint's IP.
 const NODE_NAMES: &[&str] = &[
@@ -60,7 +24,7 @@ const NODE_NAMES: &[&str] = &[
     "127.0.0.1",
 ];
 
-async fn tls_cluster(nodes: usize, ca: &Ca, names: &[&str]) -> LocalCluster {
+async fn tls_cluster(nodes: usize, ca: &TestCa, names: &[&str]) -> LocalCluster {
     let (chain, key) = ca.issue(names);
     LocalCluster::builder()
         .nodes(nodes)
@@ -78,7 +42,7 @@ fn builder() -> ClientBuilder {
         .poll_interval(MINUTE)
 }
 
-fn trusting(ca: &Ca) -> TlsConfig {
+fn trusting(ca: &TestCa) -> TlsConfig {
     TlsConfig::with_ca_pem(&ca.pem).unwrap()
 }
 
@@ -125,7 +89,7 @@ fn assert_tls(error: &Error, kind: TlsErrorKind) {
 
 #[tokio::test]
 async fn get_set_and_discovery_over_tls() {
-    let ca = Ca::new("test CA");
+    let ca = TestCa::new("test CA");
     let cluster = tls_cluster(3, &ca, NODE_NAMES).await;
     let client = discover(&cluster, Some(trusting(&ca)))
         .await
@@ -186,7 +150,7 @@ async fn plaintext_version(addr: std::net::SocketAddr) -> Option<String> {
 
 #[tokio::test]
 async fn a_wildcard_server_name_verifies_every_server() {
-    let ca = Ca::new("test CA");
+    let ca = TestCa::new("test CA");
     // Only the wildcard: no node name, no IP.
     let cluster = tls_cluster(2, &ca, &["*.local-cluster.test"]).await;
 
@@ -221,7 +185,7 @@ async fn a_wildcard_server_name_verifies_every_server() {
 
 #[tokio::test]
 async fn a_certificate_for_another_name_is_refused() {
-    let ca = Ca::new("test CA");
+    let ca = TestCa::new("test CA");
     let cluster = tls_cluster(1, &ca, NODE_NAMES).await;
 
     // One configured name that the certificate does not carry.
@@ -258,9 +222,9 @@ async fn a_certificate_for_another_name_is_refused() {
 
 #[tokio::test]
 async fn an_untrusted_certificate_authority_is_refused() {
-    let ca = Ca::new("test CA");
+    let ca = TestCa::new("test CA");
     let cluster = tls_cluster(1, &ca, NODE_NAMES).await;
-    let other = Ca::new("another CA");
+    let other = TestCa::new("another CA");
     for tls in [trusting(&other), TlsConfig::webpki_roots()] {
         let error = fails_within(DISCOVERY_TIMEOUT, discover(&cluster, Some(tls))).await;
         assert_tls(&error, TlsErrorKind::UntrustedCertificate);
@@ -284,7 +248,7 @@ async fn an_untrusted_certificate_authority_is_refused() {
 
 #[tokio::test]
 async fn a_plaintext_client_is_told_to_enable_tls() {
-    let ca = Ca::new("test CA");
+    let ca = TestCa::new("test CA");
     let cluster = tls_cluster(1, &ca, NODE_NAMES).await;
 
     // The endpoint answers a plaintext command with a TLS alert.
@@ -310,7 +274,7 @@ async fn a_plaintext_client_is_told_to_enable_tls() {
 
 #[tokio::test]
 async fn a_tls_client_is_told_the_server_does_not_use_tls() {
-    let ca = Ca::new("test CA");
+    let ca = TestCa::new("test CA");
     let cluster = LocalCluster::start(1).await.unwrap(); // plaintext
 
     let error = fails_within(DISCOVERY_TIMEOUT, discover(&cluster, Some(trusting(&ca)))).await;
@@ -337,7 +301,7 @@ async fn a_tls_client_is_told_the_server_does_not_use_tls() {
 
 #[tokio::test]
 async fn a_server_that_never_answers_the_handshake_does_not_hang_the_client() {
-    let ca = Ca::new("test CA");
+    let ca = TestCa::new("test CA");
     // The endpoint accepts, reads, and never answers.
     let cluster = LocalCluster::start(1).await.unwrap();
     cluster.set_endpoint_behavior(memcached_autodiscovery_testkit::EndpointBehavior::Hang);
@@ -369,8 +333,8 @@ async fn a_server_that_never_answers_the_handshake_does_not_hang_the_client() {
 
 #[tokio::test]
 async fn a_required_client_certificate_is_presented() {
-    let ca = Ca::new("server CA");
-    let client_ca = Ca::new("client CA");
+    let ca = TestCa::new("server CA");
+    let client_ca = TestCa::new("client CA");
     let (probe_chain, probe_key) = client_ca.issue(&["test-kit-probe"]);
     let (chain, key) = ca.issue(NODE_NAMES);
     let cluster = LocalCluster::builder()
@@ -417,7 +381,7 @@ async fn a_required_client_certificate_is_presented() {
     assert!(error.to_string().contains("client_cert_pem"), "{error}");
 
     // A certificate from a CA the nodes do not trust is refused too.
-    let (stranger_chain, stranger_key) = Ca::new("stranger").issue(&["app"]);
+    let (stranger_chain, stranger_key) = TestCa::new("stranger").issue(&["app"]);
     let client = builder()
         .nodes([cluster.node_addrs()[0].to_string()])
         .tls(
@@ -446,7 +410,7 @@ fn an_idle_tls_socket_that_died_is_found_before_writing() {
             .unwrap()
     };
     runtime().block_on(async {
-        let ca = Ca::new("test CA");
+        let ca = TestCa::new("test CA");
         let cluster = tls_cluster(1, &ca, NODE_NAMES).await;
         let client = discover(&cluster, Some(trusting(&ca))).await.unwrap();
         client.set("n", "1", MINUTE).await.unwrap(); // the connection is open and idle

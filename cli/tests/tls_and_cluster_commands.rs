@@ -9,8 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use memcached_autodiscovery::Client;
-use memcached_autodiscovery_testkit::LocalCluster;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use memcached_autodiscovery_testkit::{LocalCluster, TestCa};
 
 const MCAD: &str = env!("CARGO_BIN_EXE_mcad");
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -49,37 +48,6 @@ fn assert_error(output: &Output) -> String {
     err
 }
 
-struct Ca {
-    pem: String,
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            cert,
-            key,
-        }
-    }
-
-    fn issue(&self, names: &[&str]) -> (String, String) {
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.distinguished_name.push(DnType::CommonName, names[0]);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
-
 /// A directory of its own under the system's temporary directory, removed on drop.
 struct Dir(PathBuf);
 
@@ -115,7 +83,7 @@ fn args<'a>(head: &[&'a str], tail: &[&'a str]) -> Vec<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_connecting_command_speaks_tls_with_the_ca_and_name_given() {
-    let ca = Ca::new("mcad test CA");
+    let ca = TestCa::new("mcad test CA");
     let (chain, key) = ca.issue(SERVER_NAMES);
     let cluster = LocalCluster::builder()
         .nodes(2)
@@ -186,7 +154,7 @@ async fn every_connecting_command_speaks_tls_with_the_ca_and_name_given() {
         err.contains("server_name") || err.contains("other.example"),
         "{err}"
     );
-    let wild_ca = Ca::new("wildcard CA");
+    let wild_ca = TestCa::new("wildcard CA");
     let (wild_chain, wild_key) = wild_ca.issue(&["*.local-cluster.test"]);
     let wild = LocalCluster::builder()
         .nodes(1)
@@ -238,8 +206,8 @@ async fn every_connecting_command_speaks_tls_with_the_ca_and_name_given() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_certificate_is_presented_with_cert_and_key() {
-    let ca = Ca::new("server CA");
-    let client_ca = Ca::new("client CA");
+    let ca = TestCa::new("server CA");
+    let client_ca = TestCa::new("client CA");
     let (chain, key) = ca.issue(SERVER_NAMES);
     let (probe_chain, probe_key) = client_ca.issue(&["probe"]);
     let cluster = LocalCluster::builder()
@@ -459,7 +427,7 @@ impl std::fmt::Display for SocketAddrOf<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_set_delete_and_stats_reach_a_serverless_cache() {
-    let ca = Ca::new("mcad serverless CA");
+    let ca = TestCa::new("mcad serverless CA");
     let (chain, key) = ca.issue(&["localhost", "127.0.0.1"]);
     let server = memcached_autodiscovery_testkit::ServerlessStandIn::start(chain, key)
         .await

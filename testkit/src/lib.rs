@@ -65,7 +65,8 @@
 //!
 //! With the feature `tls`, [`ServerlessStandIn`] stands in for an ElastiCache Serverless
 //! endpoint: TLS only, one endpoint in front of one real memcached, `get`/`gets` lines capped at
-//! 16 KB, and the commands Serverless refuses refused as it documents.
+//! 16 KB, and the commands Serverless refuses refused as it documents. [`TestCa`] makes the
+//! certificate authority a test trusts and the certificates its servers present.
 //!
 //! Apart from the cluster, [`connection_harness`] plays a scripted server over in-memory pipes
 //! to a real client (through its [`Dial`](memcached_autodiscovery::transport::Dial) seam), on
@@ -85,6 +86,8 @@ mod server_thread;
 #[cfg(feature = "tls")]
 mod serverless;
 #[cfg(feature = "tls")]
+mod test_ca;
+#[cfg(feature = "tls")]
 mod tls;
 
 pub use cluster::{LocalCluster, LocalClusterBuilder};
@@ -96,3 +99,5 @@ pub use node_front::NodeFront;
 pub use reply::{encode_reply, ReplyKind};
 #[cfg(feature = "tls")]
 pub use serverless::{ServerlessStandIn, MAX_GET_LINE};
+#[cfg(feature = "tls")]
+pub use test_ca::TestCa;
