@@ -153,26 +153,26 @@ pub struct ProbeSpec {
 /// (0 for a set) to that server's expected replies.
 fn encode(op: Op<'_>, out: &mut Vec<u8>, expected: &mut Vec<usize>, keys: &Keyspace) {
     match op {
-        Op::Get(key) => {
-            out.extend_from_slice(b"get ");
-            out.extend_from_slice(key.as_bytes());
-            out.extend_from_slice(b"\r\n");
-            expected.push(1);
-        }
+        Op::Get(key) => expected.push(encode_get(out, [key])),
         Op::Set(key) => {
             encode_set(out, key, &keys.value);
             expected.push(0);
         }
-        Op::Mget(batch) => {
-            out.extend_from_slice(b"get");
-            for key in batch {
-                out.push(b' ');
-                out.extend_from_slice(key.as_bytes());
-            }
-            out.extend_from_slice(b"\r\n");
-            expected.push(batch.len());
-        }
+        Op::Mget(batch) => expected.push(encode_get(out, batch)),
     }
+}
+
+/// Appends `get k1 k2 ...`; returns the number of keys.
+fn encode_get<'k>(out: &mut Vec<u8>, keys: impl IntoIterator<Item = &'k str>) -> usize {
+    out.extend_from_slice(b"get");
+    let mut n = 0;
+    for key in keys {
+        out.push(b' ');
+        out.extend_from_slice(key.as_bytes());
+        n += 1;
+    }
+    out.extend_from_slice(b"\r\n");
+    n
 }
 
 /// Appends one operation to the batches of the servers its keys route to: a multi-get becomes
@@ -188,21 +188,12 @@ fn encode_routed(op: Op<'_>, outs: &mut [Vec<u8>], expected: &mut [Vec<usize>], 
             for s in 0..servers {
                 let mut mine = batch
                     .iter()
+                    .copied()
                     .filter(|key| route(key, servers) == s)
                     .peekable();
-                if mine.peek().is_none() {
-                    continue;
+                if mine.peek().is_some() {
+                    expected[s].push(encode_get(&mut outs[s], mine));
                 }
-                let out = &mut outs[s];
-                out.extend_from_slice(b"get");
-                let mut n = 0;
-                for key in mine {
-                    out.push(b' ');
-                    out.extend_from_slice(key.as_bytes());
-                    n += 1;
-                }
-                out.extend_from_slice(b"\r\n");
-                expected[s].push(n);
             }
         }
     }
