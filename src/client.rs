@@ -152,12 +152,16 @@ impl Client {
         self.topology.refresh().await.map(|c| !c.is_empty())
     }
 
+    /// Where `key` goes in the current snapshot.
+    fn route(&self, key: &[u8]) -> Result<Routed, Error> {
+        let snapshot = arc_swap::Guard::into_inner(self.topology.snapshot());
+        let index = snapshot.route_index(key).ok_or(Error::NoNodes)?;
+        Ok(Routed { snapshot, index })
+    }
+
+    /// A handle to the connection `key` goes to, for calls that keep it beyond one request.
     fn connection_for(&self, key: &[u8]) -> Result<Connection, Error> {
-        let snapshot = self.topology.snapshot();
-        snapshot
-            .route(key)
-            .map(|n| n.connection().clone())
-            .ok_or(Error::NoNodes)
+        self.route(key).map(|routed| routed.connection().clone())
     }
 
     /// Encodes `request`, routes it by `key` and waits for the reply. Returns the reply and
@@ -172,10 +176,8 @@ impl Client {
     ) -> Result<(Response, Routed), Error> {
         let limits = &self.topology.settings().limits;
         let (frame, expect) = Frame::encode(|buf| request.encode(buf, limits))?;
-        let snapshot = arc_swap::Guard::into_inner(self.topology.snapshot());
-        let index = snapshot.route_index(key).ok_or(Error::NoNodes)?;
-        let routed = Routed { snapshot, index };
-        let conn = routed.snapshot.nodes[index].connection();
+        let routed = self.route(key)?;
+        let conn = routed.connection();
         let span = crate::spans::one_node(op, conn.node());
         let response = conn.call(frame, expect, request.is_idempotent());
         let response = crate::metrics::timed(op, response.instrument(span)).await?;
@@ -603,8 +605,13 @@ struct Routed {
 }
 
 impl Routed {
+    /// One of the node's connections (round robin when it has several).
+    fn connection(&self) -> &Connection {
+        self.snapshot.nodes[self.index].connection()
+    }
+
     /// The node's name, `host:port`.
     fn node(&self) -> &str {
-        self.snapshot.nodes[self.index].connection().node()
+        self.connection().node()
     }
 }

@@ -12,11 +12,11 @@
 //! whose deadline has passed when the task takes it from the queue fails with
 //! [`Error::Timeout`] unsent; while the task connects it takes arrivals at once and fails each
 //! at its deadline; and the oldest request in flight is watched by the task's one timer (a node
-//! that does not answer it is broken off, failing every request behind it). A request's deadline is never later
-//! than the connection's request timeout from now, so the oldest request's is the earliest but
-//! for requests given a shorter one, whose callers keep a timer of their own
-//! ([`Connection::reply`]). Callers with the connection's own deadline (every data call)
-//! register no timer.
+//! that does not answer it is broken off, failing every request behind it). A request's
+//! deadline is never later than the connection's request timeout from now, so the oldest
+//! request's is the earliest but for requests given a shorter one, whose callers keep a timer
+//! of their own ([`Connection::reply`]). Callers with the connection's own deadline (every data
+//! call) register no timer.
 //!
 //! The task connects lazily, on the first request. A node that fails (a connect fails, the
 //! oldest request outlives its deadline, or a connection breaks before one good reply) is marked
@@ -152,8 +152,8 @@ impl Connection {
 
     /// Queues one encoded request (waiting for room in the queue, at most until `deadline`, which
     /// is capped at the request timeout from now) and returns where its reply will arrive;
-    /// [`Connection::reply`] waits for it. Several requests
-    /// can be queued before any reply is awaited, so that they travel together. `idempotent`
+    /// [`Connection::reply`] waits for it. Several requests can be queued before any reply is
+    /// awaited, so that they travel together. `idempotent`
     /// requests may be sent a second time on a fresh connection if the connection breaks
     /// before their reply (see [`Request::is_idempotent`](crate::protocol::Request::is_idempotent)).
     /// Cancel-safe: a dropped future or receiver never affects another request.
@@ -179,32 +179,24 @@ impl Connection {
             Waiter(reply),
         );
         // Room in the queue (the usual case): no timer, no await.
-        let pending = match self.tx.try_send(pending) {
-            Ok(()) => {
-                self.queue
-                    .depth(self.tx.max_capacity() - self.tx.capacity());
-                return Ok(Reply {
-                    rx,
-                    deadline,
-                    watched,
-                });
-            }
+        match self.tx.try_send(pending) {
+            Ok(()) => {}
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.closed()),
-            Err(mpsc::error::TrySendError::Full(pending)) => pending,
-        };
-        match tokio::time::timeout_at(deadline, self.tx.send(pending)).await {
-            Ok(Ok(())) => {
-                self.queue
-                    .depth(self.tx.max_capacity() - self.tx.capacity());
-                Ok(Reply {
-                    rx,
-                    deadline,
-                    watched,
-                })
+            Err(mpsc::error::TrySendError::Full(pending)) => {
+                match tokio::time::timeout_at(deadline, self.tx.send(pending)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(self.closed()),
+                    Err(_) => return Err(self.timeout()),
+                }
             }
-            Ok(Err(_)) => Err(self.closed()),
-            Err(_) => Err(self.timeout()),
         }
+        self.queue
+            .depth(self.tx.max_capacity() - self.tx.capacity());
+        Ok(Reply {
+            rx,
+            deadline,
+            watched,
+        })
     }
 
     /// Waits for the reply of a request queued by [`Connection::send`], at most until its

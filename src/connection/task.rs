@@ -1,12 +1,13 @@
-//! The socket task: a thin driver of a [`Pipeline`] over a [`Transport`](crate::transport::Transport) stream.
+//! The socket task: a thin driver of a [`Pipeline`] over a
+//! [`Transport`](crate::transport::Transport) stream.
 //!
 //! It waits for work, connects, then moves bytes: queued requests into the pipeline and out in
 //! one write, reads into the pipeline's buffer and lets it dispatch, arms one timer for the oldest
 //! deadline. It keeps the deadlines of the requests it takes (see the module docs of
 //! [`super`]): one taken after its deadline, or still waiting for a connect at its deadline,
 //! fails unsent. When the connection breaks the pipeline decides what is replayed; this task
-//! decides when to connect again (backoff). Which stream kind (TCP, TLS, dialed) is served is decided once
-//! per connection; each kind gets its own monomorphic copy of [`serve`].
+//! decides when to connect again (backoff). Which stream kind (TCP, TLS, dialed) is served is
+//! decided once per connection; each kind gets its own monomorphic copy of [`serve`].
 
 use std::sync::Arc;
 use std::time::Duration;
