@@ -35,8 +35,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use clock::{looped, Clock};
 use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
-use memcached_autodiscovery::protocol::meta::{encode_batch, MetaGet, MetaRequest, MetaSet};
-use memcached_autodiscovery::protocol::{
+use memcached_autodiscovery_proto::protocol::meta::{encode_batch, MetaGet, MetaRequest, MetaSet};
+use memcached_autodiscovery_proto::protocol::{
     decode, Expect, Limits, Request, Response, Retrieval, StoreMode,
 };
 

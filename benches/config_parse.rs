@@ -21,7 +21,7 @@ use std::hint::black_box;
 
 use clock::looped;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use memcached_autodiscovery::config::ClusterConfig;
+use memcached_autodiscovery::ClusterConfig;
 
 /// A data block of `nodes` nodes, as `config get cluster` returns it inside its envelope.
 fn block(nodes: usize) -> Vec<u8> {
@@ -43,7 +43,7 @@ fn bench_parse(c: &mut Criterion) {
     for nodes in [3, 30, 300] {
         let data = block(nodes);
         let parsed = ClusterConfig::parse(&data).expect("the benchmark block parses");
-        assert_eq!(parsed.nodes.len(), nodes);
+        assert_eq!(parsed.nodes().len(), nodes);
         group.throughput(Throughput::Elements(nodes as u64));
         group.bench_with_input(BenchmarkId::new("nodes", nodes), &data, |b, data| {
             looped(b, || ClusterConfig::parse(black_box(data)).unwrap())

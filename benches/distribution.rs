@@ -10,7 +10,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use memcached_autodiscovery::distribution::{Distribution, Locator};
+use memcached_autodiscovery_proto::distribution::{Distribution, Locator};
 
 fn ids(n: usize) -> Vec<String> {
     (1..=n)

@@ -47,12 +47,14 @@ fn value(i: usize) -> String {
 fn print_config(config: &ClusterConfig) {
     println!(
         "  configuration version {}, {} nodes:",
-        config.version,
-        config.nodes.len()
+        config.version(),
+        config.nodes().len()
     );
-    for node in &config.nodes {
-        let ip = node.ip.map_or_else(|| "-".to_string(), |ip| ip.to_string());
-        println!("    {:<28} {ip}:{}", node.hostname, node.port);
+    for node in config.nodes() {
+        let ip = node
+            .ip()
+            .map_or_else(|| "-".to_string(), |ip| ip.to_string());
+        println!("    {:<28} {ip}:{}", node.hostname(), node.port());
     }
 }
 
@@ -132,17 +134,18 @@ async fn run() -> Result<()> {
         .add_node()
         .await
         .map_err(|e| format!("cannot add a node: {e}"))?;
-    let new_version = cluster.config().version;
+    let new_version = cluster.config().version();
     println!(
         "  the endpoint now serves version {new_version} with {}:{}",
-        added.hostname, added.port
+        added.hostname(),
+        added.port()
     );
     let waiting = Instant::now();
-    while client.cluster().version < new_version {
+    while client.cluster().version() < new_version {
         if waiting.elapsed() > FOLLOW_LIMIT {
             return Err(format!(
                 "the client still has version {} after {FOLLOW_LIMIT:?}",
-                client.cluster().version
+                client.cluster().version()
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -153,7 +156,7 @@ async fn run() -> Result<()> {
     );
     let followed = client.cluster();
     print_config(&followed);
-    if followed.nodes.len() != 4 || !followed.nodes.contains(&added) {
+    if followed.nodes().len() != 4 || !followed.nodes().contains(&added) {
         return Err("the client's node list does not have the new node".into());
     }
 

@@ -70,9 +70,9 @@ async fn phase(client: &Client, seconds: u64, churn: Option<&LocalCluster>) -> (
             cluster.add_node().await.expect("add a node");
         } else {
             // Leave the configuration first (the process keeps serving), stop a little later.
-            let mut nodes = cluster.config().nodes;
+            let mut nodes = cluster.config().nodes().to_vec();
             nodes.pop();
-            let version = cluster.config().version;
+            let version = cluster.config().version();
             cluster.set_nodes_same_version(nodes);
             cluster.set_version(version + 1);
             tokio::time::sleep(POLL * 3).await;
@@ -123,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "churn:   {churned:>9.0} ops/s over {churn_secs} s (a node added, then removed, every second; \
          final version {}), {churn_failed} failed requests",
-        client.cluster().version
+        client.cluster().version()
     );
     println!(
         "ratio:   {:.2} of steady-state throughput",

@@ -480,5 +480,5 @@ fn static_config(list: &[String]) -> Result<ClusterConfig, Error> {
             Ok(Node::new(host.clone(), host.parse().ok(), port))
         })
         .collect::<Result<Vec<Node>, Error>>()?;
-    Ok(ClusterConfig { version: 0, nodes })
+    Ok(ClusterConfig::new(0, nodes))
 }

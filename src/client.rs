@@ -14,14 +14,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::cluster::Snapshot;
 use crate::config::{ClusterConfig, Node};
-use crate::connection::Connection;
-use crate::error::{excerpt, Error, ProtocolError, ServerErrorKind};
+use crate::connection::{accept_reply, Connection};
+use crate::error::{Error, ServerErrorKind};
 use crate::flight::Flights;
 use crate::handoff::Owners;
 use crate::lease::{self, Lease};
@@ -57,8 +57,8 @@ impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let snapshot = self.topology.current();
         f.debug_struct("Client")
-            .field("version", &snapshot.config.version)
-            .field("nodes", &snapshot.config.nodes)
+            .field("version", &snapshot.config.version())
+            .field("nodes", &snapshot.config.nodes())
             .finish_non_exhaustive()
     }
 }
@@ -71,9 +71,6 @@ fn exptime(ttl: Duration) -> Result<u32, Error> {
         .unwrap_or(0);
     Ok(crate::protocol::exptime(ttl, now)?)
 }
-
-/// What a reply to these calls must be, for errors.
-const REPLY: &str = "the reply to this command";
 
 impl Client {
     /// A client over `topology`; `get_or_load` wins hold their key for `load_lease`.
@@ -164,16 +161,18 @@ impl Client {
         self.route(key).map(|routed| routed.connection().clone())
     }
 
-    /// Encodes `request`, routes it by `key` and waits for the reply. Returns the reply and
-    /// where it was routed (whose node name the reply's checks quote). The snapshot is held for
-    /// the call rather than a clone of the connection's handle: one reference count instead of
-    /// four, on counters every caller shares.
-    async fn call(
+    /// The one path of a one-key call: encodes `request`, routes it by `key`, waits for the
+    /// reply and hands it to `accept`, which lists the call's success arms (see
+    /// [`accept_reply`]). The snapshot is held for the call rather than a clone of the
+    /// connection's handle: one reference count instead of four, on counters every caller
+    /// shares.
+    async fn call<T>(
         &self,
         op: &'static str,
         key: &[u8],
         request: Request<'_>,
-    ) -> Result<(Response, Routed), Error> {
+        accept: impl FnOnce(Response) -> Result<T, Response>,
+    ) -> Result<T, Error> {
         let limits = &self.topology.settings().limits;
         let (frame, expect) = Frame::encode(|buf| request.encode(buf, limits))?;
         let routed = self.route(key)?;
@@ -181,34 +180,29 @@ impl Client {
         let span = crate::spans::one_node(op, conn.node());
         let response = conn.call(frame, expect, request.is_idempotent());
         let response = crate::metrics::timed(op, response.instrument(span)).await?;
-        Ok((response, routed))
+        accept_reply(conn.node(), expect, response, accept)
     }
 
-    /// Reads one key with `kind` and checks that the reply is for that key.
+    /// Reads one key with `kind`; a reply for another key is refused.
     async fn retrieve_one(
         &self,
         op: &'static str,
         kind: Retrieval,
         key: &[u8],
     ) -> Result<Option<Item>, Error> {
-        let (response, conn) = self
-            .call(op, key, Request::Retrieve { kind, keys: &[key] })
-            .await?;
-        match response {
+        let request = Request::Retrieve { kind, keys: &[key] };
+        self.call(op, key, request, |response| match response {
             Response::Values(mut items) => match items.pop() {
                 None => Ok(None),
                 Some(item) if item.key == key && items.is_empty() => Ok(Some(item)),
-                Some(item) => Err(Error::Protocol {
-                    node: conn.node().to_string(),
-                    source: ProtocolError::UnexpectedReply {
-                        expected: "the requested key",
-                        line: excerpt(&item.key),
-                    },
-                }),
+                Some(item) => {
+                    items.push(item);
+                    Err(Response::Values(items))
+                }
             },
-            Response::Error(e) => Err(e.to_error(conn.node())),
-            other => Err(other.unexpected(conn.node(), REPLY)),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     /// The value of `key`, or `None` on a miss.
@@ -254,14 +248,15 @@ impl Client {
             value: value.as_ref(),
         };
         let moved = self.before_write(key, mode != StoreMode::Set).await;
-        let (response, conn) = self.call(mode.name(), key, request).await?;
+        let stored = self
+            .call(mode.name(), key, request, |response| match response {
+                Response::Stored => Ok(true),
+                Response::NotStored | Response::NotFound | Response::Exists => Ok(false),
+                other => Err(other),
+            })
+            .await?;
         self.after_write(key, moved).await;
-        match response {
-            Response::Stored => Ok(true),
-            Response::NotStored | Response::NotFound | Response::Exists => Ok(false),
-            Response::Error(e) => Err(e.to_error(conn.node())),
-            other => Err(other.unexpected(conn.node(), REPLY)),
-        }
+        Ok(stored)
     }
 
     /// Stores `value` under `key` (time to live zero: no expiry).
@@ -341,15 +336,16 @@ impl Client {
             cas,
         };
         let moved = self.before_write(key, false).await;
-        let (response, conn) = self.call("cas", key, request).await?;
+        let outcome = self
+            .call("cas", key, request, |response| match response {
+                Response::Stored => Ok(CasOutcome::Stored),
+                Response::Exists => Ok(CasOutcome::Exists),
+                Response::NotFound => Ok(CasOutcome::NotFound),
+                other => Err(other),
+            })
+            .await?;
         self.after_write(key, moved).await;
-        match response {
-            Response::Stored => Ok(CasOutcome::Stored),
-            Response::Exists => Ok(CasOutcome::Exists),
-            Response::NotFound => Ok(CasOutcome::NotFound),
-            Response::Error(e) => Err(e.to_error(conn.node())),
-            other => Err(other.unexpected(conn.node(), REPLY)),
-        }
+        Ok(outcome)
     }
 
     /// Deletes `key`; returns whether it existed.
@@ -360,13 +356,17 @@ impl Client {
             Some(owners) => owners.forget_previous(key).await,
             None => false,
         };
-        let (response, conn) = self.call("delete", key, Request::Delete { key }).await?;
-        match response {
-            Response::Deleted => Ok(true),
-            Response::NotFound => Ok(existed),
-            Response::Error(e) => Err(e.to_error(conn.node())),
-            other => Err(other.unexpected(conn.node(), REPLY)),
-        }
+        self.call(
+            "delete",
+            key,
+            Request::Delete { key },
+            |response| match response {
+                Response::Deleted => Ok(true),
+                Response::NotFound => Ok(existed),
+                other => Err(other),
+            },
+        )
+        .await
     }
 
     async fn arith(
@@ -376,14 +376,15 @@ impl Client {
         key: &[u8],
     ) -> Result<Option<u64>, Error> {
         let moved = self.before_write(key, true).await;
-        let (response, conn) = self.call(op, key, request).await?;
+        let value = self
+            .call(op, key, request, |response| match response {
+                Response::Number(n) => Ok(Some(n)),
+                Response::NotFound => Ok(None),
+                other => Err(other),
+            })
+            .await?;
         self.after_write(key, moved).await;
-        match response {
-            Response::Number(n) => Ok(Some(n)),
-            Response::NotFound => Ok(None),
-            Response::Error(e) => Err(e.to_error(conn.node())),
-            other => Err(other.unexpected(conn.node(), REPLY)),
-        }
+        Ok(value)
     }
 
     /// Adds `delta` to the decimal value of `key`; the new value, or `None` if absent.
@@ -402,23 +403,19 @@ impl Client {
     pub async fn touch(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<bool, Error> {
         let key = key.as_ref();
         let moved = self.before_write(key, true).await;
-        let (response, conn) = self
-            .call(
-                "touch",
-                key,
-                Request::Touch {
-                    key,
-                    exptime: exptime(ttl)?,
-                },
-            )
+        let request = Request::Touch {
+            key,
+            exptime: exptime(ttl)?,
+        };
+        let existed = self
+            .call("touch", key, request, |response| match response {
+                Response::Touched => Ok(true),
+                Response::NotFound => Ok(false),
+                other => Err(other),
+            })
             .await?;
         self.after_write(key, moved).await;
-        match response {
-            Response::Touched => Ok(true),
-            Response::NotFound => Ok(false),
-            Response::Error(e) => Err(e.to_error(conn.node())),
-            other => Err(other.unexpected(conn.node(), REPLY)),
-        }
+        Ok(existed)
     }
 
     /// The value of `key`, loaded with `load` and stored for `ttl` when it is missing — with at
@@ -510,28 +507,27 @@ impl Client {
         crate::metrics::timed("invalidate", invalidate.instrument(span)).await
     }
 
-    /// Sends `request` to every node in parallel; results in node order with the node's id.
-    async fn broadcast(
+    /// Sends `request` to every node in parallel and hands each reply to `accept`; results in
+    /// node order with the node's id.
+    async fn broadcast<T>(
         &self,
         op: &'static str,
         request: Request<'_>,
-    ) -> Vec<(String, Result<Response, Error>)> {
+        accept: impl Fn(Response) -> Result<T, Response>,
+    ) -> Result<Vec<(String, T)>, Error> {
         let snapshot = self.topology.snapshot();
         let settings = self.topology.settings();
-        let mut buf = BytesMut::new();
         let idempotent = request.is_idempotent();
-        let frame = match request.encode(&mut buf, &settings.limits) {
-            Ok(expect) => (buf.freeze(), expect),
-            Err(e) => return vec![(String::new(), Err(e.into()))],
-        };
+        let (frame, expect) = Frame::encode(|buf| request.encode(buf, &settings.limits))?;
         let deadline = Instant::now() + settings.request_timeout;
         let span = crate::spans::every_node(op, snapshot.nodes.len());
         let call = async {
             let mut waiting = Vec::with_capacity(snapshot.nodes.len());
             for node in &snapshot.nodes {
-                let conn = node.connection();
-                let (bytes, expect) = frame.clone();
-                waiting.push((node, conn.send(bytes, expect, idempotent, deadline).await));
+                let sent = node
+                    .connection()
+                    .send(frame.clone(), expect, idempotent, deadline);
+                waiting.push((node, sent.await));
             }
             let mut results = Vec::with_capacity(waiting.len());
             for (node, sent) in waiting {
@@ -544,7 +540,14 @@ impl Client {
             results
         }
         .instrument(span);
-        crate::metrics::timed(op, call).await
+        let results = crate::metrics::timed(op, call).await;
+        results
+            .into_iter()
+            .map(|(node, result)| {
+                let value = accept_reply(&node, expect, result?, &accept)?;
+                Ok((node, value))
+            })
+            .collect()
     }
 
     /// Invalidates every item on every node (`flush_all`).
@@ -564,14 +567,12 @@ impl Client {
         let request = Request::FlushAll {
             delay: (delay > 0).then_some(delay),
         };
-        for (node, result) in self.broadcast("flush_all", request).await {
-            match result? {
-                Response::Ok => {}
-                Response::Error(e) => return Err(e.to_error(&node)),
-                other => return Err(other.unexpected(&node, REPLY)),
-            }
-        }
-        Ok(())
+        self.broadcast("flush_all", request, |response| match response {
+            Response::Ok => Ok(()),
+            other => Err(other),
+        })
+        .await
+        .map(drop)
     }
 
     /// `stats` (or `stats <group>`) of every node, as `(node, pairs)`. ElastiCache Serverless
@@ -586,15 +587,11 @@ impl Client {
         let request = Request::Stats {
             arg: group.map(str::as_bytes),
         };
-        let mut out = Vec::new();
-        for (node, result) in self.broadcast("stats", request).await {
-            match result? {
-                Response::Stats(pairs) => out.push((node, pairs)),
-                Response::Error(e) => return Err(e.to_error(&node)),
-                other => return Err(other.unexpected(&node, REPLY)),
-            }
-        }
-        Ok(out)
+        self.broadcast("stats", request, |response| match response {
+            Response::Stats(pairs) => Ok(pairs),
+            other => Err(other),
+        })
+        .await
     }
 }
 
@@ -608,10 +605,5 @@ impl Routed {
     /// One of the node's connections (round robin when it has several).
     fn connection(&self) -> &Connection {
         self.snapshot.nodes[self.index].connection()
-    }
-
-    /// The node's name, `host:port`.
-    fn node(&self) -> &str {
-        self.connection().node()
     }
 }

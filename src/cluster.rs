@@ -134,9 +134,9 @@ pub(crate) struct Snapshot {
 
 fn target_of(node: &Node) -> Target {
     Target::new(
-        node.hostname.clone(),
-        node.port,
-        node.ip.map(|ip| SocketAddr::new(ip, node.port)),
+        node.hostname(),
+        node.port(),
+        node.ip().map(|ip| SocketAddr::new(ip, node.port())),
     )
 }
 
@@ -144,10 +144,7 @@ impl Snapshot {
     /// A snapshot with no nodes.
     pub fn empty(placement: Placement) -> Snapshot {
         Snapshot {
-            config: Arc::new(ClusterConfig {
-                version: 0,
-                nodes: Vec::new(),
-            }),
+            config: Arc::new(ClusterConfig::new(0, Vec::new())),
             nodes: Vec::new(),
             locator: Locator::new::<&str>(placement.distribution, &[]),
             placement,
@@ -191,15 +188,15 @@ impl Snapshot {
     ) -> (Snapshot, TopologyChange) {
         let mut change = TopologyChange::default();
         let old: HashMap<&str, &NodeHandle> = self.nodes.iter().map(|n| (&*n.id, n)).collect();
-        let mut seen: HashSet<Arc<str>> = HashSet::with_capacity(config.nodes.len());
-        let mut nodes: Vec<NodeHandle> = Vec::with_capacity(config.nodes.len());
-        let mut kept_config = Vec::with_capacity(config.nodes.len());
-        for node in config.nodes {
+        let mut seen: HashSet<Arc<str>> = HashSet::with_capacity(config.nodes().len());
+        let mut nodes: Vec<NodeHandle> = Vec::with_capacity(config.nodes().len());
+        let mut kept_config = Vec::with_capacity(config.nodes().len());
+        for node in config.nodes() {
             let id: Arc<str> = Arc::from(node.id());
             if !seen.insert(id.clone()) {
                 continue;
             }
-            let target = target_of(&node);
+            let target = target_of(node);
             let old = old.get(&*id);
             let connections = match old {
                 Some(old) if old.target == target => old.connections.clone(),
@@ -215,7 +212,7 @@ impl Snapshot {
             };
             kept_config.push(node.clone());
             nodes.push(NodeHandle {
-                node,
+                node: node.clone(),
                 id,
                 target,
                 connections,
@@ -241,10 +238,7 @@ impl Snapshot {
                 .locator(&self.locator, &nodes, &placement_ids)
         };
         let snapshot = Snapshot {
-            config: Arc::new(ClusterConfig {
-                version: config.version,
-                nodes: kept_config,
-            }),
+            config: Arc::new(ClusterConfig::new(config.version(), kept_config)),
             nodes,
             locator,
             placement: self.placement.clone(),

@@ -27,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::connection::Connection;
+use crate::connection::{server_error, unexpected, Connection};
 use crate::error::Error;
 use crate::protocol::meta::{MetaDelete, MetaGet, MetaRequest, MetaSet, MetaStatus, SetMode, Ttl};
 use crate::protocol::{ErrorReply, Limits, Request, Response, Retrieval};
@@ -74,8 +74,8 @@ impl Owners {
                     });
                 }
                 Response::Error(ErrorReply::Error) => self.previous.set_speaks_meta(false),
-                Response::Error(e) => return Err(e.to_error(self.previous.node())),
-                other => return Err(other.unexpected(self.previous.node(), "a meta reply")),
+                Response::Error(e) => return Err(server_error(self.previous.node(), &e)),
+                other => return Err(unexpected(self.previous.node(), "a meta reply", &other)),
             }
         }
         let keys: &[&[u8]] = &[key];
@@ -94,8 +94,8 @@ impl Owners {
                     cas: None,
                 }))
             }
-            Response::Error(e) => Err(e.to_error(self.previous.node())),
-            other => Err(other.unexpected(self.previous.node(), "the reply to get")),
+            Response::Error(e) => Err(server_error(self.previous.node(), &e)),
+            other => Err(unexpected(self.previous.node(), "the reply to get", &other)),
         }
     }
 

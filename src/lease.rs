@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::connection::Connection;
+use crate::connection::{server_error, unexpected, Connection};
 use crate::error::Error;
 use crate::protocol::meta::{MetaDelete, MetaGet, MetaReply, MetaRequest, MetaSet, MetaStatus};
 use crate::protocol::{
@@ -112,8 +112,8 @@ impl Lease<'_> {
         match self.send(get.into()).await? {
             Response::Meta(reply) => Ok(classify(*reply)),
             Response::Error(ErrorReply::Error) => Ok(Lookup::NoMeta),
-            Response::Error(e) => Err(e.to_error(node)),
-            other => Err(other.unexpected(node, META_REPLY)),
+            Response::Error(e) => Err(server_error(node, &e)),
+            other => Err(unexpected(node, META_REPLY, &other)),
         }
     }
 
@@ -221,8 +221,8 @@ impl Lease<'_> {
                     return Ok(item.value);
                 }
             }
-            Response::Error(e) => return Err(e.to_error(node)),
-            other => return Err(other.unexpected(node, META_REPLY)),
+            Response::Error(e) => return Err(server_error(node, &e)),
+            other => return Err(unexpected(node, META_REPLY, &other)),
         }
         let value = load().await.map_err(load_error)?;
         let set = Request::Store {
@@ -333,12 +333,12 @@ pub(crate) async fn invalidate(
                 return match reply.status {
                     MetaStatus::Success => Ok(true),
                     MetaStatus::NotFound => Ok(false),
-                    _ => Err(Response::Meta(reply).unexpected(node, META_REPLY)),
+                    _ => Err(unexpected(node, META_REPLY, &Response::Meta(reply))),
                 };
             }
             Response::Error(ErrorReply::Error) => connection.set_speaks_meta(false),
-            Response::Error(e) => return Err(e.to_error(node)),
-            other => return Err(other.unexpected(node, META_REPLY)),
+            Response::Error(e) => return Err(server_error(node, &e)),
+            other => return Err(unexpected(node, META_REPLY, &other)),
         }
     }
     let mut frame = BytesMut::new();
@@ -346,8 +346,8 @@ pub(crate) async fn invalidate(
     match connection.call(frame.freeze(), expect, false).await? {
         Response::Deleted => Ok(true),
         Response::NotFound => Ok(false),
-        Response::Error(e) => Err(e.to_error(node)),
-        other => Err(other.unexpected(node, META_REPLY)),
+        Response::Error(e) => Err(server_error(node, &e)),
+        other => Err(unexpected(node, META_REPLY, &other)),
     }
 }
 

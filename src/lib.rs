@@ -19,25 +19,27 @@
 //! # How it works
 //!
 //! ```text
-//!  caller ─ key ─▶ validate ─▶ load snapshot (lock-free) ─▶ distribution: key ─▶ node ─▶ connection
-//!                                                                                         │ channel
-//!  one task per socket, driving a pipeline:  queued requests ─▶ ONE write;
-//!                        reads ─▶ protocol::decode ─▶ FIFO ─▶ caller
+//!  caller ─ key ─▶ validate ─▶ load snapshot (lock-free) ─▶ route: key ─▶ node (and, inside a
+//!                  warm-handoff window, its previous owner) ─▶ connection ─▶ reply ─▶ result
+//!                                                                   │ channel
+//!  one task per socket, driving the core's pipeline:  queued requests ─▶ ONE write;
+//!                                       reads ─▶ decode ─▶ FIFO ─▶ caller
 //!
 //!  poller (weak ref) ─ every interval ± jitter, or when a request finds the last poll stale:
-//!      resolve endpoint ─▶ `config get cluster` (legacy key as fallback) ─▶ config::parse
-//!      ─▶ apply rules ─▶ next snapshot (reusing live connections) ─▶ atomic swap
+//!      ask a node of the cluster `config get cluster` (nodes in turn), else the configuration
+//!      endpoint (its name resolved again, `config get cluster`, then the legacy key)
+//!      ─▶ parse ─▶ apply rules ─▶ next snapshot (reusing live connections) ─▶ atomic swap
 //! ```
 //!
-//! * [`protocol`], [`config`], [`distribution`] and [`pipeline`] are pure: bytes in, values
-//!   out, no I/O. They are fuzzed and benchmarked on their own.
-//! * One task owns each socket: it drives a [`pipeline::Pipeline`] (the connection's rules) over
-//!   a stream opened by the transport (TCP, TLS, or a [`transport::Dial`] of your own).
-//!   Requests queued together go out in one write; replies are matched in order.
-//! * [`topology`] owns the snapshot, the apply rules ([`topology::decide`]) and the poller.
+//! * The wire protocol, the configuration parser, key placement and the rules of one pipelined
+//!   connection are the sans-IO crate `memcached-autodiscovery-proto`: bytes in, values out,
+//!   fuzzed and benchmarked on their own. This crate drives them over sockets.
+//! * One task owns each socket. Requests queued together go out in one write; replies are
+//!   matched in order. Streams come from the transport: TCP, TLS, or a
+//!   [`transport::Dial`] of your own.
 //! * The topology is an immutable snapshot swapped atomically: a request sees the old topology or
 //!   the new one, never a mix, and never waits for a refresh.
-//!
+
 //! # Cancellation safety
 //!
 //! Every call may be dropped at any await point (a timeout, `select!`). A request that was
@@ -52,8 +54,7 @@
 //! client of the cluster, through memcached 1.6's meta-protocol leases (one caller wins the load,
 //! the others wait for its value); [`Client::invalidate`] marks a key stale so that one reader
 //! refreshes it while the others are still served. On servers without the meta protocol both
-//! fall back to the text protocol (one load per key per client). The meta protocol itself is in
-//! [`protocol::meta`], pure like the rest of [`protocol`].
+//! fall back to the text protocol (one load per key per client).
 //!
 //! # Refresh rules
 //!
@@ -141,7 +142,7 @@
 //! endpoint as the single node over 4 pipelined TLS connections by default, and `stats <group>`
 //! and a delayed `flush_all`, which Serverless refuses, failing before sending with an error that
 //! says why. For every cluster, [`Client::get_many`] keeps each `get` line within Serverless's
-//! 16 KB limit ([`protocol::retrieval_batches`]).
+//! 16 KB limit.
 //!
 //! # Typed and compressed values
 //!
@@ -171,29 +172,27 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+// The sans-IO core, under the names the client's modules use for it.
+use memcached_autodiscovery_proto::{config, distribution, pipeline, protocol};
+
 mod builder;
 mod client;
 mod cluster;
 pub mod codec;
-pub mod config;
 mod connection;
 mod discovery;
-pub mod distribution;
-pub mod error;
+mod error;
 mod flight;
-mod frame;
 mod handoff;
 mod jitter;
 mod lease;
 mod metrics;
 mod multi_get;
-pub mod pipeline;
-pub mod protocol;
 mod serverless;
 mod spans;
 #[cfg(feature = "tls")]
 mod tls;
-pub mod topology;
+mod topology;
 pub mod transport;
 
 pub use builder::{
@@ -204,7 +203,9 @@ pub use cluster::FailureMode;
 pub use codec::{Codec, CodecError};
 pub use config::{ClusterConfig, Node};
 pub use distribution::{Distribution, NodeIdentity};
-pub use error::{Error, ProtocolError, ServerErrorKind, TlsErrorKind};
+pub use error::{
+    ClusterConfigErrorKind, Error, KeyError, ProtocolError, ServerErrorKind, TlsErrorKind,
+};
 pub use multi_get::MultiGet;
 pub use protocol::{Item, StoreMode};
 #[cfg(feature = "tls")]

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::client::Client;
+use crate::connection::{server_error, unexpected};
 use crate::error::{excerpt, Error, ProtocolError};
 use crate::pipeline::Frame;
 use crate::protocol::{
@@ -171,8 +172,8 @@ impl Client {
         for (conn, chunk, reply) in waiting {
             let items = match conn.reply(reply).await {
                 Ok(Response::Values(items)) => check_order(chunk, items, conn.node()),
-                Ok(Response::Error(e)) => Err(e.to_error(conn.node())),
-                Ok(other) => Err(other.unexpected(conn.node(), "the reply to get")),
+                Ok(Response::Error(e)) => Err(server_error(conn.node(), &e)),
+                Ok(other) => Err(unexpected(conn.node(), "the reply to get", &other)),
                 Err(error) => Err(error),
             };
             match items {
@@ -266,12 +267,7 @@ mod tests {
 
     #[test]
     fn multi_get_replies_must_follow_request_order() {
-        let item = |k: &'static [u8]| Item {
-            key: Bytes::from_static(k),
-            flags: 0,
-            cas: None,
-            value: Bytes::new(),
-        };
+        let item = |k: &'static [u8]| Item::new(Bytes::from_static(k), 0, None, Bytes::new());
         let keys: &[&[u8]] = &[b"a", b"b", b"c"];
         assert!(check_order(keys, vec![item(b"a"), item(b"c")], "n").is_ok());
         assert!(check_order(keys, vec![item(b"c"), item(b"a")], "n").is_err());

@@ -41,7 +41,7 @@ fn serverless_node(topology: &Topology) -> Option<String> {
         return None;
     }
     let config = topology.current().config.clone();
-    Some(config.nodes.first().map(|n| n.id()).unwrap_or_default())
+    Some(config.nodes().first().map(|n| n.id()).unwrap_or_default())
 }
 
 /// `stats <group>` on a Serverless cache: see [`stats_refusal`].

@@ -29,46 +29,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::cluster::{Placement, Snapshot, TopologyChange};
-use crate::config::{ClusterConfig, Node};
+use crate::config::{decide, ClusterConfig, Decision};
 use crate::connection::ConnectionSettings;
 use crate::discovery::{ask_node, fetch, NodeAnswer};
 use crate::error::Error;
 use crate::jitter::jitter;
-
-/// What to do with a freshly fetched configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Newer version, or same version with another node set: build and swap a new snapshot.
-    Apply,
-    /// Same version, same nodes: nothing to do.
-    Unchanged,
-    /// Lower version than the current one (an eventually consistent endpoint lagging): ignore.
-    Stale,
-}
-
-/// The apply rules: a higher version is applied; a lower one is ignored; an equal version is
-/// applied only when the node set (hostname, IP, port; order and repeats aside) differs, because
-/// in-place node replacement has been seen to change an IP without a version bump.
-pub fn decide(current: &ClusterConfig, candidate: &ClusterConfig) -> Decision {
-    use std::cmp::Ordering::*;
-    match candidate.version.cmp(&current.version) {
-        Greater => Decision::Apply,
-        Less => Decision::Stale,
-        Equal => {
-            let set = |c: &ClusterConfig| {
-                c.nodes
-                    .iter()
-                    .cloned()
-                    .collect::<std::collections::BTreeSet<Node>>()
-            };
-            if set(current) == set(candidate) {
-                Decision::Unchanged
-            } else {
-                Decision::Apply
-            }
-        }
-    }
-}
 
 /// Where the nodes come from.
 #[derive(Debug, Clone)]
@@ -159,12 +124,12 @@ impl Topology {
             }
         };
         tracing::info!(
-            version = snapshot.config.version,
+            version = snapshot.config.version(),
             nodes = snapshot.nodes.len(),
             endpoint = endpoint.as_ref().map_or("(static)", |(e, _)| e.as_str()),
             "memcached.topology.initial"
         );
-        crate::metrics::topology_version(snapshot.config.version);
+        crate::metrics::topology_version(snapshot.config.version());
         let polled = endpoint.is_some();
         let topology = Arc::new(Topology {
             snapshot: ArcSwap::new(snapshot),
@@ -249,8 +214,8 @@ impl Topology {
             Decision::Stale => {
                 let _entered = span.enter();
                 tracing::debug!(
-                    current = current.config.version,
-                    received = config.version,
+                    current = current.config.version(),
+                    received = config.version(),
                     "memcached.discovery.stale_version_ignored"
                 );
                 Ok(TopologyChange::default())
@@ -272,8 +237,8 @@ impl Topology {
                 };
                 let _entered = span.enter();
                 tracing::info!(
-                    old_version = current.config.version,
-                    new_version = next.config.version,
+                    old_version = current.config.version(),
+                    new_version = next.config.version(),
                     added = ?change.added,
                     removed = ?change.removed,
                     readdressed = ?change.readdressed,
@@ -288,7 +253,7 @@ impl Topology {
                         })));
                     }
                 }
-                crate::metrics::topology_changed(next.config.version);
+                crate::metrics::topology_changed(next.config.version());
                 self.snapshot.store(next);
                 Ok(change)
             }
@@ -329,7 +294,7 @@ impl Topology {
             asked += 1;
             let answer = ask_node(node.connection(), &self.settings.limits, until).await;
             let (outcome, detail) = match &answer {
-                NodeAnswer::Config(config) => ("config", format!("version {}", config.version)),
+                NodeAnswer::Config(config) => ("config", format!("version {}", config.version())),
                 NodeAnswer::Unsupported => ("unsupported", String::new()),
                 NodeAnswer::Failed(error) => ("failed", error.without_data().to_string()),
             };
@@ -379,20 +344,21 @@ async fn build_bounded(
         reason,
     };
     let distinct = config
-        .nodes
+        .nodes()
         .iter()
-        .map(|n| (n.hostname.as_str(), n.port))
+        .map(|n| (n.hostname(), n.port()))
         .collect::<HashSet<_>>()
         .len();
     if distinct > options.max_nodes {
         return Err(failed(format!(
             "the configuration (version {}) lists {distinct} nodes, more than max_nodes ({}); \
              raise ClientBuilder::max_nodes if the cluster really is that large",
-            config.version, options.max_nodes
+            config.version(),
+            options.max_nodes
         )));
     }
     let (settings, per_node) = (settings.clone(), options.connections_per_node);
-    let nodes = config.nodes.len();
+    let nodes = config.nodes().len();
     let work = tokio::task::spawn_blocking(move || {
         let (next, mut change) = base.next(config, &settings, per_node);
         change.moved_share = base.moved_share(&next);
@@ -492,56 +458,6 @@ fn spawn_poller(topology: Weak<Topology>, poll: Arc<PollState>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(version: u64, nodes: &[(&str, &str)]) -> ClusterConfig {
-        ClusterConfig {
-            version,
-            nodes: nodes
-                .iter()
-                .map(|(h, ip)| Node::new(*h, ip.parse().ok(), 11211))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn apply_rules() {
-        let current = config(5, &[("a", "10.0.0.1"), ("b", "10.0.0.2")]);
-        let reordered = config(5, &[("b", "10.0.0.2"), ("a", "10.0.0.1")]);
-        assert_eq!(decide(&current, &reordered), Decision::Unchanged);
-        let repeated = config(
-            5,
-            &[("a", "10.0.0.1"), ("b", "10.0.0.2"), ("a", "10.0.0.1")],
-        );
-        assert_eq!(
-            decide(&current, &repeated),
-            Decision::Unchanged,
-            "a node listed twice is the same set"
-        );
-        assert_eq!(
-            decide(
-                &current,
-                &config(6, &[("a", "10.0.0.1"), ("b", "10.0.0.2")])
-            ),
-            Decision::Apply
-        );
-        assert_eq!(
-            decide(&current, &config(4, &[("a", "10.0.0.1")])),
-            Decision::Stale
-        );
-        assert_eq!(
-            decide(
-                &current,
-                &config(5, &[("a", "10.0.0.1"), ("b", "10.0.0.9")])
-            ),
-            Decision::Apply,
-            "same version, new IP"
-        );
-        assert_eq!(
-            decide(&current, &config(5, &[("a", "10.0.0.1")])),
-            Decision::Apply,
-            "same version, node gone"
-        );
-    }
 
     #[tokio::test]
     async fn a_stale_poll_wakes_the_poller_once() {

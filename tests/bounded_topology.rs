@@ -6,17 +6,17 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use memcached_autodiscovery::config::{ClusterConfig, Node};
 use memcached_autodiscovery::{Client, Error, DEFAULT_MAX_NODES};
+use memcached_autodiscovery::{ClusterConfig, Node};
 use memcached_autodiscovery_testkit::{ConfigEndpoint, LocalCluster};
 
 /// Scheduling slack on a shared 2-core machine running a debug build.
 const SLACK: Duration = Duration::from_millis(1500);
 
 fn huge(version: u64, nodes: usize) -> ClusterConfig {
-    ClusterConfig {
+    ClusterConfig::new(
         version,
-        nodes: (0..nodes)
+        (0..nodes)
             .map(|i| {
                 Node::new(
                     format!("node-{i}.huge.test"),
@@ -25,7 +25,7 @@ fn huge(version: u64, nodes: usize) -> ClusterConfig {
                 )
             })
             .collect(),
-    }
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,13 +66,13 @@ async fn a_large_allowed_configuration_is_built_or_refused_within_the_discovery_
         eprintln!(
             "build() against {nodes} nodes, max_nodes 20,000, discovery_timeout {timeout:?}: {took:?}, {}",
             match &built {
-                Ok(c) => format!("built ({} nodes)", c.cluster().nodes.len()),
+                Ok(c) => format!("built ({} nodes)", c.cluster().nodes().len()),
                 Err(e) => format!("refused: {e}"),
             }
         );
         assert!(took < timeout + SLACK, "{nodes} nodes: {took:?}");
         match built {
-            Ok(client) => assert_eq!(client.cluster().nodes.len(), nodes),
+            Ok(client) => assert_eq!(client.cluster().nodes().len(), nodes),
             Err(Error::Discovery { reason, .. }) => {
                 assert!(reason.contains("discovery timeout"), "{reason}")
             }
@@ -95,7 +95,7 @@ async fn a_refused_refresh_keeps_the_last_good_topology() {
     let good = client.cluster();
     cluster
         .endpoint()
-        .set_config(huge(good.version + 1, DEFAULT_MAX_NODES + 1));
+        .set_config(huge(good.version() + 1, DEFAULT_MAX_NODES + 1));
     let started = Instant::now();
     let refreshed = client.refresh().await;
     assert!(started.elapsed() < Duration::from_secs(1) + SLACK);

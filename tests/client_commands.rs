@@ -274,7 +274,7 @@ async fn a_static_node_list_needs_no_discovery() {
         client.get("static").await.unwrap().as_deref(),
         Some(&b"yes"[..])
     );
-    assert_eq!(client.cluster().version, 0);
+    assert_eq!(client.cluster().version(), 0);
     assert!(!client.refresh().await.unwrap());
     assert!(matches!(
         Client::builder().build().await,

@@ -12,10 +12,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use bytes::BytesMut;
-use memcached_autodiscovery::config::ClusterConfig;
-use memcached_autodiscovery::error::ClusterConfigErrorKind;
-use memcached_autodiscovery::protocol::{decode, ErrorReply, Expect, Limits, Response};
+use memcached_autodiscovery::ClusterConfig;
+use memcached_autodiscovery::ClusterConfigErrorKind;
 use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_proto::protocol::{decode, ErrorReply, Expect, Limits, Response};
 
 /// A node as the table spells it: hostname, IP (if any), port.
 type N = (&'static str, Option<&'static str>, u16);
@@ -631,12 +631,12 @@ fn check_content(block: &[u8], expected: &Content, ctx: &str) {
             last,
         } => {
             let c = parsed.unwrap_or_else(|e| panic!("{ctx}: expected a config, got {e:?}"));
-            assert_eq!(c.version, *version, "{ctx}: version");
-            assert_eq!(c.nodes.len(), *nodes, "{ctx}: node count");
-            for (node, want) in [(&c.nodes[0], first), (c.nodes.last().unwrap(), last)] {
-                assert_eq!(node.hostname, want.0, "{ctx}: hostname");
-                assert_eq!(node.ip, ip(want.1), "{ctx}: ip");
-                assert_eq!(node.port, want.2, "{ctx}: port");
+            assert_eq!(c.version(), *version, "{ctx}: version");
+            assert_eq!(c.nodes().len(), *nodes, "{ctx}: node count");
+            for (node, want) in [(&c.nodes()[0], first), (c.nodes().last().unwrap(), last)] {
+                assert_eq!(node.hostname(), want.0, "{ctx}: hostname");
+                assert_eq!(node.ip(), ip(want.1), "{ctx}: ip");
+                assert_eq!(node.port(), want.2, "{ctx}: port");
             }
         }
         Content::Rejected { kind, node, offset } => {

@@ -12,8 +12,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use memcached_autodiscovery::config::Node;
 use memcached_autodiscovery::Client;
+use memcached_autodiscovery::Node;
 use memcached_autodiscovery_testkit::{EndpointBehavior, LocalCluster};
 use support::load::{Load, Report};
 use support::rogue::{Rogue, RogueNode};
@@ -73,7 +73,7 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// Time until every node of the client's topology answers again (bounded).
 async fn recovery(client: &Client) -> Duration {
     let started = Instant::now();
-    let nodes = client.cluster().nodes.clone();
+    let nodes = client.cluster().nodes().to_vec();
     for node in nodes {
         let key = (0..10_000)
             .map(|i| format!("probe-{i}"))
@@ -155,10 +155,11 @@ async fn a_frozen_node_thawed() {
 
 /// Adds `extra` to the served configuration under a new version.
 fn serve_with(cluster: &LocalCluster, extra: Node) {
-    let mut config = cluster.config();
-    config.nodes.push(extra);
-    cluster.set_nodes_same_version(config.nodes);
-    cluster.set_version(config.version + 1);
+    let config = cluster.config();
+    let mut nodes = config.nodes().to_vec();
+    nodes.push(extra);
+    cluster.set_nodes_same_version(nodes);
+    cluster.set_version(config.version() + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,7 +173,11 @@ async fn a_node_that_accepts_and_never_answers() {
         &cluster,
         Node::new("silent.test", Some(silent.addr.ip()), silent.addr.port()),
     );
-    assert!(eventually(Duration::from_secs(2), || client.cluster().nodes.len() == 4).await);
+    assert!(
+        eventually(Duration::from_secs(2), || client.cluster().nodes().len()
+            == 4)
+        .await
+    );
     tokio::time::sleep(Duration::from_millis(1500) * rounds() as u32).await;
     let r = load.finish().await;
     check("silent node", &r);
@@ -200,11 +205,15 @@ async fn a_slow_node_and_a_node_removed_with_requests_in_flight() {
     warm(&load).await;
     tokio::time::sleep(Duration::from_millis(1000) * rounds() as u32).await;
     // Remove the slow node while its replies are held back: in-flight calls still complete.
-    let mut nodes = cluster.config().nodes;
+    let mut nodes = cluster.config().nodes().to_vec();
     nodes.pop();
     cluster.set_nodes_same_version(nodes);
-    cluster.set_version(cluster.config().version + 1);
-    assert!(eventually(Duration::from_secs(2), || client.cluster().nodes.len() == 3).await);
+    cluster.set_version(cluster.config().version() + 1);
+    assert!(
+        eventually(Duration::from_secs(2), || client.cluster().nodes().len()
+            == 3)
+        .await
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let r = load.finish().await;
     check("slow node, then removed", &r);
@@ -231,7 +240,7 @@ async fn a_node_replaced_by_one_with_a_new_ip() {
         let replacement = cluster.replace_node_with(node, bump_version).await.unwrap();
         let followed = Instant::now();
         assert!(
-            eventually(Duration::from_secs(2), || client.cluster().nodes[node]
+            eventually(Duration::from_secs(2), || client.cluster().nodes()[node]
                 == replacement)
             .await
         );
@@ -266,9 +275,13 @@ async fn the_cluster_grows_and_shrinks_every_second() {
             let last = cluster.len() - 1;
             cluster.remove_node(last).await;
         }
-        let want = cluster.config().version;
+        let want = cluster.config().version();
         let started = Instant::now();
-        assert!(eventually(Duration::from_secs(3), || client.cluster().version == want).await);
+        assert!(
+            eventually(Duration::from_secs(3), || client.cluster().version()
+                == want)
+            .await
+        );
         worst_follow = worst_follow.max(started.elapsed());
         tokio::time::sleep(Duration::from_millis(1000).saturating_sub(started.elapsed())).await;
     }
@@ -316,11 +329,11 @@ async fn a_failing_configuration_endpoint_never_disturbs_the_data_path() {
     }
     // A lower version, then flapping between two versions: the client keeps the higher one.
     cluster.add_node().await.unwrap(); // version 2
-    assert!(eventually(Duration::from_secs(2), || client.cluster().version == 2).await);
+    assert!(eventually(Duration::from_secs(2), || client.cluster().version() == 2).await);
     for flap in 0..6 * rounds() {
         cluster.set_version(if flap % 2 == 0 { 1 } else { 2 });
         tokio::time::sleep(POLL).await;
-        assert_eq!(client.cluster().version, 2, "a lower version never wins");
+        assert_eq!(client.cluster().version(), 2, "a lower version never wins");
     }
 
     let r = load.finish().await;

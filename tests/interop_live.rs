@@ -24,8 +24,8 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use memcached_autodiscovery::distribution::{Distribution, Locator};
 use memcached_autodiscovery::{Client, NodeIdentity};
+use memcached_autodiscovery_proto::distribution::{Distribution, Locator};
 use memcached_autodiscovery_testkit::LocalCluster;
 use tokio::process::Command;
 
@@ -375,7 +375,7 @@ async fn discovered_cluster_by_ip_shares_with_php_memcached_given_the_ips() {
     assert!(cluster
         .nodes()
         .iter()
-        .all(|n| n.hostname.ends_with(".test")));
+        .all(|n| n.hostname().ends_with(".test")));
 
     let out = php("ketama", "set", &list, &key_file, "php-d").await;
     assert_stored("php-memcached ketama, IPs", &out, keys.len());

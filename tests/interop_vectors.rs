@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use memcached_autodiscovery::distribution::{Distribution, Locator};
+use memcached_autodiscovery_proto::distribution::{Distribution, Locator};
 
 const VECTORS: &str = "tests/data/vectors";
 

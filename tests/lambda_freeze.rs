@@ -153,8 +153,10 @@ fn the_first_request_after_a_long_freeze_triggers_a_refresh() {
         // The request is answered from the current topology without waiting for discovery ...
         client.set("thawed", "v", MINUTE).await.unwrap();
         // ... and the refresh it started (or the late timer) brings the new node in.
-        let followed =
-            support::eventually(Duration::from_secs(2), || client.cluster().nodes.len() == 3).await;
+        let followed = support::eventually(Duration::from_secs(2), || {
+            client.cluster().nodes().len() == 3
+        })
+        .await;
         assert!(followed, "the topology followed after the thaw");
         assert!(cluster.endpoint_requests() > polls_before);
     });

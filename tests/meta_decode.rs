@@ -8,10 +8,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use memcached_autodiscovery::pipeline::{Caller, Pending, Pipeline};
-use memcached_autodiscovery::protocol::meta::{MetaReply, MetaStatus, ReturnFlags, Ttl};
-use memcached_autodiscovery::protocol::{decode, ErrorReply, Expect, Limits, Response};
 use memcached_autodiscovery::{Error, ProtocolError};
+use memcached_autodiscovery_proto::pipeline::{Caller, Pending, Pipeline};
+use memcached_autodiscovery_proto::protocol::meta::{MetaReply, MetaStatus, ReturnFlags, Ttl};
+use memcached_autodiscovery_proto::protocol::{decode, ErrorReply, Expect, Limits, Response};
 
 struct Valid {
     name: &'static str,
@@ -723,6 +723,8 @@ fn a_batch_with_more_replies_than_requests_is_refused() {
 struct Slot(Rc<RefCell<Vec<Result<Response, Error>>>>);
 
 impl Caller for Slot {
+    type Error = Error;
+
     fn is_gone(&self) -> bool {
         false
     }
@@ -733,7 +735,9 @@ impl Caller for Slot {
 
 #[test]
 fn the_pipeline_matches_meta_frames_with_their_replies() {
-    use memcached_autodiscovery::protocol::meta::{encode_batch, MetaGet, MetaRequest, MetaSet};
+    use memcached_autodiscovery_proto::protocol::meta::{
+        encode_batch, MetaGet, MetaRequest, MetaSet,
+    };
     let limits = Limits::default();
     let answers = Rc::new(RefCell::new(Vec::new()));
     let mut pipeline = Pipeline::new(limits);

@@ -2,13 +2,13 @@
 //! binary keys, batches, and the refusals (with the buffer left as it was).
 
 use bytes::BytesMut;
-use memcached_autodiscovery::error::KeyError;
-use memcached_autodiscovery::protocol::meta::{
+use memcached_autodiscovery::KeyError;
+use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_proto::protocol::meta::{
     base64, encode_batch, ArithMode, MetaArithmetic, MetaDelete, MetaGet, MetaKey, MetaRequest,
     MetaSet, SetMode, MAX_BINARY_KEY_LEN, MAX_OPAQUE_LEN,
 };
-use memcached_autodiscovery::protocol::{Expect, Limits};
-use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_proto::protocol::{Expect, Limits};
 
 fn enc(request: impl Into<MetaRequest<'static>>) -> Vec<u8> {
     let mut buf = BytesMut::new();

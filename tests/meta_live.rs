@@ -9,11 +9,13 @@ use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use memcached_autodiscovery::protocol::meta::{
+use memcached_autodiscovery_proto::protocol::meta::{
     encode_batch, ArithMode, MetaArithmetic, MetaDelete, MetaGet, MetaKey, MetaReply, MetaRequest,
     MetaSet, MetaStatus, SetMode, Ttl, MAX_BINARY_KEY_LEN, MAX_OPAQUE_LEN,
 };
-use memcached_autodiscovery::protocol::{decode, ErrorReply, Expect, Limits, Request, Response};
+use memcached_autodiscovery_proto::protocol::{
+    decode, ErrorReply, Expect, Limits, Request, Response,
+};
 use memcached_autodiscovery_testkit::{MemcachedOptions, MemcachedProcess};
 
 fn start_memcached() -> MemcachedProcess {

@@ -12,14 +12,14 @@
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
-use memcached_autodiscovery::protocol::meta::{
+use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_proto::protocol::meta::{
     base64, encode_batch, ArithMode, MetaArithmetic, MetaDelete, MetaGet, MetaKey, MetaReply,
     MetaRequest, MetaSet, MetaStatus, ReturnFlags, SetMode, Ttl, MAX_BINARY_KEY_LEN,
 };
-use memcached_autodiscovery::protocol::{
+use memcached_autodiscovery_proto::protocol::{
     decode, validate_key, ErrorReply, Expect, Limits, Response,
 };
-use memcached_autodiscovery::ProtocolError;
 use proptest::prelude::*;
 use proptest::sample::Index;
 

@@ -72,7 +72,7 @@ fn tables(
 fn key_on(client: &Client, port: u16, prefix: &str) -> String {
     (0..10_000)
         .map(|i| format!("{MARKER}-{prefix}-{i}"))
-        .find(|k| client.node_for(k).unwrap().port == port)
+        .find(|k| client.node_for(k).unwrap().port() == port)
         .expect("some key lands on every node")
 }
 

@@ -39,7 +39,7 @@ async fn client(cluster: &LocalCluster) -> Client {
 async fn reached(client: &Client, version: u64, limit: Duration) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < limit {
-        if client.cluster().version == version {
+        if client.cluster().version() == version {
             return Some(started.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -56,7 +56,7 @@ async fn with_the_endpoint_unreachable_the_client_follows_the_nodes() {
     let endpoint_requests = cluster.endpoint_requests();
 
     // A new version with the same nodes, then a node added: both only from the nodes.
-    let version = cluster.config().version + 1;
+    let version = cluster.config().version() + 1;
     cluster.set_version(version);
     let took = reached(&client, version, 2 * POLL + SLACK).await;
     eprintln!(
@@ -65,14 +65,14 @@ async fn with_the_endpoint_unreachable_the_client_follows_the_nodes() {
     assert!(took.is_some(), "followed within two poll intervals");
 
     cluster.add_node().await.unwrap();
-    let version = cluster.config().version;
+    let version = cluster.config().version();
     let took = reached(&client, version, 2 * POLL + SLACK).await;
     eprintln!("endpoint refused: node added (version {version}) followed after {took:?}");
     assert!(
         took.is_some(),
         "a new node followed within two poll intervals"
     );
-    assert_eq!(client.cluster().nodes.len(), 4);
+    assert_eq!(client.cluster().nodes().len(), 4);
     assert_eq!(
         cluster.endpoint_requests(),
         endpoint_requests,
@@ -138,10 +138,10 @@ async fn a_node_that_answers_error_is_not_asked_again_and_the_endpoint_answers()
         8,
         "every poll reached the endpoint"
     );
-    let version = cluster.config().version + 1;
+    let version = cluster.config().version() + 1;
     cluster.set_version(version);
     client.refresh().await.unwrap();
-    assert_eq!(client.cluster().version, version);
+    assert_eq!(client.cluster().version(), version);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,7 +150,7 @@ async fn when_no_node_answers_the_endpoint_is_asked() {
     let client = client(&cluster).await;
     cluster.kill(0);
     cluster.kill(1);
-    let version = cluster.config().version + 1;
+    let version = cluster.config().version() + 1;
     cluster.set_version(version);
     let before = cluster.endpoint_requests();
     // The first poll may find the nodes alive until their connections break; the next ones
@@ -158,7 +158,7 @@ async fn when_no_node_answers_the_endpoint_is_asked() {
     let mut followed = false;
     for _ in 0..3 {
         let _ = client.refresh().await;
-        if client.cluster().version == version {
+        if client.cluster().version() == version {
             followed = true;
             break;
         }

@@ -73,8 +73,8 @@ async fn nodes_answer_config_get_cluster_with_the_current_configuration() {
     assert!(cluster.nodes_answer_config());
     for (i, addr) in cluster.node_addrs().into_iter().enumerate() {
         assert_ne!(addr, cluster.node_memcached_addr(i), "node {i} has a front");
-        assert_eq!(Some(addr.ip()), cluster.nodes()[i].ip);
-        assert_eq!(addr.port(), cluster.nodes()[i].port);
+        assert_eq!(Some(addr.ip()), cluster.nodes()[i].ip());
+        assert_eq!(addr.port(), cluster.nodes()[i].port());
         let mut node = connect(addr).await;
         exchange(
             &mut node,
@@ -93,17 +93,17 @@ async fn nodes_answer_config_get_cluster_with_the_current_configuration() {
     exchange(&mut node, b"config get cluster \r\n", &want).await;
 
     let added = cluster.add_node().await.expect("add a node");
-    assert_eq!(cluster.config().version, 10);
+    assert_eq!(cluster.config().version(), 10);
     let want = config_reply(&cluster);
-    assert!(String::from_utf8_lossy(&want).contains(&added.hostname));
+    assert!(String::from_utf8_lossy(&want).contains(added.hostname()));
     exchange(&mut node, b"config get cluster\r\n", &want).await;
     let mut new_node = connect(cluster.node_addrs()[3]).await;
     exchange(&mut new_node, b"config get cluster\r\n", &want).await;
 
     let replaced = cluster.replace_node(0).await.expect("replace node 0");
-    assert_eq!(cluster.config().version, 11);
+    assert_eq!(cluster.config().version(), 11);
     let mut moved = connect(cluster.node_addrs()[0]).await;
-    assert_eq!(cluster.node_addrs()[0].ip(), replaced.ip.expect("an IP"));
+    assert_eq!(cluster.node_addrs()[0].ip(), replaced.ip().expect("an IP"));
     exchange(
         &mut moved,
         b"config get cluster\r\n",

@@ -1,4 +1,4 @@
-//! The rules of one pipelined connection (`memcached_autodiscovery::pipeline`), through its
+//! The rules of one pipelined connection (`memcached_autodiscovery_proto::pipeline`), through its
 //! public API only: tables, one per rule, then property tests of random operation sequences
 //! against the model in `tests/pipeline/model.rs` (the fuzz target `pipeline` runs the same
 //! model on arbitrary bytes).
@@ -15,13 +15,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use memcached_autodiscovery::pipeline::{
+use memcached_autodiscovery::{Error, ProtocolError};
+use memcached_autodiscovery_proto::pipeline::{
     Break, Closed, Pending, Pipeline, MAX_IN_FLIGHT, MAX_WRITE_BATCH,
 };
-use memcached_autodiscovery::protocol::{
+use memcached_autodiscovery_proto::protocol::{
     decode, ErrorReply, Expect, Limits, Request, Response, StoreMode,
 };
-use memcached_autodiscovery::{Error, ProtocolError};
 use model::{error_for, is_error, ops_from_bytes, Board, Kind, Model, Op, Probe, Stats, KINDS};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;

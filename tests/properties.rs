@@ -5,11 +5,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bytes::BytesMut;
-use memcached_autodiscovery::config::{ClusterConfig, Node};
-use memcached_autodiscovery::protocol::{
+use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery::{ClusterConfig, Node};
+use memcached_autodiscovery_proto::protocol::{
     decode, validate_key, Expect, Limits, Request, Response, Retrieval, StoreMode,
 };
-use memcached_autodiscovery::ProtocolError;
 use memcached_autodiscovery_testkit::{encode_reply, ReplyKind};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -41,7 +41,7 @@ fn node() -> impl Strategy<Value = Node> {
 
 fn cluster_config() -> impl Strategy<Value = ClusterConfig> {
     (any::<u64>(), prop::collection::vec(node(), 1..50))
-        .prop_map(|(version, nodes)| ClusterConfig { version, nodes })
+        .prop_map(|(version, nodes)| ClusterConfig::new(version, nodes))
 }
 
 fn expect() -> impl Strategy<Value = Expect> {
@@ -382,7 +382,7 @@ proptest! {
 /// Parses `input`; an error must point inside the input.
 fn check_parse(input: &[u8]) {
     match ClusterConfig::parse(input) {
-        Ok(c) => assert!(!c.nodes.is_empty()),
+        Ok(c) => assert!(!c.nodes().is_empty()),
         Err(ProtocolError::ClusterConfig { offset, .. }) => {
             assert!(
                 offset <= input.len(),

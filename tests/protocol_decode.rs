@@ -3,8 +3,8 @@
 //! the refusals, and that values are slices of the received buffer.
 
 use bytes::{Bytes, BytesMut};
-use memcached_autodiscovery::protocol::{decode, ErrorReply, Expect, Item, Limits, Response};
 use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_proto::protocol::{decode, ErrorReply, Expect, Item, Limits, Response};
 
 struct Valid {
     name: &'static str,

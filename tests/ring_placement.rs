@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use memcached_autodiscovery::distribution::{Distribution, Locator};
 use memcached_autodiscovery::Client;
+use memcached_autodiscovery_proto::distribution::{Distribution, Locator};
 
 const GOLDEN: &str = "tests/data/ring_golden.tsv";
 const NODES: [&str; 5] = [

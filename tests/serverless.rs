@@ -43,9 +43,9 @@ async fn the_endpoint_is_the_one_node_reached_over_several_tls_connections() {
     let (ca, server) = stand_in().await;
     let client = serverless_client(&ca, &server).await;
     let cluster = client.cluster();
-    assert_eq!(cluster.version, 0);
-    assert_eq!(cluster.nodes.len(), 1);
-    assert_eq!(cluster.nodes[0].id(), server.endpoint().to_string());
+    assert_eq!(cluster.version(), 0);
+    assert_eq!(cluster.nodes().len(), 1);
+    assert_eq!(cluster.nodes()[0].id(), server.endpoint().to_string());
 
     let mut tasks = Vec::new();
     for i in 0..32 {

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use memcached_autodiscovery::config::{ClusterConfig, Node};
-use memcached_autodiscovery::protocol::{decode, Expect, Limits, Response};
 use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery::{ClusterConfig, Node};
+use memcached_autodiscovery_proto::protocol::{decode, Expect, Limits, Response};
 use memcached_autodiscovery_testkit::{encode_reply, EndpointBehavior, LocalCluster, ReplyKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -94,12 +94,15 @@ async fn nodes_store_and_the_config_lists_them_by_ip() {
     let cluster = LocalCluster::start(3).await.unwrap();
     let addrs = cluster.node_addrs();
     let config = cluster.config();
-    assert_eq!(config.version, 1);
-    assert_eq!(config.nodes.len(), 3);
-    for (i, (node, addr)) in config.nodes.iter().zip(&addrs).enumerate() {
-        assert_eq!(node.ip, Some(addr.ip()));
-        assert_eq!(node.port, addr.port());
-        assert_eq!(node.hostname, format!("node-{}.local-cluster.test", i + 1));
+    assert_eq!(config.version(), 1);
+    assert_eq!(config.nodes().len(), 3);
+    for (i, (node, addr)) in config.nodes().iter().zip(&addrs).enumerate() {
+        assert_eq!(node.ip(), Some(addr.ip()));
+        assert_eq!(node.port(), addr.port());
+        assert_eq!(
+            node.hostname(),
+            format!("node-{}.local-cluster.test", i + 1)
+        );
         assert!(addr.ip().is_loopback() && addr.ip().to_string() != "127.0.0.1");
         set_get(*addr, &format!("key-{i}"), "hello").await;
     }
@@ -154,10 +157,10 @@ async fn add_and_remove_bump_the_version() {
     let cluster = LocalCluster::start(2).await.unwrap();
     let added = cluster.add_node().await.unwrap();
     let config = cluster.config();
-    assert_eq!(config.version, 2);
-    assert_eq!(config.nodes.len(), 3);
-    assert_eq!(config.nodes[2], added);
-    assert_eq!(added.hostname, "node-3.local-cluster.test");
+    assert_eq!(config.version(), 2);
+    assert_eq!(config.nodes().len(), 3);
+    assert_eq!(config.nodes()[2], added);
+    assert_eq!(added.hostname(), "node-3.local-cluster.test");
     set_get(cluster.node_addrs()[2], "new", "node").await;
     let served = exchange(
         cluster.config_endpoint(),
@@ -169,9 +172,9 @@ async fn add_and_remove_bump_the_version() {
     let gone_addr = cluster.node_addrs()[0];
     let removed = cluster.remove_node(0).await;
     let config = cluster.config();
-    assert_eq!(config.version, 3);
-    assert_eq!(config.nodes.len(), 2);
-    assert!(!config.nodes.contains(&removed));
+    assert_eq!(config.version(), 3);
+    assert_eq!(config.nodes().len(), 2);
+    assert!(!config.nodes().contains(&removed));
     assert_eq!(cluster.len(), 2);
     assert_refused(gone_addr).await;
 }
@@ -182,25 +185,25 @@ async fn replace_moves_the_ip_and_keeps_hostname_and_port() {
     let before = cluster.config();
     let old_addr = cluster.node_addrs()[0];
     let replaced = cluster.replace_node(0).await.unwrap();
-    assert_eq!(replaced.hostname, before.nodes[0].hostname);
-    assert_eq!(replaced.port, before.nodes[0].port);
-    assert_ne!(replaced.ip, before.nodes[0].ip);
+    assert_eq!(replaced.hostname(), before.nodes()[0].hostname());
+    assert_eq!(replaced.port(), before.nodes()[0].port());
+    assert_ne!(replaced.ip(), before.nodes()[0].ip());
     let after = cluster.config();
-    assert_eq!(after.version, 2);
-    assert_eq!(after.nodes[0], replaced);
-    assert_eq!(after.nodes[1], before.nodes[1]);
+    assert_eq!(after.version(), 2);
+    assert_eq!(after.nodes()[0], replaced);
+    assert_eq!(after.nodes()[1], before.nodes()[1]);
     let new_addr = cluster.node_addrs()[0];
     assert_eq!(
         new_addr,
-        SocketAddr::new(replaced.ip.unwrap(), replaced.port)
+        SocketAddr::new(replaced.ip().unwrap(), replaced.port())
     );
     set_get(new_addr, "k", "v").await;
     assert_refused(old_addr).await;
 
     let quiet = cluster.replace_node_with(1, false).await.unwrap();
-    assert_eq!(cluster.config().version, 2);
-    assert_ne!(quiet.ip, before.nodes[1].ip);
-    assert_eq!(cluster.config().nodes[1], quiet);
+    assert_eq!(cluster.config().version(), 2);
+    assert_ne!(quiet.ip(), before.nodes()[1].ip());
+    assert_eq!(cluster.config().nodes()[1], quiet);
 }
 
 #[tokio::test]
@@ -214,11 +217,11 @@ async fn kill_then_restart_serves_again_on_the_same_address() {
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
     assert_refused(addr).await;
     assert_eq!(
-        cluster.config().nodes.len(),
+        cluster.config().nodes().len(),
         2,
         "a killed node stays listed"
     );
-    assert_eq!(cluster.config().version, 1);
+    assert_eq!(cluster.config().version(), 1);
 
     cluster.restart(0).await.unwrap();
     assert_eq!(cluster.node_addrs()[0], addr);
@@ -399,7 +402,7 @@ async fn builder_options_reach_memcached_and_the_endpoint() {
     }
 
     let replaced = cluster.replace_node(0).await.unwrap();
-    assert_ne!(replaced.ip.unwrap().to_string(), "127.0.0.1");
+    assert_ne!(replaced.ip().unwrap().to_string(), "127.0.0.1");
     set_get(cluster.node_addrs()[0], "k", "v").await;
 }
 
@@ -408,26 +411,20 @@ async fn version_and_node_list_can_be_set_directly() {
     let cluster = LocalCluster::start(2).await.unwrap();
     cluster.add_node().await.unwrap();
     cluster.set_version(1);
-    assert_eq!(cluster.config().version, 1);
-    assert_eq!(cluster.config().nodes.len(), 3);
-    let fewer: Vec<Node> = cluster.config().nodes[..2].to_vec();
+    assert_eq!(cluster.config().version(), 1);
+    assert_eq!(cluster.config().nodes().len(), 3);
+    let fewer: Vec<Node> = cluster.config().nodes()[..2].to_vec();
     cluster.set_nodes_same_version(fewer.clone());
     let served = exchange(
         cluster.config_endpoint(),
         b"config get cluster\r\n",
         Expect::Config,
     );
-    assert_eq!(
-        config_of(served.await),
-        ClusterConfig {
-            version: 1,
-            nodes: fewer
-        }
-    );
+    assert_eq!(config_of(served.await), ClusterConfig::new(1, fewer));
     assert_eq!(cluster.len(), 3, "the processes are untouched");
     cluster.add_node().await.unwrap();
-    assert_eq!(cluster.config().version, 2);
-    assert_eq!(cluster.config().nodes.len(), 4);
+    assert_eq!(cluster.config().version(), 2);
+    assert_eq!(cluster.config().nodes().len(), 4);
 }
 
 #[tokio::test]

@@ -94,7 +94,7 @@ async fn get_set_and_discovery_over_tls() {
     let client = discover(&cluster, Some(trusting(&ca)))
         .await
         .expect("discovery over TLS");
-    assert_eq!(client.cluster().nodes.len(), 3);
+    assert_eq!(client.cluster().nodes().len(), 3);
 
     let keys: Vec<String> = (0..60).map(|i| format!("tls-key-{i}")).collect();
     let mut used = std::collections::HashSet::new();
@@ -121,10 +121,16 @@ async fn get_set_and_discovery_over_tls() {
     // Refresh over TLS: a new node is discovered and reached over TLS.
     cluster.add_node().await.unwrap();
     assert!(client.refresh().await.unwrap(), "the topology changed");
-    assert_eq!(client.cluster().nodes.len(), 4);
+    assert_eq!(client.cluster().nodes().len(), 4);
     let on_new = (0..10_000)
         .map(|i| format!("new-node-key-{i}"))
-        .find(|k| client.node_for(k).unwrap().hostname.starts_with("node-4."))
+        .find(|k| {
+            client
+                .node_for(k)
+                .unwrap()
+                .hostname()
+                .starts_with("node-4.")
+        })
         .expect("some key routes to the new node");
     client.set(&on_new, "v", MINUTE).await.unwrap();
     assert_eq!(
@@ -238,7 +244,7 @@ async fn an_untrusted_certificate_authority_is_refused() {
     let node = &cluster.nodes()[0];
     let client = builder()
         .nodes([cluster.node_addrs()[0].to_string()])
-        .tls(trusting(&other).server_name(node.hostname.clone()))
+        .tls(trusting(&other).server_name(node.hostname()))
         .build()
         .await
         .unwrap();
@@ -372,7 +378,7 @@ async fn a_required_client_certificate_is_presented() {
     let node = cluster.nodes()[0].clone();
     let client = builder()
         .nodes([cluster.node_addrs()[0].to_string()])
-        .tls(trusting(&ca).server_name(node.hostname.clone()))
+        .tls(trusting(&ca).server_name(node.hostname()))
         .build()
         .await
         .unwrap();
@@ -386,7 +392,7 @@ async fn a_required_client_certificate_is_presented() {
         .nodes([cluster.node_addrs()[0].to_string()])
         .tls(
             trusting(&ca)
-                .server_name(node.hostname)
+                .server_name(node.hostname())
                 .client_cert_pem(stranger_chain, stranger_key)
                 .unwrap(),
         )

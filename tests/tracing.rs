@@ -262,7 +262,7 @@ async fn emitted_spans_and_events_are_the_documented_ones_and_hold_no_key_or_val
     cluster.add_node().await.unwrap();
     assert!(client.refresh().await.unwrap());
     // The endpoint lags behind: a lower version is ignored.
-    let version = cluster.config().version;
+    let version = cluster.config().version();
     cluster.set_version(version - 1);
     assert!(!client.refresh().await.unwrap());
     cluster.set_version(version);

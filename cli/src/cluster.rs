@@ -209,8 +209,8 @@ fn index_of(cluster: &LocalCluster, node: &str) -> std::result::Result<usize, St
 async fn flush(nodes: &[Node]) -> std::result::Result<usize, memcached_autodiscovery::Error> {
     let addrs: Vec<String> = nodes
         .iter()
-        .map(|n| match n.ip {
-            Some(ip) => std::net::SocketAddr::new(ip, n.port).to_string(),
+        .map(|n| match n.ip() {
+            Some(ip) => std::net::SocketAddr::new(ip, n.port()).to_string(),
             None => n.id(),
         })
         .collect();
@@ -224,25 +224,29 @@ async fn flush(nodes: &[Node]) -> std::result::Result<usize, memcached_autodisco
 }
 
 fn ip(node: &Node) -> String {
-    node.ip.map(|ip| ip.to_string()).unwrap_or_default()
+    node.ip().map(|ip| ip.to_string()).unwrap_or_default()
 }
 
 fn summary(cluster: &LocalCluster) -> String {
     let config = cluster.config();
-    format!("version {}, {} nodes", config.version, config.nodes.len())
+    format!(
+        "version {}, {} nodes",
+        config.version(),
+        config.nodes().len()
+    )
 }
 
 fn show(cluster: &LocalCluster) -> String {
     let config = cluster.config();
     let list: Vec<String> = config
-        .nodes
+        .nodes()
         .iter()
         .map(|n| format!("{}@{}", n.id(), ip(n)))
         .collect();
     format!(
         "ok version={} nodes={} polls={} list={}",
-        config.version,
-        config.nodes.len(),
+        config.version(),
+        config.nodes().len(),
         cluster.endpoint_requests(),
         list.join(",")
     )

@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader};
 
-use memcached_autodiscovery::distribution::{Distribution, Locator};
 use memcached_autodiscovery::Node;
+use memcached_autodiscovery_proto::distribution::{Distribution, Locator};
 
 use crate::output::{stderr_line, Out};
 use crate::{Failure, Outcome, Result};

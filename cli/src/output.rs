@@ -52,15 +52,15 @@ pub fn stderr_line(text: &str) {
 
 /// The human listing: `version N, M nodes`, then `hostname ip port` per node (`-` for no IP).
 pub fn human(config: &ClusterConfig) -> Vec<String> {
-    let count = config.nodes.len();
+    let count = config.nodes().len();
     let mut lines = vec![format!(
         "version {}, {count} node{}",
-        config.version,
+        config.version(),
         if count == 1 { "" } else { "s" }
     )];
-    lines.extend(config.nodes.iter().map(|n| {
-        let ip = n.ip.map_or_else(|| "-".to_string(), |ip| ip.to_string());
-        format!("{} {ip} {}", n.hostname, n.port)
+    lines.extend(config.nodes().iter().map(|n| {
+        let ip = n.ip().map_or_else(|| "-".to_string(), |ip| ip.to_string());
+        format!("{} {ip} {}", n.hostname(), n.port())
     }));
     lines
 }
@@ -68,21 +68,22 @@ pub fn human(config: &ClusterConfig) -> Vec<String> {
 /// `{"version":N,"nodes":[{"hostname":"..","ip":".."|null,"port":N},...]}` on one line.
 pub fn json(config: &ClusterConfig) -> String {
     let nodes: Vec<String> = config
-        .nodes
+        .nodes()
         .iter()
         .map(|n| {
-            let ip =
-                n.ip.map_or_else(|| "null".to_string(), |ip| json_string(&ip.to_string()));
+            let ip = n
+                .ip()
+                .map_or_else(|| "null".to_string(), |ip| json_string(&ip.to_string()));
             format!(
                 "{{\"hostname\":{},\"ip\":{ip},\"port\":{}}}",
-                json_string(&n.hostname),
-                n.port
+                json_string(&n.hostname()),
+                n.port()
             )
         })
         .collect();
     format!(
         "{{\"version\":{},\"nodes\":[{}]}}",
-        config.version,
+        config.version(),
         nodes.join(",")
     )
 }
@@ -134,14 +135,14 @@ mod tests {
     use super::*;
 
     fn config() -> ClusterConfig {
-        ClusterConfig {
-            version: 12,
-            nodes: vec![
+        ClusterConfig::new(
+            12,
+            vec![
                 Node::new("a.example", Some("10.0.0.1".parse().unwrap()), 11211),
                 Node::new("b.example", None, 11212),
                 Node::new("c", Some("2001:db8::1".parse().unwrap()), 1),
             ],
-        }
+        )
     }
 
     #[test]
@@ -153,10 +154,7 @@ mod tests {
              {\"hostname\":\"b.example\",\"ip\":null,\"port\":11212},\
              {\"hostname\":\"c\",\"ip\":\"2001:db8::1\",\"port\":1}]}"
         );
-        let empty = ClusterConfig {
-            version: 0,
-            nodes: vec![],
-        };
+        let empty = ClusterConfig::new(0, vec![]);
         assert_eq!(json(&empty), "{\"version\":0,\"nodes\":[]}");
     }
 
@@ -198,10 +196,7 @@ mod tests {
                 "c 2001:db8::1 1",
             ]
         );
-        let one = ClusterConfig {
-            version: 1,
-            nodes: vec![Node::new("x", None, 5)],
-        };
+        let one = ClusterConfig::new(1, vec![Node::new("x", None, 5)]);
         assert_eq!(human(&one)[0], "version 1, 1 node");
     }
 }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use memcached_autodiscovery::topology::{decide, Decision};
 use memcached_autodiscovery::{ClusterConfig, Node};
+use memcached_autodiscovery_proto::config::{decide, Decision};
 
 use crate::discover::fetch;
 use crate::output::{self, Out};
@@ -70,7 +70,8 @@ pub async fn run(args: Args) -> Result<Outcome> {
                 Decision::Unchanged => None,
                 Decision::Stale => Some(format!(
                     "note: the endpoint serves version {}, older than version {}: ignored",
-                    next.version, current.version
+                    next.version(),
+                    current.version()
                 )),
             },
             Err(crate::Failure::Message(message)) => Some(format!("warning: {message}")),
@@ -97,19 +98,19 @@ fn change_line(old: &ClusterConfig, new: &ClusterConfig) -> String {
             .join(", ")
     };
     let added = new
-        .nodes
+        .nodes()
         .iter()
-        .filter(|n| !old.nodes.contains(n))
+        .filter(|n| !old.nodes().contains(n))
         .collect();
     let removed = old
-        .nodes
+        .nodes()
         .iter()
-        .filter(|n| !new.nodes.contains(n))
+        .filter(|n| !new.nodes().contains(n))
         .collect();
     format!(
         "version {} -> {}: added [{}] removed [{}]",
-        old.version,
-        new.version,
+        old.version(),
+        new.version(),
         list(added),
         list(removed)
     )
@@ -129,26 +130,14 @@ mod tests {
         let b = node("b", "10.0.0.2", 1);
         let b2 = node("b", "10.0.0.9", 1);
         let c = node("c", "10.0.0.3", 1);
-        let old = ClusterConfig {
-            version: 4,
-            nodes: vec![a.clone(), b],
-        };
-        let grown = ClusterConfig {
-            version: 5,
-            nodes: vec![a.clone(), b2.clone(), c],
-        };
+        let old = ClusterConfig::new(4, vec![a.clone(), b]);
+        let grown = ClusterConfig::new(5, vec![a.clone(), b2.clone(), c]);
         assert_eq!(
             change_line(&old, &grown),
             "version 4 -> 5: added [b|10.0.0.9|1, c|10.0.0.3|1] removed [b|10.0.0.2|1]"
         );
-        let reordered = ClusterConfig {
-            version: 6,
-            nodes: vec![b2.clone(), a.clone()],
-        };
-        let same_set = ClusterConfig {
-            version: 6,
-            nodes: vec![a, b2],
-        };
+        let reordered = ClusterConfig::new(6, vec![b2.clone(), a.clone()]);
+        let same_set = ClusterConfig::new(6, vec![a, b2]);
         assert_eq!(
             change_line(&same_set, &reordered),
             "version 6 -> 6: added [] removed []"

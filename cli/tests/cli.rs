@@ -6,8 +6,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use memcached_autodiscovery::distribution::{Distribution, Locator};
 use memcached_autodiscovery::{Client, ClusterConfig, Node};
+use memcached_autodiscovery_proto::distribution::{Distribution, Locator};
 use memcached_autodiscovery_testkit::LocalCluster;
 
 const MCAD: &str = env!("CARGO_BIN_EXE_mcad");
@@ -64,10 +64,14 @@ fn assert_success(output: &Output) {
 
 /// The human listing `discover` prints for `config`, built here from the fields.
 fn expected_listing(config: &ClusterConfig) -> String {
-    let mut text = format!("version {}, {} nodes\n", config.version, config.nodes.len());
-    for node in &config.nodes {
-        let ip = node.ip.expect("the local cluster lists IPs");
-        text += &format!("{} {} {}\n", node.hostname, ip, node.port);
+    let mut text = format!(
+        "version {}, {} nodes\n",
+        config.version(),
+        config.nodes().len()
+    );
+    for node in config.nodes() {
+        let ip = node.ip().expect("the local cluster lists IPs");
+        text += &format!("{} {} {}\n", node.hostname(), ip, node.port());
     }
     text
 }
@@ -219,7 +223,7 @@ async fn discover_prints_the_configuration_for_people_and_as_json() {
     let cluster = LocalCluster::start(3).await.expect("local cluster");
     let endpoint = cluster.config_endpoint().to_string();
     let config = cluster.config();
-    assert_eq!(config.nodes.len(), 3);
+    assert_eq!(config.nodes().len(), 3);
 
     let human = mcad(&["discover", &endpoint], b"");
     assert_success(&human);
@@ -233,20 +237,20 @@ async fn discover_prints_the_configuration_for_people_and_as_json() {
     assert_success(&json);
     let text = stdout(&json);
     let nodes: Vec<String> = config
-        .nodes
+        .nodes()
         .iter()
         .map(|n| {
             format!(
                 r#"{{"hostname":"{}","ip":"{}","port":{}}}"#,
-                n.hostname,
-                n.ip.unwrap(),
-                n.port
+                n.hostname(),
+                n.ip().unwrap(),
+                n.port()
             )
         })
         .collect();
     let expected = format!(
         r#"{{"version":{},"nodes":[{}]}}"#,
-        config.version,
+        config.version(),
         nodes.join(",")
     );
     assert_eq!(text, expected + "\n");
@@ -261,9 +265,9 @@ async fn discover_prints_the_configuration_for_people_and_as_json() {
     assert!(
         text.contains(&format!(
             r#"{{"hostname":"{}","ip":"{}","port":{}}}]}}"#,
-            added.hostname,
-            added.ip.unwrap(),
-            added.port
+            added.hostname(),
+            added.ip().unwrap(),
+            added.port()
         )),
         "{text}"
     );
@@ -605,7 +609,7 @@ async fn cluster_up_serves_until_interrupted_then_stops_its_memcached() {
         .discover()
         .await
         .expect("the endpoint answers discovery");
-    assert_eq!(config.nodes.len(), 2);
+    assert_eq!(config.nodes().len(), 2);
     assert_eq!(listing.join("\n") + "\n", expected_listing(&config));
 
     // Its nodes are real memcached, children of mcad.
@@ -634,8 +638,8 @@ async fn cluster_up_serves_until_interrupted_then_stops_its_memcached() {
     for (pid, _) in &children {
         assert!(!process_alive(*pid), "memcached {pid} outlived mcad");
     }
-    for node in &config.nodes {
-        let addr = SocketAddr::new(node.ip.unwrap(), node.port);
+    for node in config.nodes() {
+        let addr = SocketAddr::new(node.ip().unwrap(), node.port());
         assert!(refused(addr), "{addr} still accepts connections");
     }
     assert!(refused(endpoint.parse().unwrap()));

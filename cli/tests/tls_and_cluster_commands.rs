@@ -331,12 +331,12 @@ async fn cluster_up_adds_removes_restarts_and_kills_nodes_on_command() {
     );
     assert!(added.ends_with("; version 2, 3 nodes"), "{added}");
     let config = discovered(&endpoint).await;
-    assert_eq!((config.version, config.nodes.len()), (2, 3));
+    assert_eq!((config.version(), config.nodes().len()), (2, 3));
 
     // A node by HOST:PORT, and by its position.
-    let first = config.nodes[0].id();
+    let first = config.nodes()[0].id();
     let client = Client::builder()
-        .nodes([SocketAddrOf(&config.nodes[1]).to_string()])
+        .nodes([SocketAddrOf(&config.nodes()[1]).to_string()])
         .build()
         .await
         .unwrap();
@@ -345,7 +345,7 @@ async fn cluster_up_adds_removes_restarts_and_kills_nodes_on_command() {
     assert!(
         restarted.starts_with(&format!(
             "ok restarted {}: a new, empty process",
-            config.nodes[1].id()
+            config.nodes()[1].id()
         )),
         "{restarted}"
     );
@@ -365,8 +365,8 @@ async fn cluster_up_adds_removes_restarts_and_kills_nodes_on_command() {
     let removed = up.send(&format!("remove {first}"));
     assert_eq!(removed, format!("ok removed {first}; version 3, 2 nodes"));
     let config = discovered(&endpoint).await;
-    assert_eq!((config.version, config.nodes.len()), (3, 2));
-    assert!(config.nodes.iter().all(|n| n.id() != first));
+    assert_eq!((config.version(), config.nodes().len()), (3, 2));
+    assert!(config.nodes().iter().all(|n| n.id() != first));
 
     let killed = up.send("kill 1");
     assert!(killed.starts_with("ok killed "), "{killed}");
@@ -409,7 +409,7 @@ async fn cluster_up_adds_removes_restarts_and_kills_nodes_on_command() {
         matches!(child.try_wait(), Ok(None)),
         "cluster up still runs"
     );
-    assert_eq!(discovered(&endpoint).await.version, 3);
+    assert_eq!(discovered(&endpoint).await.version(), 3);
     let _ = lines;
 }
 
@@ -420,7 +420,7 @@ impl std::fmt::Display for SocketAddrOf<'_> {
         write!(
             f,
             "{}",
-            std::net::SocketAddr::new(self.0.ip.unwrap(), self.0.port)
+            std::net::SocketAddr::new(self.0.ip().unwrap(), self.0.port())
         )
     }
 }

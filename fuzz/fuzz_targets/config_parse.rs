@@ -6,8 +6,8 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use memcached_autodiscovery::config::ClusterConfig;
-use memcached_autodiscovery::protocol::{decode, Expect, Limits, Response};
+use memcached_autodiscovery::ClusterConfig;
+use memcached_autodiscovery_proto::protocol::{decode, Expect, Limits, Response};
 use memcached_autodiscovery::ProtocolError;
 
 /// The whole server reply around `block`, as an ElastiCache endpoint frames it.

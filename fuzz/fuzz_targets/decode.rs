@@ -9,7 +9,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use memcached_autodiscovery::protocol::{decode, Expect, Limits, Response};
+use memcached_autodiscovery_proto::protocol::{decode, Expect, Limits, Response};
 use memcached_autodiscovery::ProtocolError;
 
 /// Small limits, so inputs of a few KiB reach the size checks.

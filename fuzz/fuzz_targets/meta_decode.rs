@@ -9,8 +9,8 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use memcached_autodiscovery::protocol::meta::{MetaReply, MetaStatus};
-use memcached_autodiscovery::protocol::{decode, Expect, Limits, Response};
+use memcached_autodiscovery_proto::protocol::meta::{MetaReply, MetaStatus};
+use memcached_autodiscovery_proto::protocol::{decode, Expect, Limits, Response};
 use memcached_autodiscovery::ProtocolError;
 
 /// Small limits, so inputs of a few KiB reach the size checks.

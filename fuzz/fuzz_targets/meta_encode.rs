@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use bytes::BytesMut;
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use memcached_autodiscovery::protocol::meta::{
+use memcached_autodiscovery_proto::protocol::meta::{
     base64, encode_batch, ArithMode, MetaArithmetic, MetaDelete, MetaGet, MetaKey, MetaRequest,
     MetaSet, SetMode,
 };
-use memcached_autodiscovery::protocol::{Expect, Limits};
+use memcached_autodiscovery_proto::protocol::{Expect, Limits};
 
 /// Bytes already in the output buffer, as if other requests were batched before this one.
 const EARLIER: &[u8] = b"mn\r\n";

@@ -1,4 +1,4 @@
-//! The pure core of one pipelined connection (`memcached_autodiscovery::pipeline`) against
+//! The pure core of one pipelined connection (`memcached_autodiscovery_proto::pipeline`) against
 //! operation sequences read from the input: requests of every kind pushed (callers present or
 //! already gone, any idempotent flag), bytes written, the honest server's replies cut anywhere,
 //! bytes of the fuzzer's choosing from the server, callers leaving, connections broken for any

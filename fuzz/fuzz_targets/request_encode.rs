@@ -9,7 +9,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
-use memcached_autodiscovery::protocol::{validate_key, Limits, Request, Retrieval, StoreMode};
+use memcached_autodiscovery_proto::protocol::{validate_key, Limits, Request, Retrieval, StoreMode};
 use memcached_autodiscovery::ProtocolError;
 
 /// Bytes already in the output buffer, as if other requests were batched before this one.

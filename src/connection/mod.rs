@@ -25,8 +25,11 @@
 //! routing or the cluster.
 
 mod health;
+mod request;
 mod slot;
 mod task;
+
+pub(crate) use request::{accept_reply, server_error, unexpected};
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -61,6 +64,7 @@ pub(crate) struct ConnectionSettings {
 struct Waiter(slot::Sender);
 
 impl Caller for Waiter {
+    type Error = Error;
     #[inline]
     fn is_gone(&self) -> bool {
         self.0.is_closed()

@@ -4,7 +4,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use memcached_autodiscovery::config::{ClusterConfig, Node};
+use memcached_autodiscovery::{ClusterConfig, Node};
 
 use crate::endpoint::{ConfigEndpoint, EndpointBehavior};
 use crate::memcached::{MemcachedOptions, MemcachedProcess};
@@ -247,10 +247,7 @@ impl LocalClusterBuilder {
                 "nodes_answer_config does not work with tls: the node fronts speak plaintext",
             ));
         }
-        let config = ClusterConfig {
-            version: 1,
-            nodes: Vec::new(),
-        };
+        let config = ClusterConfig::new(1, Vec::new());
         #[cfg(feature = "tls")]
         let (endpoint, options, tls_files) = match &self.tls {
             None => (ConfigEndpoint::start(config)?, self.options, None),
@@ -425,7 +422,7 @@ impl LocalCluster {
         let (id, port) = {
             let mut state = self.lock();
             let slot = slot(&mut state, index);
-            (slot.id, slot.node.port)
+            (slot.id, slot.node.port())
         };
         let mut last = None;
         let mut started = None;
@@ -448,7 +445,11 @@ impl LocalCluster {
             let slot = find(&mut state, id)?;
             let old_front = std::mem::replace(&mut slot.front, front);
             let old_process = std::mem::replace(&mut slot.process, process);
-            slot.node.ip = Some(slot.addr().ip());
+            slot.node = Node::new(
+                slot.node.hostname(),
+                Some(slot.addr().ip()),
+                slot.node.port(),
+            );
             let node = slot.node.clone();
             self.publish(&state, bump_version);
             (node, (old_front, old_process))
@@ -517,13 +518,15 @@ impl LocalCluster {
     /// Serves the same nodes under `version` (lower it to emulate a stale endpoint, or raise it
     /// without a membership change).
     pub fn set_version(&self, version: u64) {
-        self.endpoint.update_config(|c| c.version = version);
+        self.endpoint
+            .update_config(|c| *c = ClusterConfig::new(version, c.nodes().to_vec()));
     }
 
     /// Serves `nodes` under the current version. The managed processes are not touched; the next
     /// membership change (add, remove, replace) lists the managed nodes again.
     pub fn set_nodes_same_version(&self, nodes: Vec<Node>) {
-        self.endpoint.update_config(|c| c.nodes = nodes);
+        self.endpoint
+            .update_config(|c| *c = ClusterConfig::new(c.version(), nodes));
     }
 
     /// Changes how the endpoint answers; see [`EndpointBehavior`].
@@ -561,7 +564,7 @@ impl LocalCluster {
             front,
             process,
         };
-        slot.node.port = slot.addr().port();
+        slot.node = Node::new(slot.node.hostname(), slot.node.ip(), slot.addr().port());
         let node = slot.node.clone();
         let mut state = self.lock();
         slot.id = state.next_id;
@@ -598,10 +601,8 @@ impl LocalCluster {
     fn publish(&self, state: &State, bump: bool) {
         let nodes: Vec<Node> = state.slots.iter().map(|s| s.node.clone()).collect();
         self.endpoint.update_config(|c| {
-            if bump {
-                c.version += 1;
-            }
-            c.nodes = nodes;
+            let version = if bump { c.version() + 1 } else { c.version() };
+            *c = ClusterConfig::new(version, nodes);
         });
     }
 }

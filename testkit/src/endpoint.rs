@@ -64,7 +64,7 @@ pub enum EndpointBehavior {
 /// Dropping it stops the server and closes its port and connections.
 ///
 /// ```no_run
-/// use memcached_autodiscovery::config::{ClusterConfig, Node};
+/// use memcached_autodiscovery::{ClusterConfig, Node};
 /// use memcached_autodiscovery_testkit::ConfigEndpoint;
 /// let endpoint = ConfigEndpoint::start(ClusterConfig {
 ///     version: 1,

@@ -67,12 +67,12 @@ type ConfigSource = dyn Fn() -> Option<ClusterConfig> + Send + Sync;
 ///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
-/// use memcached_autodiscovery::config::{ClusterConfig, Node};
+/// use memcached_autodiscovery::{ClusterConfig, Node};
 /// use memcached_autodiscovery_testkit::{MemcachedOptions, MemcachedProcess, NodeFront};
 /// let ip = "127.0.0.1".parse().unwrap();
 /// let memcached = MemcachedProcess::start(ip, &MemcachedOptions::default()).await?;
 /// let front = NodeFront::start((ip, 0).into(), memcached.addr(), || {
-///     Some(ClusterConfig { version: 1, nodes: vec![Node::new("a", None, 11211)] })
+///     Some(ClusterConfig::new(1, vec![Node::new("a", None, 11211)]))
 /// })?;
 /// println!("the node is at {}", front.addr());
 /// # Ok(()) }
@@ -603,7 +603,7 @@ fn reply_verdict(line: &[u8], shared: &Shared, marks: &Mutex<VecDeque<bool>>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use memcached_autodiscovery::config::Node;
+    use memcached_autodiscovery::Node;
 
     fn shared() -> Shared {
         let (control, _) = watch::channel(Control {
@@ -614,12 +614,7 @@ mod tests {
         Shared {
             addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             upstream: Mutex::new(SocketAddr::from(([127, 0, 0, 1], 2))),
-            config: Box::new(|| {
-                Some(ClusterConfig {
-                    version: 7,
-                    nodes: vec![Node::new("a", None, 1)],
-                })
-            }),
+            config: Box::new(|| Some(ClusterConfig::new(7, vec![Node::new("a", None, 1)]))),
             answers: AtomicBool::new(true),
             requests: AtomicU64::new(0),
             control,

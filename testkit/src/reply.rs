@@ -27,9 +27,9 @@ impl ReplyKind {
 /// `<header> 0 <bytes>\r\n<block>\r\nEND\r\n`, as the emulated endpoint serves it.
 ///
 /// ```
-/// use memcached_autodiscovery::config::{ClusterConfig, Node};
+/// use memcached_autodiscovery::{ClusterConfig, Node};
 /// use memcached_autodiscovery_testkit::{encode_reply, ReplyKind};
-/// let config = ClusterConfig { version: 3, nodes: vec![Node::new("a", None, 1)] };
+/// let config = ClusterConfig::new(3, vec![Node::new("a", None, 1)]);
 /// assert_eq!(
 ///     encode_reply(&config, ReplyKind::ConfigGet),
 ///     b"CONFIG cluster 0 7\r\n3\na||1\n\r\nEND\r\n"
@@ -46,14 +46,11 @@ pub fn encode_reply(config: &ClusterConfig, kind: ReplyKind) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use memcached_autodiscovery::config::Node;
+    use memcached_autodiscovery::Node;
 
     #[test]
     fn reply_envelopes_count_the_block_exactly() {
-        let c = ClusterConfig {
-            version: 3,
-            nodes: vec![Node::new("a", None, 1)],
-        };
+        let c = ClusterConfig::new(3, vec![Node::new("a", None, 1)]);
         assert_eq!(
             encode_reply(&c, ReplyKind::ConfigGet),
             b"CONFIG cluster 0 7\r\n3\na||1\n\r\nEND\r\n"

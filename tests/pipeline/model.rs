@@ -1,5 +1,5 @@
 //! A model of one pipelined connection and its successors, run against
-//! `memcached_autodiscovery::pipeline::Pipeline` one operation at a time.
+//! `memcached_autodiscovery_proto::pipeline::Pipeline` one operation at a time.
 //!
 //! Shared by the property tests (`tests/pipeline.rs`) and the fuzz target
 //! (`fuzz/fuzz_targets/pipeline.rs`, which includes this file by path). Every operation is
@@ -23,13 +23,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use memcached_autodiscovery::pipeline::{
+use memcached_autodiscovery::{Error, ProtocolError};
+use memcached_autodiscovery_proto::pipeline::{
     Break, Caller, Pending, Pipeline, MAX_IN_FLIGHT, MAX_WRITE_BATCH,
 };
-use memcached_autodiscovery::protocol::{
+use memcached_autodiscovery_proto::protocol::{
     ErrorReply, Expect, Item, Limits, Request, Response, Retrieval, StoreMode,
 };
-use memcached_autodiscovery::{Error, ProtocolError};
 
 // ---- Callers ----
 
@@ -93,6 +93,8 @@ impl Probe {
 }
 
 impl Caller for Probe {
+    type Error = Error;
+
     fn is_gone(&self) -> bool {
         self.gone.get()
     }

@@ -110,8 +110,8 @@ async fn start() -> Result<(), Error> {
     let topology = cache.cluster();
     tracing::info!(
         endpoint = %settings.config_endpoint,
-        version = topology.version,
-        nodes = topology.nodes.len(),
+        version = topology.version(),
+        nodes = topology.nodes().len(),
         poll_interval_s = settings.poll_interval.as_secs_f64(),
         "cold start: memcached cluster discovered"
     );
@@ -226,10 +226,10 @@ async fn handle(app: &App, _event: LambdaEvent<Value>) -> Result<Value, Error> {
         "key": app.key,
         "node": node.id(),
         "node_ip": node.ip.map(|ip| ip.to_string()),
-        "cluster_version": topology.version,
-        "cluster_nodes": topology.nodes.len(),
-        "cluster_version_at_start": topology.version,
-        "cluster_version_at_end": now.version,
+        "cluster_version": topology.version(),
+        "cluster_nodes": topology.nodes().len(),
+        "cluster_version_at_start": topology.version(),
+        "cluster_version_at_end": now.version(),
         "scan_ms": scan_ms.get(),
         "get_or_load_ms": get_or_load_ms,
         "environment": app.environment,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Duration;
 
-use memcached_autodiscovery::error::ProtocolError;
+use memcached_autodiscovery::ProtocolError;
 use memcached_autodiscovery::{Client, Error, StoreMode, TlsErrorKind};
 use tokio::time::Instant;
 

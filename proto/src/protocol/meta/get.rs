@@ -11,15 +11,15 @@ use super::request::{Line, MetaKey};
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use memcached_autodiscovery::protocol::meta::{MetaGet, MetaKey, MetaRequest};
-/// use memcached_autodiscovery::protocol::Limits;
+/// use memcached_autodiscovery_proto::protocol::meta::{MetaGet, MetaKey, MetaRequest};
+/// use memcached_autodiscovery_proto::protocol::Limits;
 /// let mut out = BytesMut::new();
 /// let get = MetaGet::new("k1").value().cas().ttl().recache(90).return_key().opaque(b"55");
 /// MetaRequest::from(get).encode(&mut out, &Limits::default())?;
 /// MetaRequest::from(MetaGet::new(MetaKey::Binary(b"missing")).value().return_key())
 ///     .encode(&mut out, &Limits::default())?;
 /// assert_eq!(&out[..], b"mg k1 R90 v c k t O55\r\nmg bWlzc2luZw== b v k\r\n");
-/// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+/// # Ok::<(), memcached_autodiscovery_proto::error::ProtocolError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]

@@ -62,12 +62,12 @@ impl Frame {
     /// of up to 64 KiB a single one. On error nothing is kept.
     ///
     /// ```
-    /// use memcached_autodiscovery::pipeline::Frame;
-    /// use memcached_autodiscovery::protocol::{Limits, Request};
+    /// use memcached_autodiscovery_proto::pipeline::Frame;
+    /// use memcached_autodiscovery_proto::protocol::{Limits, Request};
     /// let (frame, _expect) =
     ///     Frame::encode(|buf| Request::Delete { key: b"k" }.encode(buf, &Limits::default()))?;
     /// assert_eq!(&frame[..], b"delete k\r\n");
-    /// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+    /// # Ok::<(), memcached_autodiscovery_proto::error::ProtocolError>(())
     /// ```
     pub fn encode<T, E>(
         encoder: impl FnOnce(&mut BytesMut) -> Result<T, E>,

@@ -21,7 +21,7 @@ use crate::protocol::{validate_key, Expect, Limits};
 /// memcached stores the decoded bytes.
 ///
 /// ```
-/// use memcached_autodiscovery::protocol::meta::MetaKey;
+/// use memcached_autodiscovery_proto::protocol::meta::MetaKey;
 /// assert_eq!(MetaKey::from("user:42"), MetaKey::Text(b"user:42"));
 /// let binary = MetaKey::Binary(&[0, 159, 146, 150]);
 /// assert!(binary.validate().is_ok());
@@ -226,8 +226,8 @@ impl<'a> MetaRequest<'a> {
     ///
     /// ```
     /// use bytes::BytesMut;
-    /// use memcached_autodiscovery::protocol::meta::{MetaGet, MetaRequest};
-    /// use memcached_autodiscovery::protocol::{Expect, Limits};
+    /// use memcached_autodiscovery_proto::protocol::meta::{MetaGet, MetaRequest};
+    /// use memcached_autodiscovery_proto::protocol::{Expect, Limits};
     /// let mut out = BytesMut::new();
     /// let request = MetaRequest::from(MetaGet::new("k").value().opaque(b"7"));
     /// assert_eq!(request.encode(&mut out, &Limits::default())?, Expect::Meta);
@@ -235,7 +235,7 @@ impl<'a> MetaRequest<'a> {
     /// // Refused: nothing is written.
     /// assert!(MetaRequest::from(MetaGet::new("a b")).encode(&mut out, &Limits::default()).is_err());
     /// assert_eq!(&out[..], b"mg k v O7\r\n");
-    /// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+    /// # Ok::<(), memcached_autodiscovery_proto::error::ProtocolError>(())
     /// ```
     pub fn encode(&self, buf: &mut BytesMut, limits: &Limits) -> Result<Expect, ProtocolError> {
         self.validate(limits)?;
@@ -273,8 +273,8 @@ impl<'a> MetaRequest<'a> {
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use memcached_autodiscovery::protocol::meta::{encode_batch, MetaGet, MetaRequest};
-/// use memcached_autodiscovery::protocol::{decode, Expect, Limits, Response};
+/// use memcached_autodiscovery_proto::protocol::meta::{encode_batch, MetaGet, MetaRequest};
+/// use memcached_autodiscovery_proto::protocol::{decode, Expect, Limits, Response};
 /// let limits = Limits::default();
 /// let mut out = BytesMut::new();
 /// let gets = [
@@ -290,7 +290,7 @@ impl<'a> MetaRequest<'a> {
 /// let Some((Response::MetaBatch(replies), _)) = decode(&mut input, expect, &limits)? else { panic!() };
 /// let hit = replies[0].as_ref().unwrap();
 /// assert_eq!((hit.flags.key.as_deref(), hit.value.as_deref()), (Some(&b"k2"[..]), Some(&b"hi"[..])));
-/// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+/// # Ok::<(), memcached_autodiscovery_proto::error::ProtocolError>(())
 /// ```
 pub fn encode_batch(
     requests: &[MetaRequest<'_>],

@@ -18,7 +18,38 @@ pub use response::{decode, ErrorReply, Expect, Item, Response};
 
 use std::time::Duration;
 
+use bytes::BytesMut;
+
 use crate::error::{KeyError, ProtocolError};
+
+/// A request a connection can carry: the classic [`Request`] and the meta
+/// [`MetaRequest`](meta::MetaRequest) alike. A driver needs only this to send either.
+pub trait Encode {
+    /// Appends the request's bytes to `buf` (after checking it within `limits`: nothing is
+    /// appended to a refused request) and returns the reply it expects.
+    fn encode(&self, buf: &mut BytesMut, limits: &Limits) -> Result<Expect, ProtocolError>;
+    /// Whether sending the request twice is harmless (it may then be replayed on a fresh
+    /// connection after a break).
+    fn is_idempotent(&self) -> bool;
+}
+
+impl Encode for Request<'_> {
+    fn encode(&self, buf: &mut BytesMut, limits: &Limits) -> Result<Expect, ProtocolError> {
+        Request::encode(self, buf, limits)
+    }
+    fn is_idempotent(&self) -> bool {
+        Request::is_idempotent(self)
+    }
+}
+
+impl Encode for meta::MetaRequest<'_> {
+    fn encode(&self, buf: &mut BytesMut, limits: &Limits) -> Result<Expect, ProtocolError> {
+        meta::MetaRequest::encode(self, buf, limits)
+    }
+    fn is_idempotent(&self) -> bool {
+        meta::MetaRequest::is_idempotent(self)
+    }
+}
 
 /// The longest key memcached accepts, in bytes.
 pub const MAX_KEY_LEN: usize = 250;
@@ -42,7 +73,7 @@ pub const MAX_EXPIRY_UNIX: u64 = i32::MAX as u64;
 ///
 /// ```
 /// use std::time::Duration;
-/// use memcached_autodiscovery::protocol::exptime;
+/// use memcached_autodiscovery_proto::protocol::exptime;
 /// let now = 1_800_000_000;
 /// assert_eq!(exptime(Duration::ZERO, now), Ok(0));
 /// assert_eq!(exptime(Duration::from_millis(1500), now), Ok(2));
@@ -73,7 +104,7 @@ pub fn exptime(ttl: Duration, now_unix: u64) -> Result<u32, ProtocolError> {
 /// Bytes >= 0x80 (UTF-8) are allowed.
 ///
 /// ```
-/// use memcached_autodiscovery::protocol::validate_key;
+/// use memcached_autodiscovery_proto::protocol::validate_key;
 /// assert!(validate_key(b"user:42").is_ok());
 /// assert!(validate_key("café".as_bytes()).is_ok());
 /// assert!(validate_key(b"a\r\nflush_all").is_err());

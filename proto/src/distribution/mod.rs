@@ -233,7 +233,7 @@ impl NodeIdentity {
     /// brackets, as in [`Node::id`]).
     ///
     /// ```
-    /// use memcached_autodiscovery::{distribution::NodeIdentity, Node};
+    /// use memcached_autodiscovery_proto::{config::Node, distribution::NodeIdentity};
     /// let node = Node::new("mc.abc123.0001.use1.cache.amazonaws.com", "10.0.0.7".parse().ok(), 11211);
     /// assert_eq!(NodeIdentity::Hostname.placement_id(&node), "mc.abc123.0001.use1.cache.amazonaws.com:11211");
     /// assert_eq!(NodeIdentity::Ip.placement_id(&node), "10.0.0.7:11211");
@@ -243,15 +243,15 @@ impl NodeIdentity {
     /// );
     /// ```
     pub fn placement_id(self, node: &Node) -> String {
-        let hostname_is_ip = node.hostname.parse::<IpAddr>().is_ok();
-        match (self, node.ip) {
+        let hostname_is_ip = node.hostname().parse::<IpAddr>().is_ok();
+        match (self, node.ip()) {
             (NodeIdentity::Hostname, _) | (_, None) => node.id(),
-            (NodeIdentity::Ip, Some(ip)) => format!("{ip}:{}", node.port),
+            (NodeIdentity::Ip, Some(ip)) => format!("{ip}:{}", node.port()),
             (NodeIdentity::HostnameAndIp, Some(ip)) if hostname_is_ip => {
-                format!("{ip}:{}", node.port)
+                format!("{ip}:{}", node.port())
             }
             (NodeIdentity::HostnameAndIp, Some(ip)) => {
-                format!("{}/{ip}:{}", node.hostname, node.port)
+                format!("{}/{ip}:{}", node.hostname(), node.port())
             }
         }
     }
@@ -442,7 +442,7 @@ impl Locator {
     ///   (`i + 1`, `i + 2`, … mod the node count).
     ///
     /// ```
-    /// use memcached_autodiscovery::distribution::{Distribution, Locator};
+    /// use memcached_autodiscovery_proto::distribution::{Distribution, Locator};
     /// let ids = ["a:11211", "b:11211", "c:11211"];
     /// let locator = Locator::new(Distribution::Ring, &ids);
     /// let owner = locator.locate(b"user:1").unwrap();

@@ -20,15 +20,15 @@
 //! ```
 //! use std::time::{Duration, Instant};
 //! use bytes::{Bytes, BytesMut};
-//! use memcached_autodiscovery::pipeline::{Caller, Pending, Pipeline};
-//! use memcached_autodiscovery::protocol::{Expect, Limits, Response};
-//! use memcached_autodiscovery::Error;
+//! use memcached_autodiscovery_proto::pipeline::{Caller, Pending, Pipeline};
+//! use memcached_autodiscovery_proto::protocol::{Expect, Limits, Response};
 //!
-//! /// A caller that keeps its outcome in a slot.
-//! struct Slot(std::rc::Rc<std::cell::RefCell<Option<Result<Response, Error>>>>);
+//! /// A caller that keeps its outcome in a slot; a failure is a message.
+//! struct Slot(std::rc::Rc<std::cell::RefCell<Option<Result<Response, String>>>>);
 //! impl Caller for Slot {
+//!     type Error = String;
 //!     fn is_gone(&self) -> bool { false }
-//!     fn answer(self, outcome: Result<Response, Error>) { *self.0.borrow_mut() = Some(outcome); }
+//!     fn answer(self, outcome: Result<Response, String>) { *self.0.borrow_mut() = Some(outcome); }
 //! }
 //!
 //! let slot = std::rc::Rc::default();
@@ -41,7 +41,7 @@
 //! pipeline.dispatch()?;
 //! assert!(matches!(*slot.borrow(), Some(Ok(Response::Deleted))));
 //! assert!(pipeline.is_idle());
-//! # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+//! # Ok::<(), memcached_autodiscovery_proto::error::ProtocolError>(())
 //! ```
 
 use std::collections::VecDeque;
@@ -49,9 +49,11 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-pub use crate::frame::Frame;
+mod frame;
 
-use crate::error::{excerpt, Error, ProtocolError};
+pub use frame::Frame;
+
+use crate::error::{excerpt, ProtocolError};
 use crate::protocol::{decode, Expect, Limits, Response};
 
 /// Stop taking new requests into one write once this many bytes wait to be written.
@@ -65,13 +67,16 @@ const BUFFER: usize = 16 << 10;
 
 /// Whoever waits for a request's reply.
 pub trait Caller {
+    /// What a failed request is answered with (the driver's error type: a broken connection,
+    /// a timeout). Cloned once per request failed by [`Pipeline::close`].
+    type Error: Clone;
     /// Whether the caller has left (given up, been dropped): its request need not be sent, and
     /// its reply is discarded.
     fn is_gone(&self) -> bool;
     /// Hands the caller the outcome of its request. Called exactly once per request taken by
     /// [`Pipeline::push`]; a request that `push` refuses because its caller left is dropped
     /// without an answer.
-    fn answer(self, outcome: Result<Response, Error>);
+    fn answer(self, outcome: Result<Response, Self::Error>);
 }
 
 /// A request on its way: waiting to be taken, written, or waiting for its reply. Its frame is
@@ -124,7 +129,7 @@ impl<C> Pending<C> {
 
 impl<C: Caller> Pending<C> {
     /// Answers the caller with `error`.
-    pub fn fail(self, error: Error) {
+    pub fn fail(self, error: C::Error) {
         self.caller.answer(Err(error));
     }
 }
@@ -291,7 +296,7 @@ impl<C: Caller> Pipeline<C> {
     /// would fail the same way. A request is replayed once at most, only if its caller is still
     /// there, and only if it was never wholly written (its frame is still in the write buffer)
     /// or it is idempotent.
-    pub fn close(self, why: Break, error: &Error) -> Closed<C> {
+    pub fn close(self, why: Break, error: &C::Error) -> Closed<C> {
         let node_down = why == Break::Timeout || !self.answered;
         let replays = why == Break::Socket && !node_down;
         // Requests at the back whose frames are still wholly in the write buffer were never sent.

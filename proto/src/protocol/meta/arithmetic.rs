@@ -20,15 +20,15 @@ pub enum ArithMode {
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use memcached_autodiscovery::protocol::meta::{ArithMode, MetaArithmetic, MetaRequest};
-/// use memcached_autodiscovery::protocol::Limits;
+/// use memcached_autodiscovery_proto::protocol::meta::{ArithMode, MetaArithmetic, MetaRequest};
+/// use memcached_autodiscovery_proto::protocol::Limits;
 /// let mut out = BytesMut::new();
 /// let count = MetaArithmetic::new("hits").create_on_miss(0, 13).return_value();
 /// MetaRequest::from(count).encode(&mut out, &Limits::default())?;
 /// let down = MetaArithmetic::new("hits").mode(ArithMode::Decr).delta(5).return_value();
 /// MetaRequest::from(down).encode(&mut out, &Limits::default())?;
 /// assert_eq!(&out[..], b"ma hits v N0 J13\r\nma hits v MD D5\r\n");
-/// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+/// # Ok::<(), memcached_autodiscovery_proto::error::ProtocolError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]

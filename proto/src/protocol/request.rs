@@ -241,13 +241,13 @@ impl Request<'_> {
     ///
     /// ```
     /// use bytes::BytesMut;
-    /// use memcached_autodiscovery::protocol::{Limits, Request, StoreMode};
+    /// use memcached_autodiscovery_proto::protocol::{Limits, Request, StoreMode};
     /// let mut buf = BytesMut::new();
     /// Request::Store { mode: StoreMode::Set, key: b"k", flags: 0, exptime: 60, value: b"v" }
     ///     .encode(&mut buf, &Limits::default())?;
     /// Request::Delete { key: b"k" }.encode(&mut buf, &Limits::default())?;
     /// assert_eq!(&buf[..], b"set k 0 60 1\r\nv\r\ndelete k\r\n");
-    /// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+    /// # Ok::<(), memcached_autodiscovery_proto::error::ProtocolError>(())
     /// ```
     pub fn encode(&self, buf: &mut BytesMut, limits: &Limits) -> Result<Expect, ProtocolError> {
         self.validate(limits)?;

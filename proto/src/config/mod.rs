@@ -11,8 +11,9 @@
 //! must then be resolved), hold an unbracketed IPv6 address, repeat the hostname (Memorystore) or
 //! hold a hostname (TLS clusters). The version is always the first line, never "a line that
 //! starts with a digit": TLS hostnames start with digits too. It does not own the `CONFIG ...`
-//! envelope around the block (that is [`crate::protocol::decode`] with [`Expect::Config`]) nor
-//! what to do with a config (that is discovery).
+//! envelope around the block (that is [`crate::protocol::decode`] with [`Expect::Config`]). What a
+//! client does with a fetched configuration, given the one it holds, is [`decide`]d here; fetching
+//! and applying it are the client's.
 //!
 //! [`Expect::Config`]: crate::protocol::Expect::Config
 
@@ -23,17 +24,19 @@ use nom::bytes::complete::{tag, take_till1, take_while};
 use nom::character::complete::digit1;
 use nom::{IResult, Parser};
 
+mod apply;
+
+pub use apply::{decide, Decision};
+
 use crate::error::{ClusterConfigErrorKind, ProtocolError};
 
-/// One cache node of a cluster configuration.
+/// One cache node of a cluster configuration: `hostname|ip|port`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub struct Node {
-    /// The node's DNS name (on Memorystore, its IP address). Never empty.
-    pub hostname: String,
-    /// The node's IP address, when the configuration carries one.
-    pub ip: Option<IpAddr>,
-    /// The node's port, 1 to 65535.
-    pub port: u16,
+    hostname: String,
+    ip: Option<IpAddr>,
+    port: u16,
 }
 
 impl Node {
@@ -51,6 +54,23 @@ impl Node {
     pub fn id(&self) -> String {
         format!("{}:{}", self.hostname, self.port)
     }
+
+    /// The node's DNS name (on Memorystore, its IP address). Never empty in a parsed
+    /// configuration.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// The node's IP address, when the configuration carries one (else the hostname is
+    /// resolved).
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+
+    /// The node's port, 1 to 65535 in a parsed configuration.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
 }
 
 impl fmt::Display for Node {
@@ -64,22 +84,36 @@ impl fmt::Display for Node {
 
 /// A cluster configuration: a version that grows on every membership change, and the nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ClusterConfig {
-    /// The configuration version.
-    pub version: u64,
-    /// The nodes, in the order the server listed them.
-    pub nodes: Vec<Node>,
+    version: u64,
+    nodes: Vec<Node>,
 }
 
 impl ClusterConfig {
+    /// A configuration of `version` over `nodes` (in the order given).
+    pub fn new(version: u64, nodes: Vec<Node>) -> Self {
+        ClusterConfig { version, nodes }
+    }
+
+    /// The configuration version: it grows with every membership change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The nodes, in the order the server listed them.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
     /// Parses a configuration data block (the bytes inside the `CONFIG` envelope).
     ///
     /// ```
-    /// use memcached_autodiscovery::config::ClusterConfig;
+    /// use memcached_autodiscovery_proto::config::ClusterConfig;
     /// let c = ClusterConfig::parse(b"12\nnode-1|10.0.0.1|11211 node-2||11211\n")?;
-    /// assert_eq!(c.version, 12);
-    /// assert_eq!(c.nodes[1].ip, None);
-    /// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+    /// assert_eq!(c.version(), 12);
+    /// assert_eq!(c.nodes()[1].ip(), None);
+    /// # Ok::<(), memcached_autodiscovery_proto::error::ProtocolError>(())
     /// ```
     pub fn parse(block: &[u8]) -> Result<ClusterConfig, ProtocolError> {
         let err = |rest: &[u8], node, kind| ProtocolError::ClusterConfig {

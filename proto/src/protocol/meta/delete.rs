@@ -10,12 +10,12 @@ use super::request::{Line, MetaKey};
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use memcached_autodiscovery::protocol::meta::{MetaDelete, MetaRequest};
-/// use memcached_autodiscovery::protocol::Limits;
+/// use memcached_autodiscovery_proto::protocol::meta::{MetaDelete, MetaRequest};
+/// use memcached_autodiscovery_proto::protocol::Limits;
 /// let mut out = BytesMut::new();
 /// MetaRequest::from(MetaDelete::new("k1").invalidate_with_ttl(30)).encode(&mut out, &Limits::default())?;
 /// assert_eq!(&out[..], b"md k1 I T30\r\n");
-/// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+/// # Ok::<(), memcached_autodiscovery_proto::error::ProtocolError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]

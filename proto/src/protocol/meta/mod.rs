@@ -27,8 +27,8 @@
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use memcached_autodiscovery::protocol::meta::{MetaGet, MetaRequest, MetaStatus};
-//! use memcached_autodiscovery::protocol::{decode, Limits, Response};
+//! use memcached_autodiscovery_proto::protocol::meta::{MetaGet, MetaRequest, MetaStatus};
+//! use memcached_autodiscovery_proto::protocol::{decode, Limits, Response};
 //!
 //! let limits = Limits::default();
 //! let mut out = BytesMut::new();
@@ -42,7 +42,7 @@
 //! assert_eq!(reply.status, MetaStatus::Value);
 //! assert!(reply.flags.win && !reply.flags.win_taken);
 //! assert_eq!(reply.flags.cas, Some(1));
-//! # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+//! # Ok::<(), memcached_autodiscovery_proto::error::ProtocolError>(())
 //! ```
 //!
 //! Facts about the wire format were checked against memcached 1.6.18; where that server differs

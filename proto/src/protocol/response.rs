@@ -14,7 +14,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::meta::{self, MetaReply, MetaShape};
 use super::Limits;
-use crate::error::{excerpt, Error, ProtocolError, ServerErrorKind};
+use crate::error::{excerpt, ProtocolError, ServerErrorKind};
 
 /// What kind of reply a request gets; the decoder needs it because the text protocol's replies
 /// do not say which command they answer.
@@ -54,7 +54,8 @@ pub enum Expect {
 }
 
 impl Expect {
-    fn name(self) -> &'static str {
+    /// What the expected reply answers, in words, for messages (`a retrieval`, `delete`, ...).
+    pub fn name(self) -> &'static str {
         match self {
             Expect::Values { .. } => "a retrieval",
             Expect::Store => "a storage command",
@@ -118,8 +119,8 @@ impl ErrorReply {
     /// What the answer means, from its text.
     ///
     /// ```
-    /// use memcached_autodiscovery::error::ServerErrorKind;
-    /// use memcached_autodiscovery::protocol::ErrorReply;
+    /// use memcached_autodiscovery_proto::error::ServerErrorKind;
+    /// use memcached_autodiscovery_proto::protocol::ErrorReply;
     /// let reply = ErrorReply::Server("object too large for cache".into());
     /// assert_eq!(reply.kind(), ServerErrorKind::TooLarge);
     /// ```
@@ -142,31 +143,6 @@ impl ErrorReply {
                     ServerErrorKind::Other
                 }
             }
-        }
-    }
-}
-
-impl ErrorReply {
-    /// The client's error for this answer from `node`.
-    pub(crate) fn to_error(&self, node: &str) -> Error {
-        Error::Server {
-            node: node.to_string(),
-            kind: self.kind(),
-            message: self.to_string(),
-        }
-    }
-}
-
-impl Response {
-    /// The client's error for a well-framed reply from `node` that does not answer a request
-    /// expecting `expected`.
-    pub(crate) fn unexpected(&self, node: &str, expected: &'static str) -> Error {
-        Error::Protocol {
-            node: node.to_string(),
-            source: ProtocolError::UnexpectedReply {
-                expected,
-                line: format!("{self:?}").chars().take(64).collect(),
-            },
         }
     }
 }
@@ -230,13 +206,13 @@ pub enum Response {
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use memcached_autodiscovery::protocol::{decode, Expect, Limits, Response};
+/// use memcached_autodiscovery_proto::protocol::{decode, Expect, Limits, Response};
 /// let mut buf = BytesMut::from(&b"VALUE k 0 2\r\nhi\r\nEND\r\nSTORED\r\n"[..]);
 /// let (reply, used) = decode(&mut buf, Expect::Values { max: 1 }, &Limits::default())?.unwrap();
 /// assert!(matches!(reply, Response::Values(ref items) if items[0].value == "hi"));
 /// assert_eq!(used, 22);
 /// assert_eq!(decode(&mut buf, Expect::Store, &Limits::default())?, Some((Response::Stored, 8)));
-/// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+/// # Ok::<(), memcached_autodiscovery_proto::error::ProtocolError>(())
 /// ```
 pub fn decode(
     buf: &mut BytesMut,

@@ -8,7 +8,7 @@
 //! alphabet, padding anywhere but at the end, and non-zero bits left over in the last group.
 //!
 //! ```
-//! use memcached_autodiscovery::protocol::meta::base64;
+//! use memcached_autodiscovery_proto::protocol::meta::base64;
 //! let mut out = Vec::new();
 //! base64::encode(b"bin\0ry", &mut out);
 //! assert_eq!(out, b"YmluAHJ5");

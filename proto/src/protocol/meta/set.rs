@@ -39,15 +39,15 @@ impl SetMode {
 ///
 /// ```
 /// use bytes::BytesMut;
-/// use memcached_autodiscovery::protocol::meta::{MetaRequest, MetaSet, SetMode};
-/// use memcached_autodiscovery::protocol::Limits;
+/// use memcached_autodiscovery_proto::protocol::meta::{MetaRequest, MetaSet, SetMode};
+/// use memcached_autodiscovery_proto::protocol::Limits;
 /// let mut out = BytesMut::new();
 /// let set = MetaSet::new("k1", b"abc").ttl(60).client_flags(7).compare_cas(5).return_cas();
 /// MetaRequest::from(set).encode(&mut out, &Limits::default())?;
 /// MetaRequest::from(MetaSet::new("k1", b"!").mode(SetMode::Append))
 ///     .encode(&mut out, &Limits::default())?;
 /// assert_eq!(&out[..], b"ms k1 3 c F7 T60 C5\r\nabc\r\nms k1 1 MA\r\n!\r\n");
-/// # Ok::<(), memcached_autodiscovery::ProtocolError>(())
+/// # Ok::<(), memcached_autodiscovery_proto::error::ProtocolError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]

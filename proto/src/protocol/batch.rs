@@ -14,7 +14,7 @@ pub const MAX_RETRIEVAL_LINE: usize = 16 * 1024;
 /// on its own (impossible for valid keys under [`MAX_RETRIEVAL_LINE`]) makes a group alone.
 ///
 /// ```
-/// use memcached_autodiscovery::protocol::retrieval_batches;
+/// use memcached_autodiscovery_proto::protocol::retrieval_batches;
 /// let keys: Vec<&[u8]> = vec![b"aaaa", b"bbbb", b"cccc"];
 /// // "get aaaa bbbb\r\n" is 15 bytes: a third key would make 20.
 /// let groups: Vec<_> = retrieval_batches(b"get", &keys, 100, 16).collect();
