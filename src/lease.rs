@@ -1,7 +1,8 @@
 //! `get_or_load` and `invalidate` on one node: at most one load per key across every client of a
 //! cluster, through memcached's meta-protocol leases.
 //!
-//! A lookup is `mg <key> N<lease> R<early> v c t`. On a miss the server creates an empty
+//! A lookup is `mg <key> N<lease> R<early> v c k t`; a reply that names another key than the one
+//! asked for is refused as a protocol error ([`read_item`]). On a miss the server creates an empty
 //! placeholder that lives for the lease and hands exactly one caller a win (`W`): that caller
 //! runs the loader and stores its value with `ms ... C<cas>`, so a newer value is never
 //! overwritten. Every other caller sees the placeholder with `Z` (a win is out) and asks again
@@ -77,6 +78,31 @@ fn load_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
 /// What a reply to these calls must be, for errors.
 const META_REPLY: &str = "a meta reply";
 
+/// Sends `get` on `connection`, asking for the key back (`k`), and refuses a reply about another
+/// key as [`Error::Protocol`] ([`MetaGet::check_reply`]). Every meta read of an item goes
+/// through here (the lookup of a lease, the warm handoff's reads of a previous owner), so that
+/// no node can hand one key's item to another key's caller, nor have it copied elsewhere.
+pub(crate) async fn read_item(
+    connection: &Connection,
+    limits: &Limits,
+    get: MetaGet<'_>,
+) -> Result<Response, Error> {
+    let get = get.return_key();
+    let request = MetaRequest::from(get);
+    let mut frame = BytesMut::new();
+    let expect = request.encode(&mut frame, limits)?;
+    let response = connection
+        .call(frame.freeze(), expect, request.is_idempotent())
+        .await?;
+    if let Response::Meta(reply) = &response {
+        get.check_reply(reply).map_err(|source| Error::Protocol {
+            node: connection.node().to_string(),
+            source,
+        })?;
+    }
+    Ok(response)
+}
+
 impl Lease<'_> {
     fn lease_secs(&self) -> u32 {
         u32::try_from(self.lease.as_secs().max(1)).unwrap_or(u32::MAX)
@@ -109,7 +135,7 @@ impl Lease<'_> {
             get = get.recache(early);
         }
         let node = self.connection.node();
-        match self.send(get.into()).await? {
+        match read_item(self.connection, self.limits, get).await? {
             Response::Meta(reply) => Ok(classify(*reply)),
             Response::Error(ErrorReply::Error) => Ok(Lookup::NoMeta),
             Response::Error(e) => Err(e.to_error(node)),

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use memcached_autodiscovery::{Client, Error};
+use memcached_autodiscovery::{Client, Error, ProtocolError};
 use memcached_autodiscovery_testkit::LocalCluster;
+use support::rogue::{Rogue, RogueNode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const TTL: Duration = Duration::from_secs(60);
@@ -216,6 +217,49 @@ async fn invalidate_serves_the_stale_value_while_one_caller_refreshes() {
         "readers were served the stale value meanwhile: {seen:?}"
     );
     assert_eq!(clients[1].get(key).await.unwrap().unwrap(), "new");
+}
+
+/// A node that answers the lease's read with another key's item (here a relay that asks
+/// memcached for `decoy` instead): the caller gets a protocol error, never that item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_reply_for_another_key_is_refused() {
+    let cluster = LocalCluster::start(1).await.unwrap();
+    let node = cluster.node_addrs()[0];
+    let direct = Client::builder()
+        .nodes([node.to_string()])
+        .build()
+        .await
+        .unwrap();
+    direct.set("decoy", "decoy's value", TTL).await.unwrap();
+    let rogue = RogueNode::start(Rogue::OtherKey(node, "decoy")).await;
+    let client = Client::builder()
+        .nodes([rogue.addr.to_string()])
+        .request_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let counted = loads.clone();
+    let got = client
+        .get_or_load("wanted", TTL, || async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, DatabaseDown>(Bytes::from_static(b"loaded"))
+        })
+        .await;
+    match got {
+        Err(Error::Protocol {
+            source:
+                ProtocolError::UnexpectedReply {
+                    expected: "the requested key",
+                    line,
+                },
+            ..
+        }) => assert_eq!(line, "decoy"),
+        other => panic!("another key's item was not refused: {other:?}"),
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 0, "nothing was loaded");
+    // The decoy itself is untouched.
+    assert_eq!(direct.get("decoy").await.unwrap().unwrap(), "decoy's value");
 }
 
 /// A memcached 1.5 stand-in: `get`, `set` and `delete` of the text protocol over an in-memory
