@@ -10,10 +10,11 @@
 //! runs out a waiter wins itself, so a winner that died holds nobody up for longer than the
 //! lease. An item close to its end of life (less than a tenth of its TTL left, for TTLs of 10 s
 //! and more) hands one caller a recache win while everyone else keeps being served; an item
-//! marked stale by [`invalidate`] does the same. A caller that waited for another's load takes
-//! the value it finds, even when offered an early refresh of it. A loader that fails
-//! gives its error to its caller and deletes its placeholder at once (`md ... C<cas>`), and so
-//! does a winner that is cancelled, from a task of its own.
+//! marked stale by [`invalidate`] does the same, but an empty one (a placeholder invalidated
+//! during its load looks just like it) is waited for, never served. A caller that waited for
+//! another's load takes the value it finds, even when offered an early refresh of it. A loader
+//! that fails gives its error to its caller and deletes its placeholder at once
+//! (`md ... C<cas>`), and so does a winner that is cancelled, from a task of its own.
 //!
 //! A node that answers the meta protocol with `ERROR` (memcached before 1.6) is remembered, and
 //! served by `get`, the loader and `set` instead: one load per key per client (the in-process
@@ -274,9 +275,15 @@ impl Lease<'_> {
 
 /// What a lookup's reply means. A win (`W`) is this caller's to load, with or without a current
 /// value (a miss's placeholder, a stale item, an item close to its end). Otherwise a value is
-/// served, even stale (`X`) while another caller refreshes it, except the empty placeholder of a
-/// load in progress (`Z` without `X`), which means: wait. (An empty value of one's own whose
-/// early refresh is under way is taken for a placeholder too, and waited for.)
+/// served, even stale (`X`) while another caller refreshes it, except an empty item that a win
+/// is out for (`Z`) or that is stale, which means: wait.
+///
+/// An empty item may be the placeholder of a load in progress (`Z`), or that placeholder
+/// invalidated during the load: memcached 1.6.18 marks it stale and answers the next reader
+/// `VA 0 ... X W`, the others `VA 0 ... Z X`. Nothing in such a reply (CAS, TTL, client flags,
+/// size, `h`, `l`) tells it from an empty value once stored and then invalidated, and a
+/// placeholder must never be served; so neither is an empty stale item, nor an empty value of
+/// one's own whose early refresh is under way: their readers wait for the load.
 fn classify(reply: MetaReply) -> Lookup {
     let flags = &reply.flags;
     if flags.win {
@@ -292,7 +299,7 @@ fn classify(reply: MetaReply) -> Lookup {
     match reply.status {
         MetaStatus::Value => {
             let value = reply.value.unwrap_or_default();
-            if flags.win_taken && !flags.stale && value.is_empty() {
+            if value.is_empty() && (flags.win_taken || flags.stale) {
                 Lookup::Wait
             } else {
                 Lookup::Value(value)
@@ -409,6 +416,15 @@ mod tests {
         // The placeholder of another's load: wait.
         let pending = classify(reply(MetaStatus::Value, Some(b""), |f| f.win_taken = true));
         assert!(matches!(pending, Lookup::Wait));
+        // That placeholder invalidated during the load, another caller reloading: wait too.
+        let invalidated = classify(reply(MetaStatus::Value, Some(b""), |f| {
+            f.win_taken = true;
+            f.stale = true;
+        }));
+        assert!(matches!(invalidated, Lookup::Wait));
+        // An empty value stored without a lease: served.
+        let empty = classify(reply(MetaStatus::Value, Some(b""), |_| {}));
+        assert!(matches!(empty, Lookup::Value(v) if v.is_empty()));
         // A stale value another caller refreshes: served.
         let stale = classify(reply(MetaStatus::Value, Some(b"old"), |f| {
             f.win_taken = true;
