@@ -8,11 +8,13 @@
 //!
 //! The rules, and why no deleted or overwritten value can come back:
 //!
-//! * A miss on the new owner reads the previous owner with `mg <key> v t f c` (value, remaining
-//!   TTL, client flags, CAS) and copies a hit to the new owner with `ms ... ME` (add: never over
-//!   a value written meanwhile), with the remaining TTL. It then reads the previous owner's CAS
-//!   again: if the item is gone or changed there, a delete may have run between the read and
-//!   the copy, so the copy is deleted again (`md <key> C<cas of the copy>`: only if still ours).
+//! * A miss on the new owner reads the previous owner with `mg <key> v t f c k` (value, remaining
+//!   TTL, client flags, CAS, key: a reply naming another key is refused, and nothing is served
+//!   or copied) and copies a hit to the new owner with `ms ... ME` (add: never over a value
+//!   written meanwhile), with the remaining TTL. It then reads the previous owner's CAS again
+//!   (`mg <key> c k`): if the item is gone or changed there, or the reply names another key, a
+//!   delete may have run between the read and the copy, so the copy is deleted again
+//!   (`md <key> C<cas of the copy>`: only if still ours).
 //! * A delete of a moved key deletes on the previous owner first, then on the new one. Any copy
 //!   made from a read before the first delete is either deleted by the second, or found out by
 //!   its re-check and deleted by its maker.
@@ -29,6 +31,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::connection::{server_error, unexpected, Connection};
 use crate::error::Error;
+use crate::lease::read_item;
 use crate::protocol::meta::{MetaDelete, MetaGet, MetaRequest, MetaSet, MetaStatus, SetMode, Ttl};
 use crate::protocol::{ErrorReply, Limits, Request, Response, Retrieval};
 
@@ -59,7 +62,7 @@ impl Owners {
     async fn read_previous(&self, key: &[u8]) -> Result<Option<Found>, Error> {
         if self.previous.speaks_meta() != Some(false) {
             let get = MetaGet::new(key).value().ttl().client_flags().cas();
-            match self.call(&self.previous, get.into()).await? {
+            match read_item(&self.previous, &self.limits, get).await? {
                 Response::Meta(reply) => {
                     self.previous.set_speaks_meta(true);
                     let placeholder = reply.flags.win_taken || reply.flags.stale;
@@ -131,7 +134,7 @@ impl Owners {
         if let Some(copy_cas) = copied {
             let again = MetaGet::new(key).cas();
             let unchanged = matches!(
-                self.call(&self.previous, again.into()).await,
+                read_item(&self.previous, &self.limits, again).await,
                 Ok(Response::Meta(reply)) if reply.flags.cas == Some(cas)
             );
             if !unchanged {

@@ -1,7 +1,8 @@
 //! `get_or_load` and `invalidate` on one node: at most one load per key across every client of a
 //! cluster, through memcached's meta-protocol leases.
 //!
-//! A lookup is `mg <key> N<lease> R<early> v c t`. On a miss the server creates an empty
+//! A lookup is `mg <key> N<lease> R<early> v c k t`; a reply that names another key than the one
+//! asked for is refused as a protocol error ([`read_item`]). On a miss the server creates an empty
 //! placeholder that lives for the lease and hands exactly one caller a win (`W`): that caller
 //! runs the loader and stores its value with `ms ... C<cas>`, so a newer value is never
 //! overwritten. Every other caller sees the placeholder with `Z` (a win is out) and asks again
@@ -9,10 +10,11 @@
 //! runs out a waiter wins itself, so a winner that died holds nobody up for longer than the
 //! lease. An item close to its end of life (less than a tenth of its TTL left, for TTLs of 10 s
 //! and more) hands one caller a recache win while everyone else keeps being served; an item
-//! marked stale by [`invalidate`] does the same. A caller that waited for another's load takes
-//! the value it finds, even when offered an early refresh of it. A loader that fails
-//! gives its error to its caller and deletes its placeholder at once (`md ... C<cas>`), and so
-//! does a winner that is cancelled, from a task of its own.
+//! marked stale by [`invalidate`] does the same, but an empty one (a placeholder invalidated
+//! during its load looks just like it) is waited for, never served. A caller that waited for
+//! another's load takes the value it finds, even when offered an early refresh of it. A loader
+//! that fails gives its error to its caller and deletes its placeholder at once
+//! (`md ... C<cas>`), and so does a winner that is cancelled, from a task of its own.
 //!
 //! A node that answers the meta protocol with `ERROR` (memcached before 1.6) is remembered, and
 //! served by `get`, the loader and `set` instead: one load per key per client (the in-process
@@ -77,6 +79,31 @@ fn load_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
 /// What a reply to these calls must be, for errors.
 const META_REPLY: &str = "a meta reply";
 
+/// Sends `get` on `connection`, asking for the key back (`k`), and refuses a reply about another
+/// key as [`Error::Protocol`] ([`MetaGet::check_reply`]). Every meta read of an item goes
+/// through here (the lookup of a lease, the warm handoff's reads of a previous owner), so that
+/// no node can hand one key's item to another key's caller, nor have it copied elsewhere.
+pub(crate) async fn read_item(
+    connection: &Connection,
+    limits: &Limits,
+    get: MetaGet<'_>,
+) -> Result<Response, Error> {
+    let get = get.return_key();
+    let request = MetaRequest::from(get);
+    let mut frame = BytesMut::new();
+    let expect = request.encode(&mut frame, limits)?;
+    let response = connection
+        .call(frame.freeze(), expect, request.is_idempotent())
+        .await?;
+    if let Response::Meta(reply) = &response {
+        get.check_reply(reply).map_err(|source| Error::Protocol {
+            node: connection.node().to_string(),
+            source,
+        })?;
+    }
+    Ok(response)
+}
+
 impl Lease<'_> {
     fn lease_secs(&self) -> u32 {
         u32::try_from(self.lease.as_secs().max(1)).unwrap_or(u32::MAX)
@@ -109,7 +136,7 @@ impl Lease<'_> {
             get = get.recache(early);
         }
         let node = self.connection.node();
-        match self.send(get.into()).await? {
+        match read_item(self.connection, self.limits, get).await? {
             Response::Meta(reply) => Ok(classify(*reply)),
             Response::Error(ErrorReply::Error) => Ok(Lookup::NoMeta),
             Response::Error(e) => Err(server_error(node, &e)),
@@ -248,9 +275,15 @@ impl Lease<'_> {
 
 /// What a lookup's reply means. A win (`W`) is this caller's to load, with or without a current
 /// value (a miss's placeholder, a stale item, an item close to its end). Otherwise a value is
-/// served, even stale (`X`) while another caller refreshes it, except the empty placeholder of a
-/// load in progress (`Z` without `X`), which means: wait. (An empty value of one's own whose
-/// early refresh is under way is taken for a placeholder too, and waited for.)
+/// served, even stale (`X`) while another caller refreshes it, except an empty item that a win
+/// is out for (`Z`) or that is stale, which means: wait.
+///
+/// An empty item may be the placeholder of a load in progress (`Z`), or that placeholder
+/// invalidated during the load: memcached 1.6.18 marks it stale and answers the next reader
+/// `VA 0 ... X W`, the others `VA 0 ... Z X`. Nothing in such a reply (CAS, TTL, client flags,
+/// size, `h`, `l`) tells it from an empty value once stored and then invalidated, and a
+/// placeholder must never be served; so neither is an empty stale item, nor an empty value of
+/// one's own whose early refresh is under way: their readers wait for the load.
 fn classify(reply: MetaReply) -> Lookup {
     let flags = &reply.flags;
     if flags.win {
@@ -266,7 +299,7 @@ fn classify(reply: MetaReply) -> Lookup {
     match reply.status {
         MetaStatus::Value => {
             let value = reply.value.unwrap_or_default();
-            if flags.win_taken && !flags.stale && value.is_empty() {
+            if value.is_empty() && (flags.win_taken || flags.stale) {
                 Lookup::Wait
             } else {
                 Lookup::Value(value)
@@ -383,6 +416,15 @@ mod tests {
         // The placeholder of another's load: wait.
         let pending = classify(reply(MetaStatus::Value, Some(b""), |f| f.win_taken = true));
         assert!(matches!(pending, Lookup::Wait));
+        // That placeholder invalidated during the load, another caller reloading: wait too.
+        let invalidated = classify(reply(MetaStatus::Value, Some(b""), |f| {
+            f.win_taken = true;
+            f.stale = true;
+        }));
+        assert!(matches!(invalidated, Lookup::Wait));
+        // An empty value stored without a lease: served.
+        let empty = classify(reply(MetaStatus::Value, Some(b""), |_| {}));
+        assert!(matches!(empty, Lookup::Value(v) if v.is_empty()));
         // A stale value another caller refreshes: served.
         let stale = classify(reply(MetaStatus::Value, Some(b"old"), |f| {
             f.win_taken = true;

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use memcached_autodiscovery::{Client, Error};
+use memcached_autodiscovery::{Client, Error, ProtocolError};
 use memcached_autodiscovery_testkit::LocalCluster;
+use support::rogue::{Rogue, RogueNode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const TTL: Duration = Duration::from_secs(60);
@@ -216,6 +217,120 @@ async fn invalidate_serves_the_stale_value_while_one_caller_refreshes() {
         "readers were served the stale value meanwhile: {seen:?}"
     );
     assert_eq!(clients[1].get(key).await.unwrap().unwrap(), "new");
+}
+
+/// A loader that says when it starts, then takes `delay` and returns `value`.
+async fn signalled_load(
+    started: tokio::sync::oneshot::Sender<()>,
+    delay: Duration,
+    value: &'static str,
+) -> Result<Bytes, DatabaseDown> {
+    let _ = started.send(());
+    tokio::time::sleep(delay).await;
+    Ok(Bytes::from_static(value.as_bytes()))
+}
+
+/// `invalidate` while a load holds the lease marks the empty placeholder stale, and memcached
+/// 1.6.18 answers the next reader `VA 0 ... X W` and the others `VA 0 ... Z X`: a stale item that
+/// never held a value. No caller is served it: the first reader loads, the others wait for its
+/// value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placeholder_invalidated_during_its_load_is_never_served() {
+    let cluster = LocalCluster::start(1).await.unwrap();
+    // One client per reader: each client's own callers share one lookup.
+    let clients = clients(&cluster, 4).await;
+    let key = "invalidated:while-loading";
+    let (started, first_started) = tokio::sync::oneshot::channel();
+    let first = {
+        let client = clients[0].clone();
+        tokio::spawn(async move {
+            let load = || signalled_load(started, Duration::from_millis(800), "first");
+            client.get_or_load(key, TTL, load).await
+        })
+    };
+    first_started.await.unwrap();
+    assert!(
+        clients[1]
+            .invalidate(key, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "the placeholder is there to invalidate"
+    );
+    let (started, reload_started) = tokio::sync::oneshot::channel();
+    let reloader = {
+        let client = clients[1].clone();
+        tokio::spawn(async move {
+            let load = || signalled_load(started, Duration::from_millis(300), "reloaded");
+            client.get_or_load(key, TTL, load).await
+        })
+    };
+    reload_started.await.unwrap();
+    // The lease of the reload is out: these readers find the stale placeholder.
+    let readers: Vec<_> = clients[2..]
+        .iter()
+        .map(|client| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .get_or_load(key, TTL, || async {
+                        Ok::<_, DatabaseDown>(Bytes::from_static(b"reader loaded"))
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for reader in readers {
+        let value = reader.await.unwrap().unwrap();
+        assert!(!value.is_empty(), "a reader was served the placeholder");
+        assert_eq!(value, "reloaded", "readers wait for the reload");
+    }
+    assert_eq!(reloader.await.unwrap().unwrap(), "reloaded");
+    // The first winner keeps its value; its store lost to the invalidation.
+    assert_eq!(first.await.unwrap().unwrap(), "first");
+    assert_eq!(clients[0].get(key).await.unwrap().unwrap(), "reloaded");
+}
+
+/// A node that answers the lease's read with another key's item (here a relay that asks
+/// memcached for `decoy` instead): the caller gets a protocol error, never that item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_reply_for_another_key_is_refused() {
+    let cluster = LocalCluster::start(1).await.unwrap();
+    let node = cluster.node_addrs()[0];
+    let direct = Client::builder()
+        .nodes([node.to_string()])
+        .build()
+        .await
+        .unwrap();
+    direct.set("decoy", "decoy's value", TTL).await.unwrap();
+    let rogue = RogueNode::start(Rogue::OtherKey(node, "decoy")).await;
+    let client = Client::builder()
+        .nodes([rogue.addr.to_string()])
+        .request_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let counted = loads.clone();
+    let got = client
+        .get_or_load("wanted", TTL, || async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, DatabaseDown>(Bytes::from_static(b"loaded"))
+        })
+        .await;
+    match got {
+        Err(Error::Protocol {
+            source:
+                ProtocolError::UnexpectedReply {
+                    expected: "the requested key",
+                    line,
+                },
+            ..
+        }) => assert_eq!(line, "decoy"),
+        other => panic!("another key's item was not refused: {other:?}"),
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 0, "nothing was loaded");
+    // The decoy itself is untouched.
+    assert_eq!(direct.get("decoy").await.unwrap().unwrap(), "decoy's value");
 }
 
 /// A memcached 1.5 stand-in: `get`, `set` and `delete` of the text protocol over an in-memory

@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use memcached_autodiscovery::config::Node;
 use memcached_autodiscovery::Client;
 use memcached_autodiscovery_testkit::LocalCluster;
+use support::rogue::{Rogue, RogueNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -207,4 +209,56 @@ async fn deleted_or_overwritten_moved_keys_never_return_their_old_value() {
             );
         }
     }
+}
+
+/// A previous owner that answers the handoff's read with another key's item (a relay before
+/// memcached that asks it for `decoy` instead): that item is neither served for the moved key
+/// nor copied to the key's new owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_previous_owner_answering_for_another_key_is_neither_served_nor_copied() {
+    let cluster = LocalCluster::start(2).await.unwrap();
+    let addrs = cluster.node_addrs();
+    let direct = |addr: std::net::SocketAddr| {
+        Client::builder()
+            .nodes([addr.to_string()])
+            .request_timeout(Duration::from_secs(1))
+            .build()
+    };
+    let previous_node = direct(addrs[0]).await.unwrap();
+    previous_node
+        .set("decoy", "decoy's value", TTL)
+        .await
+        .unwrap();
+    let rogue = RogueNode::start(Rogue::OtherKey(addrs[0], "decoy")).await;
+    // The cluster is the relay alone, then the relay and the second node.
+    let relay = Node::new(
+        "relay.local-cluster.test",
+        Some(rogue.addr.ip()),
+        rogue.addr.port(),
+    );
+    let new_owner = cluster.nodes()[1].clone();
+    let version = cluster.config().version;
+    cluster.set_nodes_same_version(vec![relay.clone()]);
+    cluster.set_version(version + 1);
+    let client = client(&cluster, Some(Duration::from_secs(60))).await;
+    cluster.set_nodes_same_version(vec![relay, new_owner.clone()]);
+    cluster.set_version(version + 2);
+    assert!(client.refresh().await.unwrap());
+    let key = (0..1000)
+        .map(|i| format!("moved-{i}"))
+        .find(|k| client.node_for(k).unwrap().id() == new_owner.id())
+        .expect("a key moved to the new node");
+
+    let served = client.get(&key).await.unwrap();
+    let copied = direct(addrs[1]).await.unwrap().get(&key).await.unwrap();
+    assert_eq!(
+        (served, copied),
+        (None, None),
+        "the decoy's item for {key}: (served, copied to the new owner)"
+    );
+    // The decoy itself is untouched.
+    assert_eq!(
+        previous_node.get("decoy").await.unwrap().unwrap(),
+        "decoy's value"
+    );
 }

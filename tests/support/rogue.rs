@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// How a rogue node answers.
@@ -28,6 +28,9 @@ pub enum Rogue {
     Hangup,
     /// Forwards to a real node, holding each reply back by the given milliseconds.
     Slow(SocketAddr, u64),
+    /// Forwards to a real node, but every meta get (`mg`) asks for the given key instead of its
+    /// own (as a text key: a `b` flag is dropped), so the node answers with that key's item.
+    OtherKey(SocketAddr, &'static str),
 }
 
 /// A listening rogue node; stops when dropped.
@@ -100,6 +103,7 @@ async fn serve(mut stream: TcpStream, rogue: Rogue, sent: Arc<AtomicU64>) {
             }
             forward.abort();
         }
+        Rogue::OtherKey(upstream, key) => other_key(stream, upstream, key, sent).await,
         Rogue::Hangup => {
             let refusal = b"ERROR Too many open connections\r\n";
             if stream.write_all(refusal).await.is_ok() {
@@ -155,13 +159,67 @@ async fn serve(mut stream: TcpStream, rogue: Rogue, sent: Arc<AtomicU64>) {
                     }
                     ok
                 }
-                Rogue::Slow(..) | Rogue::Unsolicited | Rogue::Hangup => unreachable!(),
+                Rogue::Slow(..) | Rogue::OtherKey(..) | Rogue::Unsolicited | Rogue::Hangup => {
+                    unreachable!()
+                }
             };
             if !ok {
                 break;
             }
         },
     }
+}
+
+/// [`Rogue::OtherKey`]: relays requests line by line (a storage command's data block as it is),
+/// each `mg` rewritten to ask for `key`, and the node's replies unchanged.
+async fn other_key(stream: TcpStream, upstream: SocketAddr, key: &str, sent: Arc<AtomicU64>) {
+    let Ok(up) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let (mut up_r, mut up_w) = up.into_split();
+    let (r, mut w) = stream.into_split();
+    let replies = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = up_r.read(&mut buf).await {
+            if n == 0 || w.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            sent.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    });
+    let mut r = BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if !matches!(r.read_until(b'\n', &mut line).await, Ok(n) if n > 0) {
+            break;
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let request = match words.as_slice() {
+            ["mg", _, flags @ ..] => {
+                let flags: Vec<&str> = flags.iter().copied().filter(|f| *f != "b").collect();
+                format!("mg {key} {}\r\n", flags.join(" ")).into_bytes()
+            }
+            _ => line.clone(),
+        };
+        // The data block of `ms <key> <len> ...` and of `set|add|... <key> <flags> <exp> <len>`.
+        let block = match words.as_slice() {
+            ["ms", _, len, ..] => len.parse::<usize>().ok(),
+            ["set" | "add" | "replace" | "append" | "prepend" | "cas", _, _, _, len, ..] => {
+                len.parse::<usize>().ok()
+            }
+            _ => None,
+        };
+        let mut data = vec![0u8; block.map_or(0, |n| n + 2)];
+        if r.read_exact(&mut data).await.is_err()
+            || up_w.write_all(&request).await.is_err()
+            || up_w.write_all(&data).await.is_err()
+        {
+            break;
+        }
+    }
+    replies.abort();
 }
 
 /// Resident memory of this process, in KiB (Linux).

@@ -3,6 +3,12 @@
 use bytes::{BufMut, BytesMut};
 
 use super::request::{Line, MetaKey};
+use super::{MetaReply, MetaStatus};
+use crate::error::{excerpt, ProtocolError};
+
+/// What a reply naming another key was expected to name: the same words as the text `get`'s
+/// check, so that both paths report such a reply alike.
+const REQUESTED_KEY: &str = "the requested key";
 
 /// `mg`: read an item, and optionally its metadata, a lease, or a TTL update.
 ///
@@ -153,6 +159,42 @@ impl<'a> MetaGet<'a> {
         self
     }
 
+    /// Checks that `reply`, the answer to this request, is about this request's key. A key the
+    /// reply names (`k`) must be this one, and when the request asked for it
+    /// ([`return_key`](MetaGet::return_key)), a hit (`VA`, `HD`) must name one: a node cannot
+    /// then hand another key's item to this key's caller unseen. A reply naming another key, or
+    /// none, is [`ProtocolError::UnexpectedReply`] expecting `"the requested key"`, as a text
+    /// `get` answered with another key's `VALUE` is.
+    ///
+    /// The key's bytes are compared, not its form: memcached 1.6.18 names the key as the item
+    /// holds it, in base64 with `b` for an item stored under a binary key (which the decoder
+    /// decodes) and as it is for the others, a placeholder created by `N` for a binary key
+    /// included, whichever form the request used.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use memcached_autodiscovery::protocol::meta::{MetaGet, MetaReply, MetaStatus, ReturnFlags};
+    /// let get = MetaGet::new("user:42").value().return_key();
+    /// let mut flags = ReturnFlags::default();
+    /// flags.key = Some(Bytes::from_static(b"user:42"));
+    /// let value = Some(Bytes::from_static(b"v"));
+    /// assert!(get.check_reply(&MetaReply::new(MetaStatus::Value, flags.clone(), value.clone())).is_ok());
+    /// flags.key = Some(Bytes::from_static(b"user:43"));
+    /// assert!(get.check_reply(&MetaReply::new(MetaStatus::Value, flags, value)).is_err());
+    /// ```
+    pub fn check_reply(&self, reply: &MetaReply) -> Result<(), ProtocolError> {
+        let hit = matches!(reply.status, MetaStatus::Value | MetaStatus::Success);
+        match reply.flags.key.as_deref() {
+            Some(key) if key == self.key.bytes() => Ok(()),
+            None if !(hit && self.return_key) => Ok(()),
+            named => Err(ProtocolError::UnexpectedReply {
+                expected: REQUESTED_KEY,
+                line: named
+                    .map_or_else(|| format!("{} without a key", reply.status.code()), excerpt),
+            }),
+        }
+    }
+
     pub(super) fn wire_len(&self) -> usize {
         self.key.wire_len() + self.opaque.map_or(0, <[u8]>::len) + 96
     }
@@ -182,5 +224,74 @@ impl<'a> MetaGet<'a> {
         line.flag(quiet, b'q');
         line.flag(self.no_bump, b'u');
         buf.put_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{decode, Expect, Limits, Response};
+
+    /// The reply `wire` decoded, as the connection would hand it over.
+    fn reply(wire: &[u8]) -> MetaReply {
+        let mut buf = BytesMut::from(wire);
+        match decode(&mut buf, Expect::Meta, &Limits::default()) {
+            Ok(Some((Response::Meta(reply), _))) => *reply,
+            other => panic!("{wire:?} decoded as {other:?}"),
+        }
+    }
+
+    fn refused(get: &MetaGet<'_>, wire: &[u8]) -> bool {
+        matches!(
+            get.check_reply(&reply(wire)),
+            Err(ProtocolError::UnexpectedReply {
+                expected: REQUESTED_KEY,
+                ..
+            })
+        )
+    }
+
+    #[test]
+    fn replies_for_the_key_asked_for_pass() {
+        let get = MetaGet::new("k1").value().return_key();
+        assert!(!refused(&get, b"VA 1 c3 kk1\r\nv\r\n"));
+        assert!(!refused(&get, b"VA 0 c1 t30 kk1 W\r\n\r\n"));
+        assert!(!refused(&get, b"EN kk1\r\n"));
+        // A miss need not name its key: nothing of it is served.
+        assert!(!refused(&get, b"EN\r\n"));
+        // Without `k` asked for, a hit that names no key cannot be checked.
+        assert!(!refused(&MetaGet::new("k1").cas(), b"HD c3\r\n"));
+    }
+
+    #[test]
+    fn replies_for_another_key_or_none_are_refused() {
+        let get = MetaGet::new("k1").value().return_key();
+        assert!(refused(&get, b"VA 5 c3 kother\r\nwrong\r\n"));
+        assert!(refused(&get, b"VA 1 c3\r\nv\r\n"));
+        assert!(refused(
+            &MetaGet::new("k1").cas().return_key(),
+            b"HD c3\r\n"
+        ));
+        assert!(refused(&get, b"EN kk2\r\n"));
+        // A key the reply names is checked even when it was not asked for.
+        assert!(refused(&MetaGet::new("k1").value(), b"VA 1 kk2\r\nv\r\n"));
+        // A prefix is another key.
+        assert!(refused(&get, b"VA 1 kk\r\nv\r\n"));
+    }
+
+    #[test]
+    fn base64_keys_are_compared_by_their_bytes() {
+        // memcached 1.6.18's replies: an item stored under the binary key `bin:2` is named in
+        // base64 whichever form the request used; a placeholder created for a binary key and an
+        // item stored under a text key are named as they are.
+        let binary = MetaGet::new(MetaKey::Binary(b"bin:2")).value().return_key();
+        let text = MetaGet::new("bin:2").value().return_key();
+        for get in [&binary, &text] {
+            assert!(!refused(get, b"VA 2 kYmluOjI= b\r\nhi\r\n"));
+            assert!(!refused(get, b"VA 0 c9 t30 kbin:2 W\r\n\r\n"));
+            // `bin:3` in base64, and the base64 form taken for the key itself.
+            assert!(refused(get, b"VA 2 kYmluOjM= b\r\nhi\r\n"));
+            assert!(refused(get, b"VA 2 kYmluOjI=\r\nhi\r\n"));
+        }
     }
 }
