@@ -27,12 +27,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use crate::connection::{server_error, unexpected, Connection};
+use crate::connection::Connection;
 use crate::error::Error;
 use crate::lease::read_item;
-use crate::protocol::meta::{MetaDelete, MetaGet, MetaRequest, MetaSet, MetaStatus, SetMode, Ttl};
+use crate::protocol::meta::{
+    MetaDelete, MetaGet, MetaReply, MetaRequest, MetaSet, MetaStatus, SetMode, Ttl,
+};
 use crate::protocol::{ErrorReply, Limits, Request, Response, Retrieval};
 
 /// A moved key's two owners during the window (connection handles are cheap clones).
@@ -51,34 +53,42 @@ struct Found {
 }
 
 impl Owners {
-    async fn call(&self, on: &Connection, request: MetaRequest<'_>) -> Result<Response, Error> {
-        let mut frame = BytesMut::new();
-        let expect = request.encode(&mut frame, &self.limits)?;
-        on.call(frame.freeze(), expect, request.is_idempotent())
-            .await
+    /// Sends a meta request on `on` and returns its meta reply.
+    async fn meta(&self, on: &Connection, request: MetaRequest<'_>) -> Result<MetaReply, Error> {
+        on.request(&request, &self.limits, |response| match response {
+            Response::Meta(reply) => Ok(*reply),
+            other => Err(other),
+        })
+        .await
     }
 
     /// The previous owner's item, by the meta protocol or, without it, by `get`.
     async fn read_previous(&self, key: &[u8]) -> Result<Option<Found>, Error> {
         if self.previous.speaks_meta() != Some(false) {
             let get = MetaGet::new(key).value().ttl().client_flags().cas();
-            match read_item(&self.previous, &self.limits, get).await? {
-                Response::Meta(reply) => {
-                    self.previous.set_speaks_meta(true);
-                    let placeholder = reply.flags.win_taken || reply.flags.stale;
-                    return Ok(match (reply.status, reply.value) {
-                        (MetaStatus::Value, Some(value)) if !placeholder => Some(Found {
-                            value,
-                            flags: reply.flags.client_flags.unwrap_or(0),
-                            ttl: reply.flags.ttl,
-                            cas: reply.flags.cas,
-                        }),
-                        _ => None,
-                    });
-                }
-                Response::Error(ErrorReply::Error) => self.previous.set_speaks_meta(false),
-                Response::Error(e) => return Err(server_error(self.previous.node(), &e)),
-                other => return Err(unexpected(self.previous.node(), "a meta reply", &other)),
+            let reply = read_item(
+                &self.previous,
+                &self.limits,
+                get,
+                |response| match response {
+                    Response::Meta(reply) => Ok(Some(reply)),
+                    Response::Error(ErrorReply::Error) => Ok(None),
+                    other => Err(other),
+                },
+            )
+            .await?;
+            self.previous.set_speaks_meta(reply.is_some());
+            if let Some(reply) = reply {
+                let placeholder = reply.flags.win_taken || reply.flags.stale;
+                return Ok(match (reply.status, reply.value) {
+                    (MetaStatus::Value, Some(value)) if !placeholder => Some(Found {
+                        value,
+                        flags: reply.flags.client_flags.unwrap_or(0),
+                        ttl: reply.flags.ttl,
+                        cas: reply.flags.cas,
+                    }),
+                    _ => None,
+                });
             }
         }
         let keys: &[&[u8]] = &[key];
@@ -86,20 +96,19 @@ impl Owners {
             kind: Retrieval::Get,
             keys,
         };
-        let mut frame = BytesMut::new();
-        let expect = request.encode(&mut frame, &self.limits)?;
-        match self.previous.call(frame.freeze(), expect, true).await? {
-            Response::Values(mut items) => {
-                Ok(items.pop().filter(|i| i.key == key).map(|i| Found {
-                    value: i.value,
-                    flags: i.flags,
-                    ttl: None,
-                    cas: None,
-                }))
-            }
-            Response::Error(e) => Err(server_error(self.previous.node(), &e)),
-            other => Err(unexpected(self.previous.node(), "the reply to get", &other)),
-        }
+        self.previous
+            .request(&request, &self.limits, |response| match response {
+                Response::Values(mut items) => {
+                    Ok(items.pop().filter(|i| i.key == key).map(|i| Found {
+                        value: i.value,
+                        flags: i.flags,
+                        ttl: None,
+                        cas: None,
+                    }))
+                }
+                other => Err(other),
+            })
+            .await
     }
 
     /// A miss on the new owner: the previous owner's value, copied to the new owner when its
@@ -127,19 +136,24 @@ impl Owners {
             .client_flags(found.flags)
             .ttl(exptime)
             .return_cas();
-        let copied = match self.call(&self.current, copy.into()).await {
-            Ok(Response::Meta(reply)) if reply.status == MetaStatus::Success => reply.flags.cas,
+        let copied = match self.meta(&self.current, copy.into()).await {
+            Ok(reply) if reply.status == MetaStatus::Success => reply.flags.cas,
             _ => None, // not stored (written meanwhile) or failed: the read still stands
         };
         if let Some(copy_cas) = copied {
             let again = MetaGet::new(key).cas();
-            let unchanged = matches!(
-                read_item(&self.previous, &self.limits, again).await,
-                Ok(Response::Meta(reply)) if reply.flags.cas == Some(cas)
+            let again = read_item(
+                &self.previous,
+                &self.limits,
+                again,
+                |response| match response {
+                    Response::Meta(reply) => Ok(reply.flags.cas),
+                    other => Err(other),
+                },
             );
-            if !unchanged {
+            if again.await.ok().flatten() != Some(cas) {
                 let undo = MetaDelete::new(key).compare_cas(copy_cas);
-                let _ = self.call(&self.current, undo.into()).await;
+                let _ = self.meta(&self.current, undo.into()).await;
             }
         }
         Ok(Some(found.value))
@@ -149,14 +163,13 @@ impl Owners {
     /// there). Returns whether it existed; a failure of that node is not the caller's: the
     /// caller's own request decides.
     pub(crate) async fn forget_previous(&self, key: &[u8]) -> bool {
-        let request = Request::Delete { key };
-        let mut frame = BytesMut::new();
-        let Ok(expect) = request.encode(&mut frame, &self.limits) else {
-            return false;
-        };
-        matches!(
-            self.previous.call(frame.freeze(), expect, false).await,
-            Ok(Response::Deleted)
-        )
+        let delete = Request::Delete { key };
+        let deleted = self
+            .previous
+            .request(&delete, &self.limits, |response| match response {
+                Response::Deleted => Ok(true),
+                other => Err(other),
+            });
+        deleted.await.unwrap_or(false)
     }
 }

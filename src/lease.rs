@@ -26,13 +26,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use crate::connection::{server_error, unexpected, Connection};
+use crate::connection::{accept_reply, Connection};
 use crate::error::Error;
 use crate::protocol::meta::{MetaDelete, MetaGet, MetaReply, MetaRequest, MetaSet, MetaStatus};
 use crate::protocol::{
-    ErrorReply, Limits, Request, Response, Retrieval, StoreMode, MAX_RELATIVE_TTL,
+    ErrorReply, Expect, Limits, Request, Response, Retrieval, StoreMode, MAX_RELATIVE_TTL,
 };
 
 /// The first pause of a caller waiting for another's load; it doubles up to [`MAX_PAUSE`], so a
@@ -76,24 +76,21 @@ fn load_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
     }
 }
 
-/// What a reply to these calls must be, for errors.
-const META_REPLY: &str = "a meta reply";
-
 /// Sends `get` on `connection`, asking for the key back (`k`), and refuses a reply about another
 /// key as [`Error::Protocol`] ([`MetaGet::check_reply`]). Every meta read of an item goes
 /// through here (the lookup of a lease, the warm handoff's reads of a previous owner), so that
 /// no node can hand one key's item to another key's caller, nor have it copied elsewhere.
-pub(crate) async fn read_item(
+/// The reply, once checked, goes to `accept` as on every request path
+/// ([`Connection::request`]).
+pub(crate) async fn read_item<T>(
     connection: &Connection,
     limits: &Limits,
     get: MetaGet<'_>,
-) -> Result<Response, Error> {
+    accept: impl FnOnce(Response) -> Result<T, Response>,
+) -> Result<T, Error> {
     let get = get.return_key();
-    let request = MetaRequest::from(get);
-    let mut frame = BytesMut::new();
-    let expect = request.encode(&mut frame, limits)?;
     let response = connection
-        .call(frame.freeze(), expect, request.is_idempotent())
+        .request(&MetaRequest::from(get), limits, Ok)
         .await?;
     if let Response::Meta(reply) = &response {
         get.check_reply(reply).map_err(|source| Error::Protocol {
@@ -101,7 +98,7 @@ pub(crate) async fn read_item(
             source,
         })?;
     }
-    Ok(response)
+    accept_reply(connection.node(), Expect::Meta, response, accept)
 }
 
 impl Lease<'_> {
@@ -117,15 +114,6 @@ impl Lease<'_> {
         relative.then_some(self.exptime / 10)
     }
 
-    async fn send(&self, request: MetaRequest<'_>) -> Result<Response, Error> {
-        let mut frame = BytesMut::new();
-        let expect = request.encode(&mut frame, self.limits)?;
-        let idempotent = request.is_idempotent();
-        self.connection
-            .call(frame.freeze(), expect, idempotent)
-            .await
-    }
-
     async fn lookup(&self) -> Result<Lookup, Error> {
         let mut get = MetaGet::new(self.key)
             .vivify(self.lease_secs())
@@ -135,13 +123,17 @@ impl Lease<'_> {
         if let Some(early) = self.early_secs() {
             get = get.recache(early);
         }
-        let node = self.connection.node();
-        match read_item(self.connection, self.limits, get).await? {
-            Response::Meta(reply) => Ok(classify(*reply)),
-            Response::Error(ErrorReply::Error) => Ok(Lookup::NoMeta),
-            Response::Error(e) => Err(server_error(node, &e)),
-            other => Err(unexpected(node, META_REPLY, &other)),
-        }
+        read_item(
+            self.connection,
+            self.limits,
+            get,
+            |response| match response {
+                Response::Meta(reply) => Ok(classify(*reply)),
+                Response::Error(ErrorReply::Error) => Ok(Lookup::NoMeta),
+                other => Err(other),
+            },
+        )
+        .await
     }
 
     /// Stores the loaded value, unless the item changed since the win.
@@ -229,6 +221,12 @@ impl Lease<'_> {
         }
     }
 
+    /// Sends a meta request whose outcome is not the caller's (a store after a load, a
+    /// release): any answer, or none, will do.
+    async fn send(&self, request: MetaRequest<'_>) {
+        let _ = self.connection.request(&request, self.limits, Ok).await;
+    }
+
     /// `get`, then on a miss the loader and `set`: for nodes without the meta protocol.
     async fn without_meta<F, Fut, E>(&self, load: F) -> Result<Bytes, Error>
     where
@@ -236,20 +234,20 @@ impl Lease<'_> {
         Fut: Future<Output = Result<Bytes, E>>,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let node = self.connection.node();
         let keys = [self.key];
         let get = Request::Retrieve {
             kind: Retrieval::Get,
             keys: &keys,
         };
-        match self.text(get).await? {
-            Response::Values(mut items) => {
-                if let Some(item) = items.pop().filter(|i| i.key == self.key) {
-                    return Ok(item.value);
-                }
-            }
-            Response::Error(e) => return Err(server_error(node, &e)),
-            other => return Err(unexpected(node, META_REPLY, &other)),
+        let found = self
+            .connection
+            .request(&get, self.limits, |response| match response {
+                Response::Values(mut items) => Ok(items.pop().filter(|i| i.key == self.key)),
+                other => Err(other),
+            })
+            .await?;
+        if let Some(item) = found {
+            return Ok(item.value);
         }
         let value = load().await.map_err(load_error)?;
         let set = Request::Store {
@@ -260,16 +258,8 @@ impl Lease<'_> {
             value: &value,
         };
         // As above: the value is the caller's whether or not it could be kept.
-        let _ = self.text(set).await;
+        let _ = self.connection.request(&set, self.limits, Ok).await;
         Ok(value)
-    }
-
-    async fn text(&self, request: Request<'_>) -> Result<Response, Error> {
-        let mut frame = BytesMut::new();
-        let expect = request.encode(&mut frame, self.limits)?;
-        self.connection
-            .call(frame.freeze(), expect, request.is_idempotent())
-            .await
     }
 }
 
@@ -334,14 +324,11 @@ impl Drop for Release {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let mut frame = BytesMut::new();
-        let request = MetaRequest::from(MetaDelete::new(&self.key[..]).compare_cas(cas));
-        let Ok(expect) = request.encode(&mut frame, &self.limits) else {
-            return;
-        };
         let connection = self.connection.clone();
+        let (key, limits) = (self.key.clone(), self.limits);
         runtime.spawn(async move {
-            let _ = connection.call(frame.freeze(), expect, false).await;
+            let release = MetaRequest::from(MetaDelete::new(&key[..]).compare_cas(cas));
+            let _ = connection.request(&release, &limits, Ok).await;
         });
     }
 }
@@ -355,33 +342,32 @@ pub(crate) async fn invalidate(
     key: &[u8],
     stale_ttl: u32,
 ) -> Result<bool, Error> {
-    let node = connection.node();
     if connection.speaks_meta() != Some(false) {
-        let mut frame = BytesMut::new();
         let request = MetaRequest::from(MetaDelete::new(key).invalidate_with_ttl(stale_ttl));
-        let expect = request.encode(&mut frame, limits)?;
-        match connection.call(frame.freeze(), expect, false).await? {
-            Response::Meta(reply) => {
-                connection.set_speaks_meta(true);
-                return match reply.status {
-                    MetaStatus::Success => Ok(true),
-                    MetaStatus::NotFound => Ok(false),
-                    _ => Err(unexpected(node, META_REPLY, &Response::Meta(reply))),
-                };
-            }
-            Response::Error(ErrorReply::Error) => connection.set_speaks_meta(false),
-            Response::Error(e) => return Err(server_error(node, &e)),
-            other => return Err(unexpected(node, META_REPLY, &other)),
+        let existed = connection
+            .request(&request, limits, |response| match response {
+                Response::Meta(reply) => match reply.status {
+                    MetaStatus::Success => Ok(Some(true)),
+                    MetaStatus::NotFound => Ok(Some(false)),
+                    _ => Err(Response::Meta(reply)),
+                },
+                Response::Error(ErrorReply::Error) => Ok(None),
+                other => Err(other),
+            })
+            .await?;
+        connection.set_speaks_meta(existed.is_some());
+        if let Some(existed) = existed {
+            return Ok(existed);
         }
     }
-    let mut frame = BytesMut::new();
-    let expect = Request::Delete { key }.encode(&mut frame, limits)?;
-    match connection.call(frame.freeze(), expect, false).await? {
-        Response::Deleted => Ok(true),
-        Response::NotFound => Ok(false),
-        Response::Error(e) => Err(server_error(node, &e)),
-        other => Err(unexpected(node, META_REPLY, &other)),
-    }
+    let delete = Request::Delete { key };
+    connection
+        .request(&delete, limits, |response| match response {
+            Response::Deleted => Ok(true),
+            Response::NotFound => Ok(false),
+            other => Err(other),
+        })
+        .await
 }
 
 #[cfg(test)]

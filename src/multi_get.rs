@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::client::Client;
-use crate::connection::{server_error, unexpected};
+use crate::connection::accept_reply;
 use crate::error::{excerpt, Error, ProtocolError};
 use crate::pipeline::Frame;
 use crate::protocol::{
@@ -149,7 +149,7 @@ impl Client {
                 };
                 let (frame, expect) = Frame::encode(|buf| request.encode(buf, &settings.limits))?;
                 match conn.send(frame, expect, true, deadline).await {
-                    Ok(reply) => waiting.push((conn, chunk, reply)),
+                    Ok(reply) => waiting.push((conn, chunk, expect, reply)),
                     Err(error) => {
                         for &key in chunk {
                             let elsewhere = matches!(error, Error::NodeDown { .. })
@@ -169,13 +169,14 @@ impl Client {
         // Every request has the connection's own deadline, watched by its socket task: no
         // timer here.
         found.hits.reserve(keys.len());
-        for (conn, chunk, reply) in waiting {
-            let items = match conn.reply(reply).await {
-                Ok(Response::Values(items)) => check_order(chunk, items, conn.node()),
-                Ok(Response::Error(e)) => Err(server_error(conn.node(), &e)),
-                Ok(other) => Err(unexpected(conn.node(), "the reply to get", &other)),
-                Err(error) => Err(error),
-            };
+        for (conn, chunk, expect, reply) in waiting {
+            let items = conn.reply(reply).await.and_then(|response| {
+                accept_reply(conn.node(), expect, response, |response| match response {
+                    Response::Values(items) => Ok(items),
+                    other => Err(other),
+                })
+            });
+            let items = items.and_then(|items| check_order(chunk, items, conn.node()));
             match items {
                 Ok(items) => {
                     for item in items {

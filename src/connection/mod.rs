@@ -29,7 +29,7 @@ mod request;
 mod slot;
 mod task;
 
-pub(crate) use request::{accept_reply, server_error, unexpected};
+pub(crate) use request::accept_reply;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;

@@ -41,7 +41,7 @@ pub(crate) fn accept_reply<T>(
 }
 
 /// The error for a server's error answer from `node`.
-pub(crate) fn server_error(node: &str, reply: &ErrorReply) -> Error {
+fn server_error(node: &str, reply: &ErrorReply) -> Error {
     Error::Server {
         node: node.to_string(),
         kind: reply.kind(),
@@ -51,7 +51,7 @@ pub(crate) fn server_error(node: &str, reply: &ErrorReply) -> Error {
 
 /// The error for a well-framed reply from `node` that does not answer a request expecting
 /// `expected`.
-pub(crate) fn unexpected(node: &str, expected: &'static str, reply: &Response) -> Error {
+fn unexpected(node: &str, expected: &'static str, reply: &Response) -> Error {
     Error::Protocol {
         node: node.to_string(),
         source: ProtocolError::UnexpectedReply {
