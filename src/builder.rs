@@ -305,7 +305,7 @@ impl ClientBuilder {
 
     /// Opens every connection (to the nodes and to the configuration endpoint) through `dialer`
     /// instead of TCP: see [`Dial`]. The connect timeout still applies. Cannot be combined with
-    /// `tls(...)` (cargo feature `tls`): `build()` returns [`Error::Config`].
+    /// `tls(...)` (cargo feature `tls`): `build()` returns [`Error::Settings`].
     pub fn dialer(mut self, dialer: impl Dial) -> Self {
         self.dialer = Some(Arc::new(dialer));
         self
@@ -400,7 +400,7 @@ impl ClientBuilder {
             None => return Err(no_nodes()),
             Some(Nodes::Static(list)) => Source::Static(static_config(&list)?),
             Some(Nodes::Endpoint(endpoint)) => {
-                split_host_port(&endpoint)?;
+                split_host_port(&endpoint, "config_endpoint")?;
                 crate::serverless::refuse_discovery(&endpoint)?;
                 Source::Endpoint {
                     endpoint,
@@ -425,8 +425,9 @@ impl ClientBuilder {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
             if self.dialer.is_some() {
-                return Err(Error::Config(
-                    "a custom dialer cannot be combined with tls: TLS runs over TCP only".into(),
+                return Err(Error::settings(
+                    "dialer",
+                    "a custom dialer cannot be combined with tls: TLS runs over TCP only",
                 ));
             }
             transport = transport.with_tls(tls.context()?);
@@ -455,14 +456,17 @@ impl ClientBuilder {
 }
 
 fn no_nodes() -> Error {
-    Error::Config("no nodes: call config_endpoint(\"host:port\") or nodes([...])".into())
+    Error::settings(
+        "config_endpoint",
+        "no nodes: call config_endpoint(\"host:port\") or nodes([...])",
+    )
 }
 
 /// Node weights keyed by node id (`hostname:port`, IPv6 without brackets).
 fn weight_map(list: &[(String, u32)]) -> Result<HashMap<String, u32>, Error> {
     list.iter()
         .map(|(address, weight)| {
-            let (host, port) = split_host_port(address)?;
+            let (host, port) = split_host_port(address, "node_weights")?;
             Ok((Node::new(host, None, port).id(), *weight))
         })
         .collect()
@@ -471,12 +475,12 @@ fn weight_map(list: &[(String, u32)]) -> Result<HashMap<String, u32>, Error> {
 /// The configuration of a static node list (version 0).
 fn static_config(list: &[String]) -> Result<ClusterConfig, Error> {
     if list.is_empty() {
-        return Err(Error::Config("the node list is empty".into()));
+        return Err(Error::settings("nodes", "the node list is empty"));
     }
     let nodes = list
         .iter()
         .map(|address| {
-            let (host, port) = split_host_port(address)?;
+            let (host, port) = split_host_port(address, "nodes")?;
             Ok(Node::new(host.clone(), host.parse().ok(), port))
         })
         .collect::<Result<Vec<Node>, Error>>()?;

@@ -17,10 +17,14 @@ use tokio::time::Instant;
 
 use crate::config::ClusterConfig;
 use crate::connection::Connection;
-use crate::error::{Error, Peer};
+use crate::error::{DiscoveryErrorKind, Error, Peer};
 use crate::protocol::request::LEGACY_CONFIG_KEY;
 use crate::protocol::{decode, ErrorReply, Limits, Request, Response};
 use crate::transport::{explain, hint_tls, split_host_port, Stream, Target, Transport};
+
+/// The discovery commands, as messages name them.
+const CONFIG_GET: &str = "`config get cluster`";
+const LEGACY_GET: &str = "the legacy `get AmazonElastiCache:cluster`";
 
 /// One discovery from `endpoint` (`host:port`), bounded by `timeout` as a whole (DNS, connect,
 /// TLS handshake, both commands). The reply is read within the default [`Limits`] (a 1 MiB
@@ -39,10 +43,12 @@ pub(crate) async fn fetch(
     .await
     {
         Ok(result) => result,
-        Err(_) => Err(Error::Discovery {
-            endpoint: endpoint.to_string(),
-            reason: format!("no complete answer within {timeout:?}"),
-        }),
+        Err(_) => Err(Error::discovery(
+            endpoint,
+            DiscoveryErrorKind::Timeout,
+            Some(format!("no complete answer within {timeout:?}")),
+            None,
+        )),
     }
 }
 
@@ -52,13 +58,13 @@ async fn fetch_until(
     limits: &Limits,
     deadline: Instant,
 ) -> Result<ClusterConfig, Error> {
-    let (host, port) = split_host_port(endpoint)?;
+    let (host, port) = split_host_port(endpoint, "config_endpoint")?;
     let peer = Peer::Endpoint(endpoint);
     let target = Target::new(host, port, None);
     let mut stream = match transport.connect(&target, peer, Some(deadline)).await {
         Ok(stream) => stream,
         Err(error @ Error::Tls { .. }) => return Err(error),
-        Err(error) => return Err(failed(endpoint, format!("connect: {error}"))),
+        Err(error) => return Err(unreachable(endpoint, "connect", error)),
     };
     let mut query = Query {
         stream: &mut stream,
@@ -70,11 +76,42 @@ async fn fetch_until(
     query.run().await
 }
 
-fn failed(endpoint: &str, reason: String) -> Error {
-    Error::Discovery {
-        endpoint: endpoint.to_string(),
-        reason,
-    }
+/// A discovery error of `kind` from `endpoint`, with what was seen.
+fn failed(endpoint: &str, kind: DiscoveryErrorKind, detail: String) -> Error {
+    Error::discovery(endpoint, kind, Some(detail), None)
+}
+
+/// The endpoint could not be reached: `what` ("connect", "send", "read") failed with `error`,
+/// the source.
+fn unreachable(endpoint: &str, what: &str, error: impl Into<Error>) -> Error {
+    let error = error.into();
+    Error::discovery(
+        endpoint,
+        DiscoveryErrorKind::Unreachable,
+        Some(format!("{what}: {error}")),
+        Some(std::sync::Arc::new(error)),
+    )
+}
+
+/// A server's error answer to `command`.
+fn server_answer(endpoint: &str, command: &str, answer: &ErrorReply) -> Error {
+    failed(
+        endpoint,
+        DiscoveryErrorKind::ServerError,
+        format!("{command} answered {answer}"),
+    )
+}
+
+/// A reply that is not an answer to `command`.
+fn not_an_answer(endpoint: &str, command: &str, reply: &Response) -> Error {
+    failed(
+        endpoint,
+        DiscoveryErrorKind::Malformed,
+        format!(
+            "unexpected answer to {command}: {}",
+            crate::error::excerpt(format!("{reply:?}").as_bytes())
+        ),
+    )
 }
 
 /// The discovery commands over one open connection.
@@ -93,31 +130,28 @@ impl Query<'_> {
             Response::Config(Some(block)) => return parse_block(&block, endpoint),
             Response::Config(None) => false,
             Response::Error(ErrorReply::Error) => true,
-            Response::Error(e) => {
-                return Err(failed(
-                    endpoint,
-                    format!("`config get cluster` answered {e}"),
-                ))
-            }
-            other => return Err(failed(endpoint, format!("unexpected answer {other:?}"))),
+            Response::Error(e) => return Err(server_answer(endpoint, CONFIG_GET, &e)),
+            other => return Err(not_an_answer(endpoint, CONFIG_GET, &other)),
         };
         match self.exchange(Request::LegacyConfigGet).await? {
             Response::Values(items) => match items.first() {
                 Some(item) if item.key == LEGACY_CONFIG_KEY => parse_block(&item.value, endpoint),
                 Some(item) => Err(failed(
                     endpoint,
+                    DiscoveryErrorKind::Malformed,
                     format!(
-                        "the legacy `get AmazonElastiCache:cluster` answered a value for another key ({})",
+                        "{LEGACY_GET} answered a value for another key ({})",
                         crate::error::excerpt(&item.key)
                     ),
                 )),
                 None if unknown_command => Err(Error::DiscoveryUnsupported {
                     endpoint: endpoint.to_string(),
                 }),
-                None => Err(failed(
+                None => Err(Error::discovery(
                     endpoint,
-                    "the endpoint has no cluster configuration stored (empty `config get cluster` and no legacy key)"
-                        .into(),
+                    DiscoveryErrorKind::NoConfiguration,
+                    None,
+                    None,
                 )),
             },
             Response::Error(ErrorReply::Error) if unknown_command => {
@@ -125,11 +159,8 @@ impl Query<'_> {
                     endpoint: endpoint.to_string(),
                 })
             }
-            Response::Error(e) => Err(failed(
-                endpoint,
-                format!("legacy `get AmazonElastiCache:cluster` answered {e}"),
-            )),
-            other => Err(failed(endpoint, format!("unexpected answer {other:?}"))),
+            Response::Error(e) => Err(server_answer(endpoint, LEGACY_GET, &e)),
+            other => Err(not_an_answer(endpoint, LEGACY_GET, &other)),
         }
     }
 
@@ -144,7 +175,7 @@ impl Query<'_> {
             let error = match error {
                 error @ Error::Tls { .. } => error,
                 error @ Error::Discovery { .. } => error,
-                other => failed(self.endpoint, other.to_string()),
+                other => unreachable(self.endpoint, "request", other),
             };
             let error = explain(error, self.plaintext, &self.rbuf, peer);
             if self.plaintext && first && self.rbuf.is_empty() {
@@ -173,7 +204,14 @@ impl Query<'_> {
             match decode(&mut self.rbuf, expect, self.limits) {
                 Ok(Some((response, _))) => return Ok(response),
                 Ok(None) => {}
-                Err(e) => return Err(failed(self.endpoint, e.to_string())),
+                Err(e) => {
+                    return Err(Error::discovery(
+                        self.endpoint,
+                        DiscoveryErrorKind::Malformed,
+                        Some(e.without_data().into_owned()),
+                        Some(std::sync::Arc::new(e)),
+                    ))
+                }
             }
             let n = match self.stream.read_buf(&mut self.rbuf).await {
                 Ok(n) => n,
@@ -190,7 +228,11 @@ impl Query<'_> {
                         self.rbuf.len()
                     )
                 };
-                return Err(failed(self.endpoint, reason));
+                return Err(failed(
+                    self.endpoint,
+                    DiscoveryErrorKind::Unreachable,
+                    reason,
+                ));
             }
         }
     }
@@ -200,8 +242,7 @@ impl Query<'_> {
     fn io_failure(&self, what: &str, e: std::io::Error, peer: Peer<'_>) -> Error {
         match self.stream.failure(e, peer) {
             error @ Error::Tls { .. } => error,
-            Error::Io { source, .. } => failed(self.endpoint, format!("{what}: {source}")),
-            other => failed(self.endpoint, format!("{what}: {other}")),
+            other => unreachable(self.endpoint, what, other),
         }
     }
 }
@@ -242,19 +283,26 @@ pub(crate) async fn ask_node(
             Ok(config) => NodeAnswer::Config(config),
             Err(e) => NodeAnswer::Failed(e),
         },
-        Ok(Response::Config(None)) => NodeAnswer::Failed(failed(
+        Ok(Response::Config(None)) => NodeAnswer::Failed(Error::discovery(
             node,
-            "the node has no cluster configuration stored".into(),
+            DiscoveryErrorKind::NoConfiguration,
+            None,
+            None,
         )),
         Ok(Response::Error(ErrorReply::Error)) => NodeAnswer::Unsupported,
-        Ok(Response::Error(e)) => {
-            NodeAnswer::Failed(failed(node, format!("`config get cluster` answered {e}")))
-        }
-        Ok(other) => NodeAnswer::Failed(failed(node, format!("unexpected answer {other:?}"))),
+        Ok(Response::Error(e)) => NodeAnswer::Failed(server_answer(node, CONFIG_GET, &e)),
+        Ok(other) => NodeAnswer::Failed(not_an_answer(node, CONFIG_GET, &other)),
         Err(e) => NodeAnswer::Failed(e),
     }
 }
 
 fn parse_block(block: &[u8], endpoint: &str) -> Result<ClusterConfig, Error> {
-    ClusterConfig::parse(block).map_err(|e| failed(endpoint, e.to_string()))
+    ClusterConfig::parse(block).map_err(|e| {
+        Error::discovery(
+            endpoint,
+            DiscoveryErrorKind::Malformed,
+            Some(e.to_string()),
+            Some(std::sync::Arc::new(e)),
+        )
+    })
 }

@@ -95,6 +95,64 @@ fn describe(flags: u32) -> &'static str {
     }
 }
 
+/// Why a discovery failed ([`Error::Discovery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DiscoveryErrorKind {
+    /// The endpoint could not be reached or the connection broke: name resolution, connect,
+    /// TLS or I/O failure (the [`source`](std::error::Error::source)). Retryable.
+    Unreachable,
+    /// No complete answer within the discovery timeout. Retryable.
+    Timeout,
+    /// The endpoint answered but holds no cluster configuration (an empty `config get cluster`
+    /// and no legacy key). Retryable: a configuration may be stored later.
+    NoConfiguration,
+    /// The answer is not a valid configuration reply (the parse error is the source).
+    /// Retryable: a truncated or garbled reply may come out right next time.
+    Malformed,
+    /// The endpoint answered `CLIENT_ERROR` or `SERVER_ERROR`. Retryable.
+    ServerError,
+    /// The work was interrupted before it completed (the runtime is shutting down). Retryable.
+    Interrupted,
+    /// The configuration lists more distinct nodes than `ClientBuilder::max_nodes` allows, and
+    /// was refused. Not retryable: the same configuration will be refused again until the
+    /// setting (or the cluster) changes.
+    TooManyNodes {
+        /// Distinct nodes listed.
+        nodes: usize,
+        /// The `max_nodes` setting.
+        max: usize,
+    },
+}
+
+impl DiscoveryErrorKind {
+    /// Whether asking again later may succeed.
+    pub fn is_retryable(self) -> bool {
+        !matches!(self, DiscoveryErrorKind::TooManyNodes { .. })
+    }
+}
+
+impl fmt::Display for DiscoveryErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DiscoveryErrorKind::Unreachable => f.write_str("the endpoint could not be reached"),
+            DiscoveryErrorKind::Timeout => f.write_str("no complete answer in time"),
+            DiscoveryErrorKind::NoConfiguration => f.write_str(
+                "the endpoint has no cluster configuration stored (empty `config get cluster` \
+                 and no legacy key)",
+            ),
+            DiscoveryErrorKind::Malformed => f.write_str("the answer is not a valid configuration"),
+            DiscoveryErrorKind::ServerError => f.write_str("the endpoint answered an error"),
+            DiscoveryErrorKind::Interrupted => f.write_str("interrupted before it completed"),
+            DiscoveryErrorKind::TooManyNodes { nodes, max } => write!(
+                f,
+                "the configuration lists {nodes} nodes, more than max_nodes ({max}); raise \
+                 ClientBuilder::max_nodes if the cluster really is that large"
+            ),
+        }
+    }
+}
+
 /// An error returned by the client. Normal outcomes (a miss; `NOT_STORED` except for `set`;
 /// `EXISTS`, `NOT_FOUND`) are values, never errors. Every variant that concerns a node names it,
 /// and says in what state the node's connection is left.
@@ -184,14 +242,21 @@ pub enum Error {
         /// The endpoint, as given.
         endpoint: String,
     },
-    /// Discovery failed for another reason (unreachable, no config stored, malformed reply). The
-    /// discovery connection is closed; the last good topology is kept.
-    #[error("discovery from {endpoint} failed: {reason}")]
+    /// Discovery failed for another reason: [`DiscoveryErrorKind`] says which, and
+    /// [`source`](std::error::Error::source) is the underlying error when there is one (the
+    /// I/O or TLS error, the parse error, the server's answer). The discovery connection is
+    /// closed; the last good topology is kept.
+    #[error("discovery from {endpoint} failed: {kind}{}", detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Discovery {
-        /// The endpoint, as given.
+        /// The configuration endpoint (or the node asked), as `host:port`.
         endpoint: String,
         /// What went wrong.
-        reason: String,
+        kind: DiscoveryErrorKind,
+        /// What was seen, in words (never the reply's bytes beyond an excerpt).
+        detail: Option<String>,
+        /// The underlying error.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
     /// The loader given to `Client::get_or_load` failed; its error is the
     /// [`source`](std::error::Error::source). The key's load lease was given back, so another
@@ -208,10 +273,18 @@ pub enum Error {
     /// (decoding).
     #[error("value codec: {0}")]
     Codec(#[from] CodecError),
-    /// The client's settings are invalid (no endpoint or nodes, a malformed address, an unusable
-    /// TLS setting); returned by `build()` before any connection is made.
-    #[error("invalid client configuration: {0}")]
-    Config(String),
+    /// A setting is unusable (no endpoint or nodes, a malformed address, an unusable TLS
+    /// setting, a Serverless endpoint given as a configuration endpoint); returned by `build()`
+    /// (or by the [`TlsConfig`](crate::ClientBuilder) method given it) before any connection is
+    /// made. Retrying cannot help: the setting must change.
+    #[error("invalid setting `{setting}`: {reason}")]
+    Settings {
+        /// The setting at fault: the `ClientBuilder` or `TlsConfig` method that sets it
+        /// (`config_endpoint`, `nodes`, `tls`, `dialer`, ...).
+        setting: &'static str,
+        /// What is wrong with it and what to do.
+        reason: String,
+    },
     /// The topology holds no node to route to; nothing was sent.
     #[error("the cluster has no nodes")]
     NoNodes,
@@ -236,15 +309,15 @@ impl Error {
             | Error::Io { .. }
             | Error::NodeDown { .. }
             | Error::Protocol { .. }
-            | Error::Discovery { .. }
             | Error::NoNodes => true,
+            Error::Discovery { kind, .. } => kind.is_retryable(),
             Error::Server { kind, .. } => kind.is_retryable(),
             Error::Tls { kind, .. } => {
                 matches!(kind, TlsErrorKind::HandshakeTimeout | TlsErrorKind::Other)
             }
             Error::Invalid(_)
             | Error::DiscoveryUnsupported { .. }
-            | Error::Config(_)
+            | Error::Settings { .. }
             | Error::Load { .. }
             | Error::Codec(_) => false,
         }
@@ -284,6 +357,31 @@ impl Error {
     /// (which may hold keys and values).
     pub(crate) fn without_data(&self) -> WithoutData<'_> {
         WithoutData(self)
+    }
+}
+
+impl Error {
+    /// A discovery error of `kind` from `endpoint`, with what was seen and the underlying error.
+    pub(crate) fn discovery(
+        endpoint: &str,
+        kind: DiscoveryErrorKind,
+        detail: Option<String>,
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    ) -> Error {
+        Error::Discovery {
+            endpoint: endpoint.to_string(),
+            kind,
+            detail,
+            source,
+        }
+    }
+
+    /// An unusable `setting`, with what is wrong and what to do.
+    pub(crate) fn settings(setting: &'static str, reason: impl Into<String>) -> Error {
+        Error::Settings {
+            setting,
+            reason: reason.into(),
+        }
     }
 }
 

@@ -161,7 +161,7 @@ mod tests {
                 flights
                     .run(Bytes::from_static(b"k"), deadline, timeout, || async {
                         tokio::time::sleep(Duration::from_millis(50)).await;
-                        Err(Error::Config("load failed".into()))
+                        Err(Error::NoNodes)
                     })
                     .await
             })

@@ -204,7 +204,8 @@ pub use codec::{Codec, CodecError};
 pub use config::{ClusterConfig, Node};
 pub use distribution::{Distribution, NodeIdentity};
 pub use error::{
-    ClusterConfigErrorKind, Error, KeyError, ProtocolError, ServerErrorKind, TlsErrorKind,
+    ClusterConfigErrorKind, DiscoveryErrorKind, Error, KeyError, ProtocolError, ServerErrorKind,
+    TlsErrorKind,
 };
 pub use multi_get::MultiGet;
 pub use protocol::{Item, StoreMode};

@@ -27,10 +27,13 @@ pub(crate) fn is_serverless_endpoint(endpoint: &str) -> bool {
 /// A Serverless endpoint given as a configuration endpoint: it cannot be discovered.
 pub(crate) fn refuse_discovery(endpoint: &str) -> Result<(), Error> {
     if is_serverless_endpoint(endpoint) {
-        return Err(Error::Config(format!(
-            "{endpoint} is an ElastiCache Serverless endpoint, which has no `config get cluster`: \
-             use ClientBuilder::serverless(\"{endpoint}\") instead of config_endpoint"
-        )));
+        return Err(Error::settings(
+            "config_endpoint",
+            format!(
+                "{endpoint} is an ElastiCache Serverless endpoint, which has no `config get \
+                 cluster`: use ClientBuilder::serverless(\"{endpoint}\") instead"
+            ),
+        ));
     }
     Ok(())
 }

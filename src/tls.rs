@@ -115,9 +115,10 @@ impl TlsConfig {
         let certs = certificates(pem.as_ref(), "the CA PEM")?;
         for cert in certs {
             self.roots.add(cert).map_err(|e| {
-                Error::Config(format!(
-                    "TlsConfig: a certificate of the CA PEM cannot be a trust anchor: {e}"
-                ))
+                Error::settings(
+                    "TlsConfig::add_ca_pem",
+                    format!("a certificate of the CA PEM cannot be a trust anchor: {e}"),
+                )
             })?;
         }
         Ok(self)
@@ -154,9 +155,10 @@ impl TlsConfig {
     ) -> Result<TlsConfig, Error> {
         let chain = certificates(chain_pem.as_ref(), "the client certificate PEM")?;
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_ref()).map_err(|e| {
-            Error::Config(format!(
-                "TlsConfig::client_cert_pem: no usable private key in the key PEM ({e})"
-            ))
+            Error::settings(
+                "TlsConfig::client_cert_pem",
+                format!("no usable private key in the key PEM ({e})"),
+            )
         })?;
         self.client_identity = Some((chain, Arc::new(key)));
         Ok(self)
@@ -164,7 +166,7 @@ impl TlsConfig {
 
     /// The rustls configuration and name rule, built once per client.
     pub(crate) fn context(&self) -> Result<Arc<TlsContext>, Error> {
-        let invalid = |what: String| Error::Config(format!("TlsConfig: {what}"));
+        let invalid = |what: String| Error::settings("tls", what);
         if self.roots.is_empty() {
             return Err(invalid(
                 "no trusted certificate authority (the CA PEM was empty)".into(),
@@ -200,11 +202,12 @@ impl TlsConfig {
 fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Config(format!("TlsConfig: {what} cannot be read: {e}")))?;
+        .map_err(|e| Error::settings("tls", format!("{what} cannot be read: {e}")))?;
     if certs.is_empty() {
-        return Err(Error::Config(format!(
-            "TlsConfig: {what} holds no `-----BEGIN CERTIFICATE-----` block"
-        )));
+        return Err(Error::settings(
+            "tls",
+            format!("{what} holds no `-----BEGIN CERTIFICATE-----` block"),
+        ));
     }
     Ok(certs)
 }
@@ -575,12 +578,12 @@ mod tests {
     #[test]
     fn pem_problems_are_configuration_errors() {
         let err = TlsConfig::with_ca_pem("not a pem").unwrap_err();
-        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert!(matches!(err, Error::Settings { .. }), "{err}");
         assert!(err.to_string().contains("BEGIN CERTIFICATE"), "{err}");
         let err = TlsConfig::webpki_roots()
             .client_cert_pem("", "")
             .unwrap_err();
-        assert!(matches!(err, Error::Config(_)), "{err}");
+        assert!(matches!(err, Error::Settings { .. }), "{err}");
         assert!(TlsConfig::webpki_roots().context().is_ok());
         let err = TlsConfig::webpki_roots()
             .server_name("*.com")

@@ -32,7 +32,7 @@ use crate::cluster::{Placement, Snapshot, TopologyChange};
 use crate::config::{decide, ClusterConfig, Decision};
 use crate::connection::ConnectionSettings;
 use crate::discovery::{ask_node, fetch, NodeAnswer};
-use crate::error::Error;
+use crate::error::{DiscoveryErrorKind, Error};
 use crate::jitter::jitter;
 
 /// Where the nodes come from.
@@ -339,10 +339,6 @@ async fn build_bounded(
     options: &TopologyOptions,
     deadline: Instant,
 ) -> Result<(Arc<Snapshot>, TopologyChange), Error> {
-    let failed = |reason: String| Error::Discovery {
-        endpoint: source.to_string(),
-        reason,
-    };
     let distinct = config
         .nodes()
         .iter()
@@ -350,12 +346,15 @@ async fn build_bounded(
         .collect::<HashSet<_>>()
         .len();
     if distinct > options.max_nodes {
-        return Err(failed(format!(
-            "the configuration (version {}) lists {distinct} nodes, more than max_nodes ({}); \
-             raise ClientBuilder::max_nodes if the cluster really is that large",
-            config.version(),
-            options.max_nodes
-        )));
+        return Err(Error::discovery(
+            source,
+            DiscoveryErrorKind::TooManyNodes {
+                nodes: distinct,
+                max: options.max_nodes,
+            },
+            Some(format!("configuration version {}", config.version())),
+            None,
+        ));
     }
     let (settings, per_node) = (settings.clone(), options.connections_per_node);
     let nodes = config.nodes().len();
@@ -366,10 +365,21 @@ async fn build_bounded(
     });
     match tokio::time::timeout_at(deadline, work).await {
         Ok(Ok(built)) => Ok(built),
-        Ok(Err(e)) => Err(failed(format!("building the new topology failed: {e}"))),
-        Err(_) => Err(failed(format!(
-            "building the topology for {nodes} nodes did not finish within the discovery timeout"
-        ))),
+        Ok(Err(e)) => Err(Error::discovery(
+            source,
+            DiscoveryErrorKind::Interrupted,
+            Some("building the new topology did not complete".into()),
+            Some(Arc::new(e)),
+        )),
+        Err(_) => Err(Error::discovery(
+            source,
+            DiscoveryErrorKind::Timeout,
+            Some(format!(
+                "building the topology for {nodes} nodes did not finish within the discovery \
+                 timeout"
+            )),
+            None,
+        )),
     }
 }
 

@@ -278,10 +278,16 @@ async fn a_static_node_list_needs_no_discovery() {
     assert!(!client.refresh().await.unwrap());
     assert!(matches!(
         Client::builder().build().await,
-        Err(Error::Config(_))
+        Err(Error::Settings {
+            setting: "config_endpoint",
+            ..
+        })
     ));
     assert!(matches!(
         Client::builder().nodes(["not a host:port:x"]).build().await,
-        Err(Error::Config(_))
+        Err(Error::Settings {
+            setting: "nodes",
+            ..
+        })
     ));
 }

@@ -176,8 +176,9 @@ async fn a_serverless_endpoint_given_as_a_configuration_endpoint_is_refused() {
             .map(|_| ()),
     ] {
         match result {
-            Err(Error::Config(message)) => {
-                assert!(message.contains("ClientBuilder::serverless"), "{message}")
+            Err(Error::Settings { setting, reason }) => {
+                assert_eq!(setting, "config_endpoint");
+                assert!(reason.contains("ClientBuilder::serverless"), "{reason}")
             }
             other => panic!("{other:?}"),
         }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use memcached_autodiscovery::config::Node;
 use memcached_autodiscovery::Client;
+use memcached_autodiscovery::Node;
 use memcached_autodiscovery_testkit::LocalCluster;
 use support::rogue::{Rogue, RogueNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -237,7 +237,7 @@ async fn a_previous_owner_answering_for_another_key_is_neither_served_nor_copied
         rogue.addr.port(),
     );
     let new_owner = cluster.nodes()[1].clone();
-    let version = cluster.config().version;
+    let version = cluster.config().version();
     cluster.set_nodes_same_version(vec![relay.clone()]);
     cluster.set_version(version + 1);
     let client = client(&cluster, Some(Duration::from_secs(60))).await;

@@ -76,7 +76,7 @@ pub fn json(config: &ClusterConfig) -> String {
                 .map_or_else(|| "null".to_string(), |ip| json_string(&ip.to_string()));
             format!(
                 "{{\"hostname\":{},\"ip\":{ip},\"port\":{}}}",
-                json_string(&n.hostname()),
+                json_string(n.hostname()),
                 n.port()
             )
         })

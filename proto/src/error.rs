@@ -32,6 +32,8 @@ pub enum KeyError {
     },
 }
 
+impl std::error::Error for KeyError {}
+
 impl fmt::Display for KeyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -78,6 +80,8 @@ pub enum ClusterConfigErrorKind {
     /// The block is not valid UTF-8 text.
     NotText,
 }
+
+impl std::error::Error for ClusterConfigErrorKind {}
 
 impl fmt::Display for ClusterConfigErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -382,20 +382,37 @@ pub(crate) fn hint_tls(error: Error) -> Error {
             source,
             hint: Some(TLS_REQUIRED_HINT),
         },
-        Error::Discovery { endpoint, reason } => Error::Discovery {
+        Error::Discovery {
             endpoint,
-            reason: format!("{reason}; {TLS_REQUIRED_HINT}"),
+            kind,
+            detail,
+            source,
+        } => Error::Discovery {
+            endpoint,
+            kind,
+            detail: Some(match detail {
+                Some(detail) => format!("{detail}; {TLS_REQUIRED_HINT}"),
+                None => TLS_REQUIRED_HINT.to_string(),
+            }),
+            source,
         },
         other => other,
     }
 }
 
-/// Splits `host:port` (`[v6]:port` for IPv6; port 11211 when absent).
-pub(crate) fn split_host_port(address: &str) -> Result<(String, u16), Error> {
+/// Splits `host:port` (`[v6]:port` for IPv6; port 11211 when absent), given to `setting`.
+pub(crate) fn split_host_port(
+    address: &str,
+    setting: &'static str,
+) -> Result<(String, u16), Error> {
     let bad = || {
-        Error::Config(format!(
-            "{address:?} is not host:port (e.g. mycluster.abc123.cfg.use1.cache.amazonaws.com:11211)"
-        ))
+        Error::settings(
+            setting,
+            format!(
+                "{address:?} is not host:port (e.g. \
+                 mycluster.abc123.cfg.use1.cache.amazonaws.com:11211)"
+            ),
+        )
     };
     let address = address.trim();
     if let Some(rest) = address.strip_prefix('[') {
@@ -439,7 +456,7 @@ mod tests {
 
     #[test]
     fn host_port_forms() {
-        let ok = |a: &str| split_host_port(a).unwrap();
+        let ok = |a: &str| split_host_port(a, "nodes").unwrap();
         assert_eq!(
             ok("cfg.example.com:11212"),
             ("cfg.example.com".into(), 11212)
@@ -462,7 +479,7 @@ mod tests {
             "[not v6]:1",
             "h:1:2",
         ] {
-            assert!(split_host_port(bad).is_err(), "{bad:?}");
+            assert!(split_host_port(bad, "nodes").is_err(), "{bad:?}");
         }
     }
 
