@@ -60,7 +60,7 @@ pub(crate) trait Outcome {
 
 /// The `outcome` of a failed request.
 #[cfg(feature = "metrics")]
-fn failure(error: &Error) -> &'static str {
+pub(crate) fn failure(error: &Error) -> &'static str {
     match error {
         Error::Server { .. } => "server_error",
         Error::NodeDown { .. } => "node_down",
@@ -104,17 +104,6 @@ impl Succeeded for bool {}
 impl Succeeded for bytes::Bytes {}
 #[cfg(feature = "metrics")]
 impl<K, V, S> Succeeded for std::collections::HashMap<K, V, S> {}
-
-/// A multi-get: `ok` when every key was read, else the kind of the first key's failure.
-#[cfg(feature = "metrics")]
-impl Outcome for Result<crate::MultiGet, Error> {
-    fn outcome(&self) -> &'static str {
-        match self {
-            Ok(found) => found.failed.first().map_or("ok", |(_, e)| failure(e)),
-            Err(e) => failure(e),
-        }
-    }
-}
 
 /// A call to every node: `ok` when every node answered well, else the first failure.
 #[cfg(feature = "metrics")]

@@ -249,6 +249,21 @@ fn check_order(requested: &[&[u8]], items: Vec<Item>, node: &str) -> Result<Vec<
     Ok(items)
 }
 
+/// A multi-get's `outcome`: `ok` when every key was read, else the kind of the first key's
+/// failure.
+#[cfg(feature = "metrics")]
+impl crate::metrics::Outcome for Result<MultiGet, Error> {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Ok(found) => found
+                .failed
+                .first()
+                .map_or("ok", |(_, e)| crate::metrics::failure(e)),
+            Err(e) => crate::metrics::failure(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,10 @@ use crate::discovery::{ask_node, fetch, NodeAnswer};
 use crate::error::{DiscoveryErrorKind, Error};
 use crate::jitter::jitter;
 
+/// How long building the snapshot of a static node list may take: no discovery timeout applies
+/// to it, and this bound (a day) is only there so that every build has one.
+const STATIC_BUILD_BOUND: Duration = Duration::from_secs(24 * 3600);
+
 /// Where the nodes come from.
 #[derive(Debug, Clone)]
 pub(crate) enum Source {
@@ -102,7 +106,7 @@ impl Topology {
                     config,
                     &settings,
                     &options,
-                    Instant::now() + crate::MAX_DURATION,
+                    Instant::now() + STATIC_BUILD_BOUND,
                 )
                 .await?;
                 (snapshot, None, Duration::MAX)
