@@ -375,7 +375,7 @@ impl ClientBuilder {
     ///     .config_endpoint("mycluster.abc123.cfg.use1.cache.amazonaws.com:11211")
     ///     .discover()
     ///     .await?;
-    /// println!("version {}: {} nodes", config.version, config.nodes.len());
+    /// println!("version {}: {} nodes", config.version(), config.nodes().len());
     /// # Ok(()) }
     /// ```
     pub async fn discover(self) -> Result<ClusterConfig, Error> {
@@ -385,7 +385,7 @@ impl ClientBuilder {
             Some(Nodes::Static(list)) => static_config(&list),
             Some(Nodes::Endpoint(endpoint)) => {
                 crate::serverless::refuse_discovery(&endpoint)?;
-                fetch(&endpoint, &settings.transport, self.discovery_timeout).await
+                fetch(&endpoint, &settings, self.discovery_timeout).await
             }
         }
     }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{ClusterConfig, Node};
-use crate::connection::{Connection, ConnectionSettings};
+use crate::connection::{Connection, ConnectionSettings, Role};
 use crate::distribution::{Distribution, Locator, NodeIdentity};
 use crate::transport::Target;
 
@@ -206,7 +206,14 @@ impl Snapshot {
                         None => change.added.push(id.to_string()),
                     }
                     (0..connections_per_node.max(1))
-                        .map(|_| Connection::spawn(id.clone(), target.clone(), settings.clone()))
+                        .map(|_| {
+                            Connection::spawn(
+                                Role::Node,
+                                id.clone(),
+                                target.clone(),
+                                settings.clone(),
+                            )
+                        })
                         .collect()
                 }
             };

@@ -12,7 +12,7 @@
 //!     .await?;
 //! client.set("user:42", r#"{"name":"Ada"}"#, Duration::from_secs(300)).await?;
 //! let value = client.get("user:42").await?;          // Option<Bytes>
-//! println!("{} nodes, version {}", client.cluster().nodes.len(), client.cluster().version);
+//! println!("{} nodes, version {}", client.cluster().nodes().len(), client.cluster().version());
 //! # Ok(()) }
 //! ```
 //!

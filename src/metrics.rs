@@ -182,6 +182,19 @@ mod on {
             }
         }
 
+        /// A meter that records nothing: for a connection that is not a node's (discovery's
+        /// connection to the configuration endpoint).
+        pub(crate) fn detached() -> ConnectionMeter {
+            ConnectionMeter {
+                sent: Counter::noop(),
+                received: Counter::noop(),
+                open: Gauge::noop(),
+                opened: Counter::noop(),
+                failed: Counter::noop(),
+                is_open: AtomicBool::new(false),
+            }
+        }
+
         pub(crate) fn sent(&self, bytes: usize) {
             self.sent.increment(bytes as u64);
         }
@@ -223,6 +236,11 @@ mod on {
             QueueMeter(gauge!(QUEUE_DEPTH, "node" => node.to_string()))
         }
 
+        /// A queue meter that records nothing (see [`ConnectionMeter::detached`]).
+        pub(crate) fn detached() -> QueueMeter {
+            QueueMeter(Gauge::noop())
+        }
+
         pub(crate) fn depth(&self, waiting: usize) {
             self.0.set(waiting as f64);
         }
@@ -261,6 +279,10 @@ mod off {
         pub(crate) fn new(_node: &str) -> ConnectionMeter {
             ConnectionMeter
         }
+
+        pub(crate) fn detached() -> ConnectionMeter {
+            ConnectionMeter
+        }
         #[inline(always)]
         pub(crate) fn sent(&self, _bytes: usize) {}
         #[inline(always)]
@@ -279,6 +301,10 @@ mod off {
     impl QueueMeter {
         #[inline(always)]
         pub(crate) fn new(_node: &str) -> QueueMeter {
+            QueueMeter
+        }
+
+        pub(crate) fn detached() -> QueueMeter {
             QueueMeter
         }
         #[inline(always)]

@@ -119,7 +119,7 @@ impl Topology {
                 let deadline = Instant::now() + discovery_timeout;
                 let span = tracing::info_span!("memcached.discovery", endpoint = %endpoint);
                 let (snapshot, _) = async {
-                    let config = fetch(&endpoint, &settings.transport, discovery_timeout).await?;
+                    let config = fetch(&endpoint, &settings, discovery_timeout).await?;
                     build_bounded(&endpoint, empty, config, &settings, &options, deadline).await
                 }
                 .instrument(span)
@@ -203,7 +203,7 @@ impl Topology {
                 Some(config) => Ok(config),
                 None => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    fetch(endpoint, &self.settings.transport, left).await
+                    fetch(endpoint, &self.settings, left).await
                 }
             }
         }

@@ -15,11 +15,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::error::Error;
+use super::Role;
+use crate::error::{Error, Peer};
 use crate::jitter::jitter;
 
 /// Whether the node is down, and why.
 pub(super) struct Health {
+    role: Role,
     node: Arc<str>,
     /// When the connection was made; `down_until` counts from here.
     epoch: Instant,
@@ -31,8 +33,9 @@ pub(super) struct Health {
 }
 
 impl Health {
-    pub(super) fn new(node: Arc<str>, probes: bool) -> Health {
+    pub(super) fn new(role: Role, node: Arc<str>, probes: bool) -> Health {
         Health {
+            role,
             node,
             epoch: Instant::now(),
             down_until: AtomicU64::new(0),
@@ -58,6 +61,19 @@ impl Health {
         &self.node
     }
 
+    /// What the connection is to.
+    pub(super) fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The peer, for messages: the node, or the configuration endpoint.
+    pub(super) fn peer(&self) -> Peer<'_> {
+        match self.role {
+            Role::Node => Peer::Node(&self.node),
+            Role::Endpoint => Peer::Endpoint(&self.node),
+        }
+    }
+
     fn now_nanos(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -78,7 +94,9 @@ impl Health {
     /// Marks the node down for about `backoff` (±20 % jitter) because of `reason`; returns when
     /// the backoff ends. A probing node stays down until [`Health::mark_up`].
     pub(super) fn mark_down(&self, backoff: Duration, reason: &Error) -> Instant {
-        crate::metrics::node_marked_down(&self.node);
+        if self.role == Role::Node {
+            crate::metrics::node_marked_down(&self.node);
+        }
         if let Ok(mut r) = self.reason.lock() {
             *r = Arc::from(reason.to_string());
         }
@@ -143,7 +161,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_node_marked_down_is_up_again_after_its_backoff() {
-        let health = Health::new(Arc::from("n:1"), false);
+        let health = Health::new(Role::Node, Arc::from("n:1"), false);
         assert!(health.down_error().is_none());
         let reason = Error::NoNodes;
         health.mark_down(Duration::from_millis(100), &reason);
@@ -160,7 +178,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_probing_node_stays_down_until_marked_up() {
-        let health = Health::new(Arc::from("n:1"), true);
+        let health = Health::new(Role::Node, Arc::from("n:1"), true);
         let reason = Error::NoNodes;
         let retry = health.mark_down(Duration::from_millis(100), &reason);
         assert!(retry <= Instant::now() + Duration::from_millis(120));

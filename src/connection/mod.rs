@@ -44,6 +44,18 @@ use crate::protocol::{Expect, Limits, Response};
 use crate::transport::{Target, Transport};
 use health::Health;
 
+/// What a connection is to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A node of the cluster: its connection is metered, and its failures are warnings and
+    /// mark the node down for a backoff.
+    Node,
+    /// The configuration endpoint, asked by a discovery on a short-lived connection: errors
+    /// name it as the endpoint, it is not metered as a node, and its failures are reported by
+    /// the discovery (debug events here).
+    Endpoint,
+}
+
 /// Settings shared by every connection of a client.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionSettings {
@@ -106,13 +118,17 @@ impl Connection {
     /// Starts the task for the node named `node_id` (`host:port`) at `target`. Nothing is
     /// connected until the first request. Must be called within a tokio runtime.
     pub(crate) fn spawn(
+        role: Role,
         node_id: Arc<str>,
         target: Target,
         settings: Arc<ConnectionSettings>,
     ) -> Connection {
         let (tx, rx) = mpsc::channel(settings.queue_depth.max(1));
-        let queue = crate::metrics::QueueMeter::new(&node_id);
-        let health = Arc::new(Health::new(node_id, settings.probe_down_nodes));
+        let queue = match role {
+            Role::Node => crate::metrics::QueueMeter::new(&node_id),
+            Role::Endpoint => crate::metrics::QueueMeter::detached(),
+        };
+        let health = Arc::new(Health::new(role, node_id, settings.probe_down_nodes));
         let request_timeout = settings.request_timeout;
         tokio::spawn(task::run(rx, target, settings, health.clone()));
         Connection {

@@ -3,6 +3,8 @@
 //! [`Error::Server`], and any other reply [`Error::Protocol`] (a well-framed reply that does not
 //! answer the request: the connection stays open).
 
+use tokio::time::Instant;
+
 use crate::error::{excerpt, Error, ProtocolError};
 use crate::pipeline::Frame;
 use crate::protocol::{Encode, ErrorReply, Expect, Limits, Response};
@@ -19,8 +21,22 @@ impl Connection {
         limits: &Limits,
         accept: impl FnOnce(Response) -> Result<T, Response>,
     ) -> Result<T, Error> {
+        self.request_by(request, limits, self.deadline(), accept)
+            .await
+    }
+
+    /// As [`Connection::request`], answered by `deadline` at the latest (no later than the
+    /// request timeout from now).
+    pub(crate) async fn request_by<T>(
+        &self,
+        request: &impl Encode,
+        limits: &Limits,
+        deadline: Instant,
+        accept: impl FnOnce(Response) -> Result<T, Response>,
+    ) -> Result<T, Error> {
         let (frame, expect) = Frame::encode(|buf| request.encode(buf, limits))?;
-        let response = self.call(frame, expect, request.is_idempotent()).await?;
+        let sent = self.send(frame, expect, request.is_idempotent(), deadline);
+        let response = self.reply(sent.await?).await?;
         accept_reply(self.node(), expect, response, accept)
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::health::{Backoff, Health};
-use super::{ConnectionSettings, Waiter};
+use super::{ConnectionSettings, Role, Waiter};
 use crate::error::{Error, Peer};
 use crate::pipeline::{Break, Closed, Pending, Pipeline};
 use crate::transport::{explain, hint_tls, io_error, ReadSide, Stream, Target, WriteSide};
@@ -40,8 +40,11 @@ pub(super) async fn run(
     settings: Arc<ConnectionSettings>,
     health: Arc<Health>,
 ) {
-    let node = Peer::Node(health.node());
-    let meter = crate::metrics::ConnectionMeter::new(health.node());
+    let node = health.peer();
+    let meter = match health.role() {
+        Role::Node => crate::metrics::ConnectionMeter::new(health.node()),
+        Role::Endpoint => crate::metrics::ConnectionMeter::detached(),
+    };
     let mut backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
     let mut replay: Vec<Pending<Waiter>> = Vec::new();
     // While the node is down: when the backoff ends (a probing node connects again then).
@@ -75,7 +78,11 @@ pub(super) async fn run(
             Err(err) => {
                 let delay = backoff.failed();
                 meter.connect_failed();
-                tracing::warn!(node = %health.node(), error = %err, backoff_ms = delay.as_millis() as u64, "memcached.connect_failed");
+                if health.role() == Role::Node {
+                    tracing::warn!(node = %health.node(), error = %err, backoff_ms = delay.as_millis() as u64, "memcached.connect_failed");
+                } else {
+                    tracing::debug!(endpoint = %health.node(), error = %err, "memcached.discovery.connect_failed");
+                }
                 retry_at = Some(health.mark_down(delay, &err));
                 fail_queued(&mut replay, &mut rx, &err);
                 continue;
@@ -106,13 +113,15 @@ pub(super) async fn run(
             return;
         };
         // Without reply bytes: they may hold keys and values.
-        tracing::warn!(
-            node = %health.node(),
-            error = %error.without_data(),
-            resent = closed.replay.len(),
-            node_down = closed.node_down,
-            "memcached.connection_lost"
-        );
+        if health.role() == Role::Node {
+            tracing::warn!(
+                node = %health.node(),
+                error = %error.without_data(),
+                resent = closed.replay.len(),
+                node_down = closed.node_down,
+                "memcached.connection_lost"
+            );
+        }
         replay = closed.replay;
         if closed.answered {
             backoff.reset();

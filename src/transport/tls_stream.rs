@@ -50,14 +50,6 @@ impl TlsSocket {
         })
     }
 
-    /// The error for a failed read or write of this connection.
-    pub(crate) fn failure(&self, e: std::io::Error, peer: Peer<'_>) -> Error {
-        match rustls_failure(&e, peer, self.client_certificate, "") {
-            Some(error) => error,
-            None => io_error(peer, e),
-        }
-    }
-
     /// Splits the connection into halves the connection task can drive concurrently.
     pub(crate) fn split(self) -> (TlsReadHalf, TlsWriteHalf) {
         let (read, write) = tokio::io::split(self.stream);

@@ -66,10 +66,10 @@ pub enum EndpointBehavior {
 /// ```no_run
 /// use memcached_autodiscovery::{ClusterConfig, Node};
 /// use memcached_autodiscovery_testkit::ConfigEndpoint;
-/// let endpoint = ConfigEndpoint::start(ClusterConfig {
-///     version: 1,
-///     nodes: vec![Node::new("node-1.example", None, 11211)],
-/// })?;
+/// let endpoint = ConfigEndpoint::start(ClusterConfig::new(
+///     1,
+///     vec![Node::new("node-1.example", None, 11211)],
+/// ))?;
 /// println!("discover from {}", endpoint.addr());
 /// # Ok::<(), std::io::Error>(())
 /// ```

@@ -57,7 +57,7 @@
 //! use memcached_autodiscovery_testkit::{EndpointBehavior, LocalCluster};
 //! let cluster = LocalCluster::builder().nodes(2).max_item_size(Some("2m".into())).start().await?;
 //! let endpoint = cluster.config_endpoint(); // give this to the client
-//! assert_eq!(cluster.config().version, 1);
+//! assert_eq!(cluster.config().version(), 1);
 //! cluster.replace_node(0).await?; // version 2: node 0 has a new IP
 //! cluster.set_endpoint_behavior(EndpointBehavior::Hang);
 //! # let _ = endpoint; Ok(()) }

@@ -173,7 +173,7 @@ impl<'a> MetaGet<'a> {
     ///
     /// ```
     /// use bytes::Bytes;
-    /// use memcached_autodiscovery::protocol::meta::{MetaGet, MetaReply, MetaStatus, ReturnFlags};
+    /// use memcached_autodiscovery_proto::protocol::meta::{MetaGet, MetaReply, MetaStatus, ReturnFlags};
     /// let get = MetaGet::new("user:42").value().return_key();
     /// let mut flags = ReturnFlags::default();
     /// flags.key = Some(Bytes::from_static(b"user:42"));
