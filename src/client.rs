@@ -18,15 +18,14 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::cluster::Snapshot;
 use crate::config::{ClusterConfig, Node};
-use crate::connection::{accept_reply, Connection};
+use crate::connection::accept_reply;
 use crate::error::{Error, ServerErrorKind};
 use crate::flight::Flights;
-use crate::handoff::Owners;
 use crate::lease::{self, Lease};
 use crate::pipeline::Frame;
 use crate::protocol::{validate_key, Item, Request, Response, Retrieval, StoreMode};
+use crate::routing::Route;
 use crate::topology::Topology;
 
 /// The outcome of [`Client::cas`].
@@ -87,45 +86,6 @@ impl Client {
         &self.topology
     }
 
-    /// During the warm handoff window, the previous and the current owner of `key` when its
-    /// owner changed; `None` otherwise (one atomic load when the window is closed).
-    fn moved(&self, key: &[u8]) -> Option<Owners> {
-        let handoff = self.topology.handoff()?;
-        let snapshot = self.topology.current();
-        let current = snapshot.route(key)?;
-        let previous = handoff.previous.owner(key)?;
-        (previous.id != current.id).then(|| Owners {
-            previous: previous.connection().clone(),
-            current: current.connection().clone(),
-            limits: self.topology.settings().limits,
-        })
-    }
-
-    /// A miss on a moved key during the warm handoff window: its previous owner's value, copied
-    /// to the new owner (see [`crate::handoff`]). A failure of either node is a miss.
-    pub(crate) async fn recover(&self, key: &[u8]) -> Option<Bytes> {
-        self.moved(key)?.recover(key).await.ok().flatten()
-    }
-
-    /// Before a write of `key` during the warm handoff window: for a write other than `set`
-    /// (`pull`), brings a moved key's value over first, so that the write sees it. Returns the
-    /// two owners, for [`Client::after_write`].
-    async fn before_write(&self, key: &[u8], pull: bool) -> Option<Owners> {
-        let owners = self.moved(key)?;
-        if pull {
-            let _ = owners.recover(key).await;
-        }
-        Some(owners)
-    }
-
-    /// After a write of a moved key: the previous owner's copy is deleted, so that it cannot be
-    /// brought back over the written value.
-    async fn after_write(&self, key: &[u8], moved: Option<Owners>) {
-        if let Some(owners) = moved {
-            owners.forget_previous(key).await;
-        }
-    }
-
     /// The current cluster configuration (version and nodes).
     pub fn cluster(&self) -> Arc<ClusterConfig> {
         self.topology.current().config.clone()
@@ -149,23 +109,10 @@ impl Client {
         self.topology.refresh().await.map(|c| !c.is_empty())
     }
 
-    /// Where `key` goes in the current snapshot.
-    fn route(&self, key: &[u8]) -> Result<Routed, Error> {
-        let snapshot = arc_swap::Guard::into_inner(self.topology.snapshot());
-        let index = snapshot.route_index(key).ok_or(Error::NoNodes)?;
-        Ok(Routed { snapshot, index })
-    }
-
-    /// A handle to the connection `key` goes to, for calls that keep it beyond one request.
-    fn connection_for(&self, key: &[u8]) -> Result<Connection, Error> {
-        self.route(key).map(|routed| routed.connection().clone())
-    }
-
-    /// The one path of a one-key call: encodes `request`, routes it by `key`, waits for the
-    /// reply and hands it to `accept`, which lists the call's success arms (see
-    /// [`accept_reply`]). The snapshot is held for the call rather than a clone of the
-    /// connection's handle: one reference count instead of four, on counters every caller
-    /// shares.
+    /// The one path of a one-key call: encodes `request`, routes it by `key` ([`Route`]),
+    /// sends it — inside a warm-handoff window, for a moved key, with what the handoff does
+    /// around it ([`crate::handoff::Owners::before`] and `after`) — and hands the reply to `accept`,
+    /// which lists the call's success arms (see [`accept_reply`]).
     async fn call<T>(
         &self,
         op: &'static str,
@@ -175,11 +122,24 @@ impl Client {
     ) -> Result<T, Error> {
         let limits = &self.topology.settings().limits;
         let (frame, expect) = Frame::encode(|buf| request.encode(buf, limits))?;
-        let routed = self.route(key)?;
-        let conn = routed.connection();
+        let route = Route::of(&self.topology, key)?;
+        let conn = route.connection();
         let span = crate::spans::one_node(op, conn.node());
-        let response = conn.call(frame, expect, request.is_idempotent());
-        let response = crate::metrics::timed(op, response.instrument(span)).await?;
+        let idempotent = request.is_idempotent();
+        let response = match (route.moved(), request.key_access()) {
+            (Some(owners), Some(access)) => {
+                let around = async {
+                    let deleted_before = owners.before(access, key).await;
+                    let response = conn.call(frame, expect, idempotent).await?;
+                    Ok(owners.after(access, key, deleted_before, response).await)
+                };
+                crate::metrics::timed(op, around.instrument(span)).await?
+            }
+            _ => {
+                let response = conn.call(frame, expect, idempotent);
+                crate::metrics::timed(op, response.instrument(span)).await?
+            }
+        };
         accept_reply(conn.node(), expect, response, accept)
     }
 
@@ -208,10 +168,8 @@ impl Client {
     /// The value of `key`, or `None` on a miss.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
         let key = key.as_ref();
-        match self.retrieve_one("get", Retrieval::Get, key).await? {
-            Some(item) => Ok(Some(item.value)),
-            None => Ok(self.recover(key).await),
-        }
+        let item = self.retrieve_one("get", Retrieval::Get, key).await?;
+        Ok(item.map(|item| item.value))
     }
 
     /// The item of `key` with its flags and CAS token (for [`Client::cas`]), or `None`.
@@ -247,7 +205,6 @@ impl Client {
             exptime: exptime(ttl)?,
             value: value.as_ref(),
         };
-        let moved = self.before_write(key, mode != StoreMode::Set).await;
         let stored = self
             .call(mode.name(), key, request, |response| match response {
                 Response::Stored => Ok(true),
@@ -255,7 +212,6 @@ impl Client {
                 other => Err(other),
             })
             .await?;
-        self.after_write(key, moved).await;
         Ok(stored)
     }
 
@@ -335,7 +291,6 @@ impl Client {
             value: value.as_ref(),
             cas,
         };
-        let moved = self.before_write(key, false).await;
         let outcome = self
             .call("cas", key, request, |response| match response {
                 Response::Stored => Ok(CasOutcome::Stored),
@@ -344,25 +299,19 @@ impl Client {
                 other => Err(other),
             })
             .await?;
-        self.after_write(key, moved).await;
         Ok(outcome)
     }
 
     /// Deletes `key`; returns whether it existed.
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
         let key = key.as_ref();
-        // A moved key: the previous owner's copy goes first (see crate::handoff).
-        let existed = match self.moved(key) {
-            Some(owners) => owners.forget_previous(key).await,
-            None => false,
-        };
         self.call(
             "delete",
             key,
             Request::Delete { key },
             |response| match response {
                 Response::Deleted => Ok(true),
-                Response::NotFound => Ok(existed),
+                Response::NotFound => Ok(false),
                 other => Err(other),
             },
         )
@@ -375,7 +324,6 @@ impl Client {
         request: Request<'_>,
         key: &[u8],
     ) -> Result<Option<u64>, Error> {
-        let moved = self.before_write(key, true).await;
         let value = self
             .call(op, key, request, |response| match response {
                 Response::Number(n) => Ok(Some(n)),
@@ -383,7 +331,6 @@ impl Client {
                 other => Err(other),
             })
             .await?;
-        self.after_write(key, moved).await;
         Ok(value)
     }
 
@@ -402,7 +349,6 @@ impl Client {
     /// Sets a new time to live on `key`; returns whether it existed.
     pub async fn touch(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<bool, Error> {
         let key = key.as_ref();
-        let moved = self.before_write(key, true).await;
         let request = Request::Touch {
             key,
             exptime: exptime(ttl)?,
@@ -414,7 +360,6 @@ impl Client {
                 other => Err(other),
             })
             .await?;
-        self.after_write(key, moved).await;
         Ok(existed)
     }
 
@@ -467,14 +412,16 @@ impl Client {
         let key = key.as_ref();
         validate_key(key)?;
         let exptime = exptime(ttl)?;
-        let connection = self.connection_for(key)?;
+        let route = Route::of(&self.topology, key)?;
+        let connection = route.connection();
         let limits = self.topology.settings().limits;
         let wait = self.load_lease * 2;
         let deadline = Instant::now() + wait;
         let node = connection.node().to_string();
         let span = crate::spans::one_node("get_or_load", &node);
         let lease = Lease {
-            connection: &connection,
+            connection,
+            moved: route.moved(),
             limits: &limits,
             key,
             exptime,
@@ -500,10 +447,18 @@ impl Client {
         let key = key.as_ref();
         validate_key(key)?;
         let stale_ttl = exptime(grace.max(Duration::from_secs(1)))?;
-        let connection = self.connection_for(key)?;
+        let route = Route::of(&self.topology, key)?;
+        let connection = route.connection();
         let limits = self.topology.settings().limits;
         let span = crate::spans::one_node("invalidate", connection.node());
-        let invalidate = lease::invalidate(&connection, &limits, key, stale_ttl);
+        let invalidate = async {
+            let existed = lease::invalidate(connection, &limits, key, stale_ttl).await?;
+            // A moved key's previous copy could be brought back over the invalidation.
+            if let Some(owners) = route.moved() {
+                owners.forget_previous(key).await;
+            }
+            Ok(existed)
+        };
         crate::metrics::timed("invalidate", invalidate.instrument(span)).await
     }
 
@@ -592,18 +547,5 @@ impl Client {
             other => Err(other),
         })
         .await
-    }
-}
-
-/// Where a one-key request was routed: the snapshot of the call and the node's index in it.
-struct Routed {
-    snapshot: Arc<Snapshot>,
-    index: usize,
-}
-
-impl Routed {
-    /// One of the node's connections (round robin when it has several).
-    fn connection(&self) -> &Connection {
-        self.snapshot.nodes[self.index].connection()
     }
 }

@@ -2,9 +2,11 @@
 //! up on its previous owner, copied to the new one, and kept from coming back once deleted or
 //! overwritten. See [`ClientBuilder::warm_handoff`](crate::ClientBuilder::warm_handoff).
 //!
-//! This module owns the per-key exchanges with the two owners; when the window is open and
-//! which snapshot was the previous one is [`crate::topology`]'s, which calls use it is
-//! [`crate::client`]'s.
+//! This module owns what happens around a one-key call on a moved key ([`Owners::before`] and
+//! [`Owners::after`], by what the request does to its key: [`KeyAccess`]) and the per-key
+//! exchanges with the two owners. When the window is open and which snapshot was the previous
+//! one is [`crate::topology`]'s; which key moved is [`crate::routing`]'s. Every one-key call of
+//! the client goes through routing, so no command can skip the handoff.
 //!
 //! The rules, and why no deleted or overwritten value can come back:
 //!
@@ -19,7 +21,11 @@
 //!   made from a read before the first delete is either deleted by the second, or found out by
 //!   its re-check and deleted by its maker.
 //! * A write of a moved key goes to the new owner, then deletes the previous owner's copy; a
-//!   copy made meanwhile loses to the written value, since `add` does not overwrite.
+//!   copy made meanwhile loses to the written value, since `add` does not overwrite. A write
+//!   that depends on the value (`add`, `append`, `incr`, `touch`, ...) first brings the value
+//!   over, so that it sees it.
+//! * A read that misses on the new owner is answered with the previous owner's item (its CAS is
+//!   the copy's on the new owner, or none when nothing was copied).
 //!
 //! Nodes without the meta protocol are read with `get` and nothing is copied (the remaining TTL
 //! cannot be known): the value is served, and served again from the previous owner until the
@@ -35,7 +41,7 @@ use crate::lease::read_item;
 use crate::protocol::meta::{
     MetaDelete, MetaGet, MetaReply, MetaRequest, MetaSet, MetaStatus, SetMode, Ttl,
 };
-use crate::protocol::{ErrorReply, Limits, Request, Response, Retrieval};
+use crate::protocol::{ErrorReply, Item, KeyAccess, Limits, Request, Response, Retrieval};
 
 /// A moved key's two owners during the window (connection handles are cheap clones).
 pub(crate) struct Owners {
@@ -53,6 +59,47 @@ struct Found {
 }
 
 impl Owners {
+    /// Before a call that does `access` to `key` on the new owner: an update first brings a
+    /// moved value over; a delete first deletes the previous owner's copy. Returns whether a
+    /// copy was deleted there (for [`Owners::after`]).
+    pub(crate) async fn before(&self, access: KeyAccess, key: &[u8]) -> bool {
+        match access {
+            KeyAccess::Update => {
+                let _ = self.recover(key).await;
+                false
+            }
+            KeyAccess::Delete => self.forget_previous(key).await,
+            KeyAccess::Read | KeyAccess::Overwrite => false,
+        }
+    }
+
+    /// After the new owner answered `response` to a call that does `access` to `key`: a read's
+    /// miss is answered with the previous owner's item; after a write the previous owner's
+    /// copy is deleted; a delete that found nothing on the new owner but deleted the previous
+    /// owner's copy (`deleted_before`) deleted the key.
+    pub(crate) async fn after(
+        &self,
+        access: KeyAccess,
+        key: &[u8],
+        deleted_before: bool,
+        response: Response,
+    ) -> Response {
+        match (access, response) {
+            (KeyAccess::Read, Response::Values(items)) if items.is_empty() => {
+                match self.recover(key).await {
+                    Ok(Some(item)) => Response::Values(vec![item]),
+                    _ => Response::Values(items), // a failure of either node is a miss
+                }
+            }
+            (KeyAccess::Overwrite | KeyAccess::Update, response) => {
+                self.forget_previous(key).await;
+                response
+            }
+            (KeyAccess::Delete, Response::NotFound) if deleted_before => Response::Deleted,
+            (_, response) => response,
+        }
+    }
+
     /// Sends a meta request on `on` and returns its meta reply.
     async fn meta(&self, on: &Connection, request: MetaRequest<'_>) -> Result<MetaReply, Error> {
         on.request(&request, &self.limits, |response| match response {
@@ -111,18 +158,26 @@ impl Owners {
             .await
     }
 
-    /// A miss on the new owner: the previous owner's value, copied to the new owner when its
-    /// remaining TTL is known. See the module docs.
-    pub(crate) async fn recover(&self, key: &[u8]) -> Result<Option<Bytes>, Error> {
+    /// A miss on the new owner: the previous owner's item, copied to the new owner when its
+    /// remaining TTL is known (the item's CAS is then the copy's). See the module docs.
+    pub(crate) async fn recover(&self, key: &[u8]) -> Result<Option<Item>, Error> {
         let Some(found) = self.read_previous(key).await? else {
             return Ok(None);
         };
+        let item = |cas| {
+            Some(Item::new(
+                Bytes::copy_from_slice(key),
+                found.flags,
+                cas,
+                found.value.clone(),
+            ))
+        };
         let (Some(ttl), Some(cas)) = (found.ttl, found.cas) else {
-            return Ok(Some(found.value)); // no meta protocol: served, not copied
+            return Ok(item(None)); // no meta protocol: served, not copied
         };
         let exptime = match ttl {
             Ttl::Never => 0,
-            Ttl::Seconds(0) => return Ok(Some(found.value)), // expiring now: not worth a copy
+            Ttl::Seconds(0) => return Ok(item(None)), // expiring now: not worth a copy
             Ttl::Seconds(secs) => {
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -154,9 +209,17 @@ impl Owners {
             if again.await.ok().flatten() != Some(cas) {
                 let undo = MetaDelete::new(key).compare_cas(copy_cas);
                 let _ = self.meta(&self.current, undo.into()).await;
+                return Ok(item(None));
             }
         }
-        Ok(Some(found.value))
+        Ok(item(copied))
+    }
+
+    /// The previous owner's value of `key`, not copied: for a caller that stores it on the new
+    /// owner itself (a `get_or_load` holding the key's lease). A failure is a miss.
+    pub(crate) async fn previous_value(&self, key: &[u8]) -> Option<Bytes> {
+        let found = self.read_previous(key).await.ok()??;
+        Some(found.value)
     }
 
     /// Deletes the previous owner's copy (before a delete on the new owner, or after a write

@@ -30,6 +30,7 @@ use bytes::Bytes;
 
 use crate::connection::{accept_reply, Connection};
 use crate::error::Error;
+use crate::handoff::Owners;
 use crate::protocol::meta::{MetaDelete, MetaGet, MetaReply, MetaRequest, MetaSet, MetaStatus};
 use crate::protocol::{
     ErrorReply, Expect, Limits, Request, Response, Retrieval, StoreMode, MAX_RELATIVE_TTL,
@@ -61,6 +62,10 @@ enum Lookup {
 /// What a `get_or_load` on one node needs to know.
 pub(crate) struct Lease<'a> {
     pub connection: &'a Connection,
+    /// Inside a warm-handoff window, when the key's owner changed: its two owners. A miss on
+    /// the new owner is then filled from the previous one before anything is loaded, and a
+    /// stored value deletes the previous owner's copy (see [`crate::handoff`]).
+    pub moved: Option<&'a Owners>,
     pub limits: &'a Limits,
     pub key: &'a [u8],
     /// memcached's exptime for the value.
@@ -144,6 +149,16 @@ impl Lease<'_> {
         }
         // The caller gets its value whether or not it could be kept.
         let _ = self.send(set.into()).await;
+        if let Some(owners) = self.moved {
+            owners.forget_previous(self.key).await;
+        }
+    }
+
+    /// Inside a warm-handoff window, a moved key's value on its previous owner (a failure of
+    /// that node is a miss).
+    async fn from_previous_owner(&self) -> Option<Bytes> {
+        let owners = self.moved?;
+        owners.previous_value(self.key).await
     }
 
     /// Runs the load protocol: see the module docs.
@@ -185,7 +200,7 @@ impl Lease<'_> {
                     current: Some(value),
                     ..
                 } if waited => return Ok(value),
-                Lookup::Win { cas, .. } => {
+                Lookup::Win { cas, current } => {
                     self.connection.set_speaks_meta(true);
                     let release = Release {
                         connection: self.connection.clone(),
@@ -194,6 +209,13 @@ impl Lease<'_> {
                         limits: *self.limits,
                         armed: true,
                     };
+                    if current.is_none() {
+                        if let Some(value) = self.from_previous_owner().await {
+                            release.disarm();
+                            self.store(&value, cas).await;
+                            return Ok(value);
+                        }
+                    }
                     return match load().await {
                         Ok(value) => {
                             release.disarm();
@@ -248,6 +270,9 @@ impl Lease<'_> {
             .await?;
         if let Some(item) = found {
             return Ok(item.value);
+        }
+        if let Some(value) = self.from_previous_owner().await {
+            return Ok(value);
         }
         let value = load().await.map_err(load_error)?;
         let set = Request::Store {

@@ -188,6 +188,7 @@ mod jitter;
 mod lease;
 mod metrics;
 mod multi_get;
+mod routing;
 mod serverless;
 mod spans;
 #[cfg(feature = "tls")]

@@ -22,6 +22,7 @@ use crate::pipeline::Frame;
 use crate::protocol::{
     retrieval_batches, validate_key, Item, Request, Response, Retrieval, MAX_RETRIEVAL_LINE,
 };
+use crate::routing::Route;
 
 /// Keys per `get` line; larger groups, and lines over 16 KB (ElastiCache Serverless's limit),
 /// are split into several pipelined requests.
@@ -207,8 +208,13 @@ impl Client {
             .filter(|k| !found.hits.contains_key(*k) && !failed.contains(k))
             .collect();
         for key in misses {
-            if let Some(value) = self.recover(key).await {
-                found.hits.insert(Bytes::copy_from_slice(key), value);
+            let Ok(route) = Route::of(self.topology(), key) else {
+                continue;
+            };
+            if let Some(owners) = route.moved() {
+                if let Ok(Some(item)) = owners.recover(key).await {
+                    found.hits.insert(item.key, item.value);
+                }
             }
         }
     }

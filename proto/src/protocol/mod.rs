@@ -13,7 +13,7 @@ pub mod request;
 pub mod response;
 
 pub use batch::{retrieval_batches, MAX_RETRIEVAL_LINE};
-pub use request::{Request, Retrieval, StoreMode};
+pub use request::{KeyAccess, Request, Retrieval, StoreMode};
 pub use response::{decode, ErrorReply, Expect, Item, Response};
 
 use std::time::Duration;

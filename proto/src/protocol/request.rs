@@ -13,6 +13,20 @@ use super::response::Expect;
 use super::{validate_key, Limits};
 use crate::error::ProtocolError;
 
+/// What a request does to its key (see [`Request::key_access`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAccess {
+    /// Reads the value (`get`, `gets`, `gat`, `gats`).
+    Read,
+    /// Replaces the value whatever it was (`set`, `cas`).
+    Overwrite,
+    /// Changes the value depending on what it is or whether it exists (`add`, `replace`,
+    /// `append`, `prepend`, `incr`, `decr`, `touch`).
+    Update,
+    /// Deletes the value.
+    Delete,
+}
+
 /// The retrieval commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -191,6 +205,32 @@ impl Request<'_> {
             | Request::Incr { .. }
             | Request::Decr { .. }
             | Request::FlushAll { .. } => false,
+        }
+    }
+
+    /// What the request does to the one key it names, or `None` for a request that names no
+    /// single key (a multi-key read, `flush_all`, `stats`, `version`, discovery). A client that
+    /// still reads a moved key's previous owner (a warm handoff) decides by it what to do
+    /// around the request.
+    pub fn key_access(&self) -> Option<KeyAccess> {
+        match self {
+            Request::Retrieve { keys, .. } if keys.len() == 1 => Some(KeyAccess::Read),
+            Request::Store {
+                mode: StoreMode::Set,
+                ..
+            }
+            | Request::Cas { .. } => Some(KeyAccess::Overwrite),
+            Request::Store { .. }
+            | Request::Incr { .. }
+            | Request::Decr { .. }
+            | Request::Touch { .. } => Some(KeyAccess::Update),
+            Request::Delete { .. } => Some(KeyAccess::Delete),
+            Request::Retrieve { .. }
+            | Request::FlushAll { .. }
+            | Request::Version
+            | Request::Stats { .. }
+            | Request::ConfigGetCluster
+            | Request::LegacyConfigGet => None,
         }
     }
 
