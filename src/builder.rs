@@ -486,3 +486,41 @@ fn static_config(list: &[String]) -> Result<ClusterConfig, Error> {
         .collect::<Result<Vec<Node>, Error>>()?;
     Ok(ClusterConfig::new(0, nodes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each floor on its own: zero for one setting clamps that setting to its floor and leaves
+    /// the others at their defaults. (tests/settings.rs gives three of the four working values
+    /// in its smallest-values client, so it cannot see their floors.)
+    #[test]
+    fn each_duration_floor_holds_on_its_own() {
+        type Set = fn(ClientBuilder) -> ClientBuilder;
+        const ZERO: Duration = Duration::ZERO;
+        let durations = |b: &ClientBuilder| {
+            [
+                b.poll_interval,
+                b.connect_timeout,
+                b.request_timeout,
+                b.discovery_timeout,
+            ]
+        };
+        let ms = Duration::from_millis;
+        let zero_one: [(&str, Set, Duration); 4] = [
+            ("poll_interval", |b| b.poll_interval(ZERO), ms(10)),
+            ("connect_timeout", |b| b.connect_timeout(ZERO), ms(1)),
+            ("request_timeout", |b| b.request_timeout(ZERO), ms(1)),
+            ("discovery_timeout", |b| b.discovery_timeout(ZERO), ms(1)),
+        ];
+        for (i, (name, set, floor)) in zero_one.into_iter().enumerate() {
+            let mut expected = durations(&ClientBuilder::default());
+            expected[i] = floor;
+            assert_eq!(
+                durations(&set(ClientBuilder::default())),
+                expected,
+                "{name}(0)"
+            );
+        }
+    }
+}

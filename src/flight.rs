@@ -173,25 +173,69 @@ mod tests {
         assert_eq!(follower.await.unwrap(), "second");
         assert!(leader.await.unwrap().is_err());
 
-        // A leader cancelled mid-flight: the key is free at once.
-        let cancelled = {
+        // A leader cancelled mid-flight: the key is free at once, by its guard, whose drop
+        // removes the flight (not only because a later caller would find the flight's sender
+        // gone and replace it: a flight left behind by each cancelled leader is a leak).
+        let cancelled = spawn_leader(&flights, b"c", deadline).await;
+        cancelled.abort();
+        let _ = cancelled.await;
+        assert!(
+            !flights.leaders.lock().unwrap().contains_key(&b"c"[..]),
+            "a cancelled leader removes its flight as it is dropped"
+        );
+
+        // A follower waiting for a leader that is cancelled leads next and loads at once (the
+        // clock is paused: no time passes), not at its deadline.
+        let cancelled = spawn_leader(&flights, b"d", deadline).await;
+        let follower = {
+            let flights = flights.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let value = flights
+                    .run(Bytes::from_static(b"d"), deadline, timeout, || async {
+                        Ok(Bytes::from_static(b"follower's"))
+                    })
+                    .await;
+                (value, start.elapsed())
+            })
+        };
+        tokio::task::yield_now().await;
+        cancelled.abort();
+        let (value, waited) = follower.await.unwrap();
+        assert_eq!(value.unwrap(), "follower's");
+        assert_eq!(waited, Duration::ZERO);
+
+        let after = flights.run(Bytes::from_static(b"c"), deadline, timeout, || async {
+            Ok(Bytes::from_static(b"mine"))
+        });
+        assert_eq!(after.await.unwrap(), "mine");
+        assert!(flights.leaders.lock().unwrap().is_empty());
+    }
+
+    /// A leader of `key` whose load takes a minute, once its flight is in place.
+    async fn spawn_leader(
+        flights: &Arc<Flights>,
+        key: &'static [u8],
+        deadline: Instant,
+    ) -> tokio::task::JoinHandle<Result<Bytes, Error>> {
+        let leader = {
             let flights = flights.clone();
             tokio::spawn(async move {
                 flights
-                    .run(Bytes::from_static(b"c"), deadline, timeout, || async {
+                    .run(Bytes::from_static(key), deadline, timeout, || async {
                         tokio::time::sleep(Duration::from_secs(60)).await;
                         Ok(Bytes::new())
                     })
                     .await
             })
         };
-        tokio::task::yield_now().await;
-        cancelled.abort();
-        let _ = cancelled.await;
-        let after = flights.run(Bytes::from_static(b"c"), deadline, timeout, || async {
-            Ok(Bytes::from_static(b"mine"))
-        });
-        assert_eq!(after.await.unwrap(), "mine");
+        for _ in 0..1000 {
+            if flights.leaders.lock().unwrap().contains_key(key) {
+                return leader;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the leader never started");
     }
 
     #[tokio::test(start_paused = true)]

@@ -504,12 +504,26 @@ mod tests {
         assert!(!poll.may_warn());
     }
 
+    /// Intervals whose milliseconds do not fit a u64 neither panic nor wrap: the interval counts
+    /// as u64::MAX ms, so a poll is never stale and one warning is all there is. `interval_ms`
+    /// is the line at risk: with `unwrap_or(0)` (or a truncating `as u64`, which turns exactly
+    /// 2^64 ms into 0) every check is stale and every warning allowed.
     #[test]
     fn any_interval_is_total() {
-        let poll = PollState::new(Duration::MAX);
-        poll.attempted();
-        poll.check_stale();
-        assert!(!poll.refresh_requested.load(Ordering::Acquire));
-        assert!(poll.may_warn());
+        let two_pow_64_ms = Duration::from_millis(u64::MAX) + Duration::from_millis(1);
+        for interval in [Duration::MAX, Duration::from_secs(u64::MAX), two_pow_64_ms] {
+            let poll = PollState::new(interval);
+            poll.attempted();
+            assert!(poll.may_warn(), "{interval:?}: the first warning");
+            assert!(!poll.may_warn(), "{interval:?}: one warning per interval");
+            // Real time passes (more than any interval that wrapped to a few ms).
+            std::thread::sleep(Duration::from_millis(20));
+            poll.check_stale();
+            assert!(
+                !poll.refresh_requested.load(Ordering::Acquire),
+                "{interval:?}: never stale"
+            );
+            assert!(!poll.may_warn(), "{interval:?}: still within the interval");
+        }
     }
 }

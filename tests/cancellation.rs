@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use memcached_autodiscovery::Client;
+use bytes::Bytes;
+use memcached_autodiscovery::{Client, Error};
 use memcached_autodiscovery_testkit::LocalCluster;
 use support::rogue::{Rogue, RogueNode};
 
@@ -47,6 +48,8 @@ struct Tally {
     /// Calls that returned with the server's reply (their request was sent and answered).
     answered: AtomicU64,
     ok: AtomicU64,
+    /// Of the answered reads, the `get_many` calls.
+    multi_gets: AtomicU64,
     cancelled: AtomicU64,
     errors: AtomicU64,
     wrong: AtomicU64,
@@ -54,7 +57,8 @@ struct Tally {
 
 /// `callers` tasks, each doing `rounds` of set-then-get on its own keys, with random timeouts
 /// and random drops; every value names its key, so a reply meant for another caller is seen.
-async fn storm(client: Client, callers: u64, rounds: u64) -> Arc<Tally> {
+/// With `mix_get_many`, every fourth read is a `get_many` of the caller's three keys.
+async fn storm(client: Client, callers: u64, rounds: u64, mix_get_many: bool) -> Arc<Tally> {
     let tally = Arc::new(Tally::default());
     let mut tasks = Vec::new();
     for caller in 0..callers {
@@ -85,15 +89,21 @@ async fn storm(client: Client, callers: u64, rounds: u64) -> Arc<Tally> {
                     }
                 }
                 tally.issued.fetch_add(1, Ordering::Relaxed);
+                let many = mix_get_many && round % 4 == 3;
                 let read = async {
                     tokio::select! {
-                        r = client.get(&key) => Some(r),
+                        r = read(&client, caller, &key, many, &tally) => Some(r),
                         () = tokio::time::sleep(deadline()) => None,
                     }
                 };
                 let read = read.await;
                 if read.is_some() {
-                    tally.answered.fetch_add(1, Ordering::Relaxed);
+                    // The server looks up each key of a multi-get on its own.
+                    let keys = if many { 3 } else { 1 };
+                    tally.answered.fetch_add(keys, Ordering::Relaxed);
+                    tally
+                        .multi_gets
+                        .fetch_add(u64::from(many), Ordering::Relaxed);
                 }
                 match read {
                     None => {
@@ -119,6 +129,32 @@ async fn storm(client: Client, callers: u64, rounds: u64) -> Arc<Tally> {
     tally
 }
 
+/// The caller's read of `key`: a `get`, or (`many`) a `get_many` of all three of the caller's
+/// keys (one `get` per node they are on). The other two keys' last sets may have been cut, so
+/// their values are only checked to name their own key; one that does not counts as wrong.
+async fn read(
+    client: &Client,
+    caller: u64,
+    key: &str,
+    many: bool,
+    tally: &Tally,
+) -> Result<Option<Bytes>, Error> {
+    if !many {
+        return client.get(key).await;
+    }
+    let keys: Vec<String> = (0..3).map(|i| format!("caller-{caller}-key-{i}")).collect();
+    let mut found = client.get_many(&keys).await?;
+    for (k, v) in &found {
+        let names_its_key = keys.iter().any(|ours| ours.as_bytes() == &k[..])
+            && v.starts_with(format!("{}|gen=", String::from_utf8_lossy(k)).as_bytes());
+        if !names_its_key {
+            eprintln!("caller {caller}: get_many gave {k:?} = {v:?}");
+            tally.wrong.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(found.remove(key.as_bytes()))
+}
+
 /// The gets and sets the cluster's servers have processed so far.
 async fn served(cluster: &LocalCluster) -> u64 {
     support::stat_sum(cluster, "cmd_get").await + support::stat_sum(cluster, "cmd_set").await
@@ -126,7 +162,8 @@ async fn served(cluster: &LocalCluster) -> u64 {
 
 /// How many of a storm's cancelled calls had their request processed by a server (the rest
 /// were dropped before their request was written): requests served since `served_before`,
-/// less the calls that returned with a reply.
+/// less the calls that returned with a reply. Counted as memcached's `cmd_get` counts: each key
+/// of a `get_many` once.
 async fn cancelled_after_sent(cluster: &LocalCluster, served_before: u64, tally: &Tally) -> u64 {
     // Requests written just before their caller left may still be on their way.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -152,7 +189,7 @@ async fn ten_thousand_callers_with_random_timeouts_get_only_their_own_values() {
     let cluster = LocalCluster::start(3).await.unwrap();
     let client = patient_client(&cluster).await;
     let served_before = served(&cluster).await;
-    let tally = storm(client.clone(), 10_000, 6).await;
+    let tally = storm(client.clone(), 10_000, 6, false).await;
     let (ok, cancelled, errors, wrong) = (
         tally.ok.load(Ordering::Relaxed),
         tally.cancelled.load(Ordering::Relaxed),
@@ -329,8 +366,10 @@ async fn requests_dropped_after_they_were_sent_leave_every_later_caller_its_own_
     );
 }
 
-/// At least a million requests (`RELIABILITY_ROUNDS` million in the long form) over the pipelined connections, a random half of them cancelled
-/// at random points, with get_many in the mix: no wrong value, and the connections keep serving.
+/// At least a million requests (`RELIABILITY_ROUNDS` million in the long form) over the
+/// pipelined connections, a random half of them cancelled at random points, with a `get_many` of
+/// the caller's three keys as every fourth read: no wrong value, and the connections keep
+/// serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_requests_with_random_cancellations() {
     let cluster = LocalCluster::start(3).await.unwrap();
@@ -340,7 +379,7 @@ async fn a_million_requests_with_random_cancellations() {
     // as many in the long form.
     let rounds = 1300 * support::rounds() as u64;
     let served_before = served(&cluster).await;
-    let tally = storm(client.clone(), callers, rounds).await;
+    let tally = storm(client.clone(), callers, rounds, true).await;
     let after_sent = cancelled_after_sent(&cluster, served_before, &tally).await;
     let issued = tally.issued.load(Ordering::Relaxed);
     assert!(issued >= 1_000_000, "{issued} requests issued");
@@ -350,11 +389,14 @@ async fn a_million_requests_with_random_cancellations() {
         tally.errors.load(Ordering::Relaxed),
         tally.wrong.load(Ordering::Relaxed),
     );
+    let multi_gets = tally.multi_gets.load(Ordering::Relaxed);
     eprintln!(
-        "million: issued {issued}, ok {ok}, cancelled {cancelled} ({after_sent} after the \
-         server got the request), errors {errors}, wrong {wrong}"
+        "million: issued {issued}, ok {ok} ({multi_gets} get_many answered), cancelled \
+         {cancelled} ({after_sent} after the server got the request), errors {errors}, \
+         wrong {wrong}"
     );
     assert_eq!(wrong, 0);
+    assert!(multi_gets > 10_000, "get_many is in the mix ({multi_gets})");
     assert_eq!(errors, 0);
     assert!(
         ok > 100_000 && cancelled > 100_000,

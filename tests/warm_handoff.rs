@@ -261,4 +261,38 @@ async fn a_previous_owner_answering_for_another_key_is_neither_served_nor_copied
         previous_node.get("decoy").await.unwrap().unwrap(),
         "decoy's value"
     );
+
+/// A moved key overwritten with a short TTL: once the new value expires (the window still
+/// open), a read must not bring back the value the previous owner held before the write. The
+/// write deletes the previous owner's copy; without that, the miss on the new owner is looked
+/// up on the previous owner and finds the old value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overwritten_moved_key_that_expires_does_not_return_its_old_value() {
+    let keys: Vec<String> = keys().into_iter().take(300).collect();
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster, Some(Duration::from_secs(60))).await;
+    let moved = scale_out(&cluster, &client, &keys).await;
+    assert!(moved.len() > 20, "{} keys moved", moved.len());
+
+    for key in &moved {
+        client
+            .set(key, format!("{key}-new"), Duration::from_secs(1))
+            .await
+            .unwrap();
+    }
+    // memcached's clock ticks once a second: a 1 s TTL is gone within 2 s.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut old = 0;
+    for key in &moved {
+        match client.get(key).await.unwrap() {
+            None => {}
+            Some(value) if value == key.as_bytes() => old += 1,
+            Some(value) => panic!("{key}: {value:?} after its TTL"),
+        }
+    }
+    eprintln!(
+        "scenario warm_handoff/expired-overwrite: {} moved keys overwritten with a 1 s TTL; old values back after it expired: {old}",
+        moved.len()
+    );
+    assert_eq!(old, 0, "the previous owner's copy was deleted by the write");
 }
