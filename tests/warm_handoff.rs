@@ -261,6 +261,7 @@ async fn a_previous_owner_answering_for_another_key_is_neither_served_nor_copied
         previous_node.get("decoy").await.unwrap().unwrap(),
         "decoy's value"
     );
+}
 
 /// A moved key overwritten with a short TTL: once the new value expires (the window still
 /// open), a read must not bring back the value the previous owner held before the write. The
