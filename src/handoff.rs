@@ -37,7 +37,6 @@ use bytes::Bytes;
 
 use crate::connection::Connection;
 use crate::error::Error;
-use crate::lease::read_item;
 use crate::protocol::meta::{
     MetaDelete, MetaGet, MetaReply, MetaRequest, MetaSet, MetaStatus, SetMode, Ttl,
 };
@@ -113,17 +112,14 @@ impl Owners {
     async fn read_previous(&self, key: &[u8]) -> Result<Option<Found>, Error> {
         if self.previous.speaks_meta() != Some(false) {
             let get = MetaGet::new(key).value().ttl().client_flags().cas();
-            let reply = read_item(
-                &self.previous,
-                &self.limits,
-                get,
-                |response| match response {
+            let reply = self
+                .previous
+                .read_item(&self.limits, get, |response| match response {
                     Response::Meta(reply) => Ok(Some(reply)),
                     Response::Error(ErrorReply::Error) => Ok(None),
                     other => Err(other),
-                },
-            )
-            .await?;
+                })
+                .await?;
             self.previous.set_speaks_meta(reply.is_some());
             if let Some(reply) = reply {
                 let placeholder = reply.flags.win_taken || reply.flags.stale;
@@ -197,15 +193,12 @@ impl Owners {
         };
         if let Some(copy_cas) = copied {
             let again = MetaGet::new(key).cas();
-            let again = read_item(
-                &self.previous,
-                &self.limits,
-                again,
-                |response| match response {
+            let again = self
+                .previous
+                .read_item(&self.limits, again, |response| match response {
                     Response::Meta(reply) => Ok(reply.flags.cas),
                     other => Err(other),
-                },
-            );
+                });
             if again.await.ok().flatten() != Some(cas) {
                 let undo = MetaDelete::new(key).compare_cas(copy_cas);
                 let _ = self.meta(&self.current, undo.into()).await;

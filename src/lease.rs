@@ -2,7 +2,7 @@
 //! cluster, through memcached's meta-protocol leases.
 //!
 //! A lookup is `mg <key> N<lease> R<early> v c k t`; a reply that names another key than the one
-//! asked for is refused as a protocol error ([`read_item`]). On a miss the server creates an empty
+//! asked for is refused as a protocol error ([`Connection::read_item`]). On a miss the server creates an empty
 //! placeholder that lives for the lease and hands exactly one caller a win (`W`): that caller
 //! runs the loader and stores its value with `ms ... C<cas>`, so a newer value is never
 //! overwritten. Every other caller sees the placeholder with `Z` (a win is out) and asks again
@@ -28,12 +28,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::connection::{accept_reply, Connection};
+use crate::connection::Connection;
 use crate::error::Error;
 use crate::handoff::Owners;
 use crate::protocol::meta::{MetaDelete, MetaGet, MetaReply, MetaRequest, MetaSet, MetaStatus};
 use crate::protocol::{
-    ErrorReply, Expect, Limits, Request, Response, Retrieval, StoreMode, MAX_RELATIVE_TTL,
+    ErrorReply, Limits, Request, Response, Retrieval, StoreMode, MAX_RELATIVE_TTL,
 };
 
 /// The first pause of a caller waiting for another's load; it doubles up to [`MAX_PAUSE`], so a
@@ -81,31 +81,6 @@ fn load_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
     }
 }
 
-/// Sends `get` on `connection`, asking for the key back (`k`), and refuses a reply about another
-/// key as [`Error::Protocol`] ([`MetaGet::check_reply`]). Every meta read of an item goes
-/// through here (the lookup of a lease, the warm handoff's reads of a previous owner), so that
-/// no node can hand one key's item to another key's caller, nor have it copied elsewhere.
-/// The reply, once checked, goes to `accept` as on every request path
-/// ([`Connection::request`]).
-pub(crate) async fn read_item<T>(
-    connection: &Connection,
-    limits: &Limits,
-    get: MetaGet<'_>,
-    accept: impl FnOnce(Response) -> Result<T, Response>,
-) -> Result<T, Error> {
-    let get = get.return_key();
-    let response = connection
-        .request(&MetaRequest::from(get), limits, Ok)
-        .await?;
-    if let Response::Meta(reply) = &response {
-        get.check_reply(reply).map_err(|source| Error::Protocol {
-            node: connection.node().to_string(),
-            source,
-        })?;
-    }
-    accept_reply(connection.node(), Expect::Meta, response, accept)
-}
-
 impl Lease<'_> {
     fn lease_secs(&self) -> u32 {
         u32::try_from(self.lease.as_secs().max(1)).unwrap_or(u32::MAX)
@@ -128,17 +103,13 @@ impl Lease<'_> {
         if let Some(early) = self.early_secs() {
             get = get.recache(early);
         }
-        read_item(
-            self.connection,
-            self.limits,
-            get,
-            |response| match response {
+        self.connection
+            .read_item(self.limits, get, |response| match response {
                 Response::Meta(reply) => Ok(classify(*reply)),
                 Response::Error(ErrorReply::Error) => Ok(Lookup::NoMeta),
                 other => Err(other),
-            },
-        )
-        .await
+            })
+            .await
     }
 
     /// Stores the loaded value, unless the item changed since the win.

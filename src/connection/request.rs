@@ -1,12 +1,14 @@
 //! The one request path of every call: encode, send on a connection, and turn the reply into
 //! the call's result. A call lists only its success arms; a server's error answer becomes
 //! [`Error::Server`], and any other reply [`Error::Protocol`] (a well-framed reply that does not
-//! answer the request: the connection stays open).
+//! answer the request: the connection stays open). A meta read of an item is also checked
+//! against the key asked for ([`Connection::read_item`]).
 
 use tokio::time::Instant;
 
 use crate::error::{excerpt, Error, ProtocolError};
 use crate::pipeline::Frame;
+use crate::protocol::meta::{MetaGet, MetaRequest};
 use crate::protocol::{Encode, ErrorReply, Expect, Limits, Response};
 
 use super::Connection;
@@ -38,6 +40,28 @@ impl Connection {
         let sent = self.send(frame, expect, request.is_idempotent(), deadline);
         let response = self.reply(sent.await?).await?;
         accept_reply(self.node(), expect, response, accept)
+    }
+
+    /// Sends `get`, asking for the key back (`k`), and refuses a reply about another key as
+    /// [`Error::Protocol`] ([`MetaGet::check_reply`]). Every meta read of an item goes through
+    /// here (the lookup of a lease, the warm handoff's reads of a previous owner), so that no
+    /// node can hand one key's item to another key's caller, nor have it copied elsewhere. The
+    /// reply, once checked, goes to `accept` as on every request path.
+    pub(crate) async fn read_item<T>(
+        &self,
+        limits: &Limits,
+        get: MetaGet<'_>,
+        accept: impl FnOnce(Response) -> Result<T, Response>,
+    ) -> Result<T, Error> {
+        let get = get.return_key();
+        let response = self.request(&MetaRequest::from(get), limits, Ok).await?;
+        if let Response::Meta(reply) = &response {
+            get.check_reply(reply).map_err(|source| Error::Protocol {
+                node: self.node().to_string(),
+                source,
+            })?;
+        }
+        accept_reply(self.node(), Expect::Meta, response, accept)
     }
 }
 
