@@ -297,3 +297,67 @@ async fn an_overwritten_moved_key_that_expires_does_not_return_its_old_value() {
     );
     assert_eq!(old, 0, "the previous owner's copy was deleted by the write");
 }
+
+/// Every read goes through the handoff, not only `get`: inside the window, moved keys are
+/// found on their previous owner by `gets` (with a CAS token that works on the new owner),
+/// `gat`, `get_or_load` (its loader never runs) and `get_many`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_finds_moved_keys_inside_the_window() {
+    let keys: Vec<String> = keys().into_iter().take(600).collect();
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster, Some(Duration::from_secs(60))).await;
+    let moved = scale_out(&cluster, &client, &keys).await;
+    assert!(moved.len() > 40, "{} keys moved", moved.len());
+    let quarter = moved.len() / 4;
+    let (by_gets, rest) = moved.split_at(quarter);
+    let (by_gat, rest) = rest.split_at(quarter);
+    let (by_load, by_many) = rest.split_at(quarter);
+    let mut cas_stored = 0;
+    for key in by_gets {
+        let item = client
+            .gets(key)
+            .await
+            .unwrap()
+            .expect("gets finds a moved key");
+        assert_eq!(&item.value[..], key.as_bytes());
+        let cas = item.cas.expect("gets returns a CAS token");
+        let stored = client.cas(key, "swapped", TTL, cas).await.unwrap();
+        cas_stored += usize::from(stored == memcached_autodiscovery::CasOutcome::Stored);
+    }
+    for key in by_gat {
+        let value = client.gat(key, TTL).await.unwrap();
+        assert_eq!(value.as_deref(), Some(key.as_bytes()), "gat finds {key}");
+    }
+    let loads = Arc::new(AtomicU64::new(0));
+    for key in by_load {
+        let loads = loads.clone();
+        let value = client
+            .get_or_load(key, TTL, || async move {
+                loads.fetch_add(1, Ordering::Relaxed);
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"from the database"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(&value[..], key.as_bytes(), "get_or_load finds {key}");
+    }
+    let many = client.get_many(by_many.iter()).await.unwrap();
+    eprintln!(
+        "scenario warm_handoff/every-read: {} moved keys; gets {}/{} (cas stored {cas_stored}), \
+         gat {}, get_or_load {} with {} loads, get_many {} of {}",
+        moved.len(),
+        by_gets.len(),
+        by_gets.len(),
+        by_gat.len(),
+        by_load.len(),
+        loads.load(Ordering::Relaxed),
+        many.len(),
+        by_many.len()
+    );
+    assert_eq!(
+        cas_stored,
+        by_gets.len(),
+        "the CAS token is the new owner's copy's"
+    );
+    assert_eq!(loads.load(Ordering::Relaxed), 0, "no load for a moved key");
+    assert_eq!(many.len(), by_many.len());
+}
