@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::Client;
-use crate::cluster::{FailureMode, Placement};
 use crate::config::{ClusterConfig, Node};
 use crate::connection::ConnectionSettings;
 use crate::discovery::fetch;
 use crate::distribution::{Distribution, NodeIdentity};
 use crate::error::Error;
 use crate::protocol::{Limits, MAX_VALUE_CEILING};
+use crate::snapshot::{FailureMode, Placement};
 use crate::topology::{Source, Topology, TopologyOptions};
 use crate::transport::{split_host_port, Dial, Transport};
 

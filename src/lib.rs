@@ -177,7 +177,7 @@ use memcached_autodiscovery_proto::{config, distribution, pipeline, protocol};
 
 mod builder;
 mod client;
-mod cluster;
+
 pub mod codec;
 mod connection;
 mod discovery;
@@ -190,6 +190,7 @@ mod metrics;
 mod multi_get;
 mod routing;
 mod serverless;
+mod snapshot;
 mod spans;
 #[cfg(feature = "tls")]
 mod tls;
@@ -200,7 +201,6 @@ pub use builder::{
     ClientBuilder, DEFAULT_MAX_NODES, MAX_CONNECTIONS_PER_NODE, MAX_DURATION, MAX_QUEUE_DEPTH,
 };
 pub use client::{CasOutcome, Client};
-pub use cluster::FailureMode;
 pub use codec::{Codec, CodecError};
 pub use config::{ClusterConfig, Node};
 pub use distribution::{Distribution, NodeIdentity};
@@ -210,6 +210,7 @@ pub use error::{
 };
 pub use multi_get::MultiGet;
 pub use protocol::{Item, StoreMode};
+pub use snapshot::FailureMode;
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;
 

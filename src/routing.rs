@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
-use crate::cluster::Snapshot;
 use crate::connection::Connection;
 use crate::error::Error;
 use crate::handoff::Owners;
+use crate::snapshot::Snapshot;
 use crate::topology::Topology;
 
 /// Where a one-key call goes. Holds the snapshot of the call rather than a clone of the

@@ -28,12 +28,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::cluster::{Placement, Snapshot, TopologyChange};
 use crate::config::{decide, ClusterConfig, Decision};
 use crate::connection::ConnectionSettings;
 use crate::discovery::{ask_node, fetch, NodeAnswer};
 use crate::error::{DiscoveryErrorKind, Error};
 use crate::jitter::jitter;
+use crate::snapshot::{Placement, Snapshot, TopologyChange};
 
 /// How long building the snapshot of a static node list may take: no discovery timeout applies
 /// to it, and this bound (a day) is only there so that every build has one.
