@@ -131,7 +131,7 @@ impl Client {
                 let around = async {
                     let deleted_before = owners.before(access, key).await;
                     let response = conn.call(frame, expect, idempotent).await?;
-                    Ok(owners.after(access, key, deleted_before, response).await)
+                    Ok::<_, Error>(owners.after(access, key, deleted_before, response).await)
                 };
                 crate::metrics::timed(op, around.instrument(span)).await?
             }

@@ -27,3 +27,8 @@ pub mod distribution;
 pub mod error;
 pub mod pipeline;
 pub mod protocol;
+
+/// The README's example, compiled as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
