@@ -6,9 +6,9 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use memcached_autodiscovery::ClusterConfig;
+use memcached_autodiscovery_proto::config::ClusterConfig;
 use memcached_autodiscovery_proto::protocol::{decode, Expect, Limits, Response};
-use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_proto::error::ProtocolError;
 
 /// The whole server reply around `block`, as an ElastiCache endpoint frames it.
 fn framed(header: &str, block: &[u8]) -> Vec<u8> {
@@ -27,10 +27,10 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(other) => panic!("parse returned a non-config error: {other:?}"),
     };
-    assert!(!config.nodes.is_empty());
-    for node in &config.nodes {
-        assert!(!node.hostname.is_empty());
-        assert_ne!(node.port, 0);
+    assert!(!config.nodes().is_empty());
+    for node in config.nodes() {
+        assert!(!node.hostname().is_empty());
+        assert_ne!(node.port(), 0);
     }
 
     let block = config.encode_block();

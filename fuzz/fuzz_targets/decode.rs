@@ -10,7 +10,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use memcached_autodiscovery_proto::protocol::{decode, Expect, Limits, Response};
-use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_proto::error::ProtocolError;
 
 /// Small limits, so inputs of a few KiB reach the size checks.
 const LIMITS: Limits = Limits::new(4096, 256);

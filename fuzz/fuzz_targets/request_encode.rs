@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use memcached_autodiscovery_proto::protocol::{validate_key, Limits, Request, Retrieval, StoreMode};
-use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_proto::error::ProtocolError;
 
 /// Bytes already in the output buffer, as if other requests were batched before this one.
 const EARLIER: &[u8] = b"get earlier\r\n";
