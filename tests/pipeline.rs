@@ -15,14 +15,14 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use memcached_autodiscovery::{Error, ProtocolError};
+use memcached_autodiscovery_proto::error::ProtocolError;
 use memcached_autodiscovery_proto::pipeline::{
     Break, Closed, Pending, Pipeline, MAX_IN_FLIGHT, MAX_WRITE_BATCH,
 };
 use memcached_autodiscovery_proto::protocol::{
     decode, ErrorReply, Expect, Limits, Request, Response, StoreMode,
 };
-use model::{error_for, is_error, ops_from_bytes, Board, Kind, Model, Op, Probe, Stats, KINDS};
+use model::{error_for, is_error, Error, ops_from_bytes, Board, Kind, Model, Op, Probe, Stats, KINDS};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
