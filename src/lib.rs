@@ -156,7 +156,10 @@
 //!
 //! [`Error`] names the node involved, says in each variant's docs what state the connection is
 //! left in, and answers [`Error::is_timeout`] and [`Error::is_retryable`]; a server's error
-//! answer carries a [`ServerErrorKind`]. [`ProtocolError`] is what the pure core returns.
+//! answer carries a [`ServerErrorKind`], a failed discovery a [`DiscoveryErrorKind`] (with the
+//! underlying error as [`source`](std::error::Error::source)), an unusable setting the name of
+//! the method at fault ([`Error::Settings`]). [`ProtocolError`] is what the sans-IO core returns
+//! for bytes that are not a valid reply or a request that cannot be encoded.
 //!
 //! # Settings
 //!
