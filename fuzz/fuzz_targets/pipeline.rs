@@ -4,7 +4,7 @@
 //! bytes of the fuzzer's choosing from the server, callers leaving, connections broken for any
 //! reason and the replayed requests taken by the next one.
 //!
-//! The model and the input format are those of `tests/pipeline/model.rs` (shared with the
+//! The model and the input format are those of `proto/tests/pipeline/model.rs` (shared with the
 //! property tests, which run the same model on random bytes). It panics when the pipeline
 //! breaks a rule: a caller not answered exactly once (a caller refused by `push` because it had
 //! left is dropped unanswered instead), bytes written that are not the taken frames in order, a
@@ -15,7 +15,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../tests/pipeline/model.rs"]
+#[path = "../../proto/tests/pipeline/model.rs"]
 mod model;
 
 fuzz_target!(|data: &[u8]| {

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
-use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_proto::error::ProtocolError;
 use memcached_autodiscovery_proto::protocol::meta::{
     base64, encode_batch, ArithMode, MetaArithmetic, MetaDelete, MetaGet, MetaKey, MetaReply,
     MetaRequest, MetaSet, MetaStatus, ReturnFlags, SetMode, Ttl, MAX_BINARY_KEY_LEN,

@@ -2,8 +2,8 @@
 //! binary keys, batches, and the refusals (with the buffer left as it was).
 
 use bytes::BytesMut;
-use memcached_autodiscovery::KeyError;
-use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_proto::error::KeyError;
+use memcached_autodiscovery_proto::error::ProtocolError;
 use memcached_autodiscovery_proto::protocol::meta::{
     base64, encode_batch, ArithMode, MetaArithmetic, MetaDelete, MetaGet, MetaKey, MetaRequest,
     MetaSet, SetMode, MAX_BINARY_KEY_LEN, MAX_OPAQUE_LEN,

@@ -12,9 +12,9 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use bytes::BytesMut;
-use memcached_autodiscovery::ClusterConfig;
-use memcached_autodiscovery::ClusterConfigErrorKind;
-use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_proto::config::ClusterConfig;
+use memcached_autodiscovery_proto::error::ClusterConfigErrorKind;
+use memcached_autodiscovery_proto::error::ProtocolError;
 use memcached_autodiscovery_proto::protocol::{decode, ErrorReply, Expect, Limits, Response};
 
 /// A node as the table spells it: hostname, IP (if any), port.

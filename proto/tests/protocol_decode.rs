@@ -3,7 +3,7 @@
 //! the refusals, and that values are slices of the received buffer.
 
 use bytes::{Bytes, BytesMut};
-use memcached_autodiscovery::ProtocolError;
+use memcached_autodiscovery_proto::error::ProtocolError;
 use memcached_autodiscovery_proto::protocol::{decode, ErrorReply, Expect, Item, Limits, Response};
 
 struct Valid {

@@ -22,7 +22,9 @@ use memcached_autodiscovery_proto::pipeline::{
 use memcached_autodiscovery_proto::protocol::{
     decode, ErrorReply, Expect, Limits, Request, Response, StoreMode,
 };
-use model::{error_for, is_error, Error, ops_from_bytes, Board, Kind, Model, Op, Probe, Stats, KINDS};
+use model::{
+    error_for, is_error, ops_from_bytes, Board, Error, Kind, Model, Op, Probe, Stats, KINDS,
+};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
@@ -934,7 +936,7 @@ fn the_property_runs_reach_every_rule() {
 /// `cargo fuzz run pipeline` on each input, without libFuzzer).
 #[test]
 fn the_fuzz_corpus_of_pipeline_runs_clean() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/pipeline");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/pipeline");
     let mut inputs = 0;
     for entry in std::fs::read_dir(&dir).expect("fuzz/corpus/pipeline") {
         let path = entry.unwrap().path();

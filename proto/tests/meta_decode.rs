@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use memcached_autodiscovery::{Error, ProtocolError};
+use memcached_autodiscovery_proto::error::ProtocolError;
 use memcached_autodiscovery_proto::pipeline::{Caller, Pending, Pipeline};
 use memcached_autodiscovery_proto::protocol::meta::{MetaReply, MetaStatus, ReturnFlags, Ttl};
 use memcached_autodiscovery_proto::protocol::{decode, ErrorReply, Expect, Limits, Response};
@@ -720,15 +720,19 @@ fn a_batch_with_more_replies_than_requests_is_refused() {
 
 // ---- The pipeline carries meta frames as they are ----
 
-struct Slot(Rc<RefCell<Vec<Result<Response, Error>>>>);
+/// A failed request, for this test's callers (none fails here).
+#[derive(Debug, Clone)]
+struct Failed;
+
+struct Slot(Rc<RefCell<Vec<Result<Response, Failed>>>>);
 
 impl Caller for Slot {
-    type Error = Error;
+    type Error = Failed;
 
     fn is_gone(&self) -> bool {
         false
     }
-    fn answer(self, outcome: Result<Response, Error>) {
+    fn answer(self, outcome: Result<Response, Failed>) {
         self.0.borrow_mut().push(outcome);
     }
 }
