@@ -327,10 +327,10 @@ impl<S: BuildHasher + Clone> RingLocator<S> {
         usable: impl Fn(usize) -> bool,
     ) -> Option<usize> {
         let i = self.slot(key)?;
-        super::first_usable(&self.owners, i, usable)
+        super::locator::first_usable(&self.owners, i, usable)
     }
 
-    /// The points, ascending, and their owners (for [`super::moved_share_of`]).
+    /// The points, ascending, and their owners (for [`super::locator::moved_share_of`]).
     pub(crate) fn table(&self) -> (&[u64], &[u32]) {
         (&self.points, &self.owners)
     }
