@@ -141,9 +141,9 @@ impl std::fmt::Display for Distribution {
     }
 }
 
-/// Which name of a node its placement hashes: the `host` of the `host:port` a [`Locator`] is
-/// built from. Connections, deduplication and logs always use `hostname:port`
-/// ([`Node::id`]); only placement changes.
+/// Which name of a node its placement hashes: the `host` of the `host:port` a
+/// [`Locator`](super::Locator) is built from. Connections, deduplication and logs always use
+/// `hostname:port` ([`Node::id`]); only placement changes.
 ///
 /// ElastiCache's `config get cluster` gives each node as `hostname|ip|port`, and peers hash
 /// different parts of it:
