@@ -5,7 +5,7 @@
 //! locating keys (with the mode's fallback order when nodes cannot serve) and measuring the
 //! share of keys two placements place differently. It does not own the algorithms' point tables
 //! or hash functions (the sibling `ring`, `ketama`, `rendezvous` and `hash` modules) nor the
-//! modes' names (`mode`).
+//! modes and their names (the parent module).
 
 use std::sync::Arc;
 

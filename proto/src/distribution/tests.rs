@@ -3,7 +3,6 @@
 
 use super::locator::moved_share_of;
 use super::*;
-use crate::config::Node;
 
 #[test]
 fn every_mode_has_a_unique_name_that_round_trips() {
