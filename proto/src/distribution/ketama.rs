@@ -336,7 +336,7 @@ impl Continuum {
             return None;
         }
         let i = self.slot_of(self.key_hash.hash(key));
-        super::first_usable(&self.owners, i, usable)
+        super::locator::first_usable(&self.owners, i, usable)
     }
 
     /// The positions, ascending, and their owners.
