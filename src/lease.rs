@@ -127,7 +127,7 @@ impl Lease<'_> {
 
     /// Inside a warm-handoff window, a moved key's value on its previous owner (a failure of
     /// that node is a miss).
-    async fn from_previous_owner(&self) -> Option<Bytes> {
+    async fn previous_owners_value(&self) -> Option<Bytes> {
         let owners = self.moved?;
         owners.previous_value(self.key).await
     }
@@ -181,7 +181,7 @@ impl Lease<'_> {
                         armed: true,
                     };
                     if current.is_none() {
-                        if let Some(value) = self.from_previous_owner().await {
+                        if let Some(value) = self.previous_owners_value().await {
                             release.disarm();
                             self.store(&value, cas).await;
                             return Ok(value);
@@ -242,7 +242,7 @@ impl Lease<'_> {
         if let Some(item) = found {
             return Ok(item.value);
         }
-        if let Some(value) = self.from_previous_owner().await {
+        if let Some(value) = self.previous_owners_value().await {
             return Ok(value);
         }
         let value = load().await.map_err(load_error)?;
