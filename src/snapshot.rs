@@ -88,7 +88,9 @@ pub enum FailureMode {
     /// While a node is down its keys go to the next live node in the distribution's own order:
     /// the next point of the ring or continuum, the next-highest score for rendezvous, the next
     /// node of the list for the modula modes. The down node's connection reconnects on its own
-    /// (within the reconnect backoff) and its keys return to it as soon as it answers again.
+    /// (within the reconnect backoff) and its keys return to it once it answers a probe
+    /// (`version`) on the new connection: a node that accepts connections without answering
+    /// (a stopped process) gets no caller's request.
     Redistribute,
 }
 

@@ -191,3 +191,53 @@ async fn a_partial_multi_get_returns_the_hits_of_the_nodes_that_answered() {
         }
     }
 }
+
+/// A stopped node (SIGSTOP: the kernel still completes a TCP handshake, so a reconnect
+/// succeeds) under a checked load with `Redistribute`: after the first requests time out it is
+/// marked down, and each reconnect must get an answer to a probe before any caller's request
+/// goes back to it. Errors end within a second of the stop (the first requests' timeout, 500
+/// ms, plus slack), not at every reconnect; after the thaw the node's keys come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_is_probed_before_traffic_goes_back_to_it() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster, FailureMode::Redistribute).await;
+    let key = key_on(&client, &cluster, 1, "stopped");
+    let owner = cluster.nodes()[1].id();
+    let load = Load::start_mix(&client, CALLERS, "stop", Mix::READ_MOSTLY);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let stopped_at = load.elapsed();
+    cluster.freeze(1);
+    // Several backoff periods (100 ms .. 1 s): each one ends in a reconnect that succeeds.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let report = load.finish().await;
+    cluster.thaw(1);
+    let after_stop = report.last_error.map(|at| at.saturating_sub(stopped_at));
+    eprintln!(
+        "scenario failure_mode/Redistribute/stop: ops {} errors {:?} wrong {} last_error_after_stop {:?} max_latency {:?}",
+        report.ops, report.errors, report.wrong_values, after_stop, report.max_latency
+    );
+    assert_eq!(report.wrong_values, 0, "no value of another key, ever");
+    assert!(report.ops > 1000, "the load ran ({} ops)", report.ops);
+    let after_stop = after_stop.expect("the stop was noticed: requests on it timed out");
+    assert!(
+        after_stop <= Duration::from_millis(1500),
+        "errors only while the stop is noticed: the last came {after_stop:?} after it ({:?})",
+        report.errors
+    );
+    let thawed = std::time::Instant::now();
+    assert!(
+        eventually(BACKOFF_MAX + SLACK, || client.node_for(&key).unwrap().id()
+            == owner)
+        .await,
+        "the thawed node answers its probe and gets its keys back"
+    );
+    eprintln!(
+        "scenario failure_mode/Redistribute/thaw: keys back after {:?}",
+        thawed.elapsed()
+    );
+    client.set(&key, "after", Duration::ZERO).await.unwrap();
+    assert_eq!(
+        client.get(&key).await.unwrap().as_deref(),
+        Some(&b"after"[..])
+    );
+}

@@ -72,19 +72,42 @@ pub(crate) struct ConnectionSettings {
     pub serverless: bool,
 }
 
-/// The caller's end of a request in the connection task: the sending end of its reply slot.
-struct Waiter(slot::Sender);
+/// Who waits for a request in the connection task: a caller (the sending end of its reply
+/// slot), or the task's own probe of a node that was down, which marks the node up when the
+/// node answers it.
+enum Waiter {
+    Caller(slot::Sender),
+    Probe(Arc<Health>),
+}
+
+impl Waiter {
+    /// Whether a caller left before its request was taken.
+    #[inline]
+    fn is_closed(&self) -> bool {
+        match self {
+            Waiter::Caller(reply) => reply.is_closed(),
+            Waiter::Probe(_) => false,
+        }
+    }
+}
 
 impl Caller for Waiter {
     type Error = Error;
     #[inline]
     fn is_gone(&self) -> bool {
-        self.0.is_closed()
+        self.is_closed()
     }
 
     #[inline]
     fn answer(self, outcome: Result<Response, Error>) {
-        self.0.send(outcome);
+        match self {
+            Waiter::Caller(reply) => reply.send(outcome),
+            Waiter::Probe(health) => {
+                if matches!(outcome, Ok(Response::Version(_))) {
+                    health.mark_up();
+                }
+            }
+        }
     }
 }
 
@@ -196,7 +219,7 @@ impl Connection {
             expect,
             deadline.into_std(),
             idempotent,
-            Waiter(reply),
+            Waiter::Caller(reply),
         );
         // Room in the queue (the usual case): no timer, no await.
         match self.tx.try_send(pending) {

@@ -20,6 +20,7 @@ use super::health::{Backoff, Health};
 use super::{ConnectionSettings, Role, Waiter};
 use crate::error::{Error, Peer};
 use crate::pipeline::{Break, Closed, Pending, Pipeline};
+use crate::protocol::Expect;
 use crate::transport::{explain, hint_tls, io_error, ReadSide, Stream, Target, WriteSide};
 
 /// A connection quiet for longer than this is checked for a close by the server before the next
@@ -56,7 +57,7 @@ pub(super) async fn run(
                 tokio::select! {
                     pending = rx.recv() => match pending {
                         None => return,
-                        Some(p) if p.caller().0.is_closed() => continue,
+                        Some(p) if p.caller().is_closed() => continue,
                         Some(p) => break Some(p),
                     },
                     () = sleep_until_some(probe_at) => break None,
@@ -89,10 +90,17 @@ pub(super) async fn run(
             }
         };
         retry_at = None;
-        health.mark_up();
         meter.opened();
         tracing::debug!(node = %health.node(), "memcached.connected");
-        let first = std::mem::take(&mut replay);
+        let mut first = std::mem::take(&mut replay);
+        if health.probes() && health.is_down() {
+            // A node that accepts a connection may still not answer (a stopped process: the
+            // kernel completes the handshake). It stays down, its keys served elsewhere, until
+            // it answers a probe.
+            first.insert(0, probe(&health, &settings));
+        } else {
+            health.mark_up();
+        }
         let served = match stream {
             Stream::Tcp(tcp) => {
                 let (reader, writer) = tcp.into_split();
@@ -174,12 +182,29 @@ async fn watch_while<T>(
                 armed = None;
             }
             pending = rx.recv(), if can_take => match pending {
-                Some(p) if p.caller().0.is_closed() => {}
+                Some(p) if p.caller().is_closed() => {}
                 Some(p) => waiting.push(p),
                 None => open = false,
             },
         }
     }
+}
+
+/// How long a node that was down has to answer its probe (at most the request timeout).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The probe of a node that was down: `version`, answered within [`PROBE_TIMEOUT`] (or the
+/// request timeout, if shorter) or the connection is broken off and the node stays down for
+/// another backoff. Its answer marks the node up.
+fn probe(health: &Arc<Health>, settings: &ConnectionSettings) -> Pending<Waiter> {
+    let deadline = std::time::Instant::now() + settings.request_timeout.min(PROBE_TIMEOUT);
+    Pending::new(
+        bytes::Bytes::from_static(b"version\r\n"),
+        Expect::Version,
+        deadline,
+        true,
+        Waiter::Probe(health.clone()),
+    )
 }
 
 /// Takes `p` into the pipeline, or fails it unsent when its deadline passed while it was queued.
