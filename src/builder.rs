@@ -265,9 +265,9 @@ impl ClientBuilder {
 
     /// How long a [`Client::get_or_load`] caller that won a key's load holds it: the lifetime of
     /// the server's placeholder, so the longest a crashed loader can hold up the others (a
-    /// failing or cancelled one gives the key back at once). Waiters give up after twice this.
-    /// Make it longer than the loader usually takes. Defaults to 5 s. Clamped to 1 s ..= 1 h
-    /// (whole seconds, rounded down).
+    /// failing or cancelled one, or one whose value is not stored, gives the key back at once).
+    /// Waiters give up after twice this. Make it longer than the loader usually takes. Defaults
+    /// to 5 s. Clamped to 1 s ..= 1 h (whole seconds, rounded down).
     pub fn load_lease(mut self, lease: Duration) -> Self {
         let secs = lease.as_secs().clamp(1, 3600);
         self.load_lease = Duration::from_secs(secs);

@@ -14,7 +14,11 @@
 //! during its load looks just like it) is waited for, never served. A caller that waited for
 //! another's load takes the value it finds, even when offered an early refresh of it. A loader
 //! that fails gives its error to its caller and deletes its placeholder at once
-//! (`md ... C<cas>`), and so does a winner that is cancelled, from a task of its own.
+//! (`md ... C<cas>`), and so does a winner that is cancelled, from a task of its own. So does a
+//! winner whose value is not stored: any answer to its `ms` but `HD` (`NS`, `EX`, `NF`, an
+//! error answer such as `SERVER_ERROR object too large for cache`), no answer, or a value over
+//! the client's `max_value_size` that is never sent; the caller still gets the value it loaded.
+//! The delete compares the CAS of the win, so it never removes an item written since.
 //!
 //! A node that answers the meta protocol with `ERROR` (memcached before 1.6) is remembered, and
 //! served by `get`, the loader and `set` instead: one load per key per client (the in-process
@@ -112,14 +116,17 @@ impl Lease<'_> {
             .await
     }
 
-    /// Stores the loaded value, unless the item changed since the win.
+    /// Stores the loaded value, unless the item changed since the win; a value not stored gives
+    /// the key back ([`Lease::release`]).
     async fn store(&self, value: &[u8], cas: Option<u64>) {
         let mut set = MetaSet::new(self.key, value).ttl(self.exptime);
         if let Some(cas) = cas {
             set = set.compare_cas(cas);
         }
         // The caller gets its value whether or not it could be kept.
-        let _ = self.send(set.into()).await;
+        if !self.send(set.into()).await {
+            self.release(cas).await;
+        }
         if let Some(owners) = self.moved {
             owners.forget_previous(self.key).await;
         }
@@ -182,15 +189,17 @@ impl Lease<'_> {
                     };
                     if current.is_none() {
                         if let Some(value) = self.previous_owners_value().await {
-                            release.disarm();
                             self.store(&value, cas).await;
+                            release.disarm();
                             return Ok(value);
                         }
                     }
                     return match load().await {
                         Ok(value) => {
-                            release.disarm();
+                            // Armed until the store is done: a winner cancelled before it gives
+                            // the key back too (after it, the CAS has moved on).
                             self.store(&value, cas).await;
+                            release.disarm();
                             Ok(value)
                         }
                         Err(e) => {
@@ -215,9 +224,16 @@ impl Lease<'_> {
     }
 
     /// Sends a meta request whose outcome is not the caller's (a store after a load, a
-    /// release): any answer, or none, will do.
-    async fn send(&self, request: MetaRequest<'_>) {
-        let _ = self.connection.request(&request, self.limits, Ok).await;
+    /// release) and returns whether the node answered `HD` (stored, deleted): any other answer,
+    /// an error answer, or none, is a `false`.
+    async fn send(&self, request: MetaRequest<'_>) -> bool {
+        let answer = self
+            .connection
+            .request(&request, self.limits, |response| {
+                Ok(matches!(response, Response::Meta(reply) if reply.status == MetaStatus::Success))
+            })
+            .await;
+        matches!(answer, Ok(true))
     }
 
     /// `get`, then on a miss the loader and `set`: for nodes without the meta protocol.

@@ -138,6 +138,82 @@ async fn a_failing_loader_gets_its_error_and_gives_the_key_back_at_once() {
     );
 }
 
+/// A winner whose value is not stored gives the key back at once, as a failed load does: a
+/// caller of another client, waiting for that load, loads its own value instead of waiting out
+/// the lease. Two refusals of a 2 MiB value: by the winner's client (over its default 1 MiB
+/// `max_value_size`: never sent), and by memcached (`SERVER_ERROR object too large for cache`
+/// over its default 1 MiB item size; memcached 1.6.18 then drops the placeholder itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_too_large_to_store_gives_the_key_back_at_once() {
+    let cluster = LocalCluster::start(1).await.unwrap();
+    let lease = Duration::from_secs(10);
+    let client = |max_value_size: usize| {
+        Client::builder()
+            .config_endpoint(cluster.config_endpoint().to_string())
+            .request_timeout(Duration::from_secs(2))
+            .load_lease(lease)
+            .max_value_size(max_value_size)
+            .build()
+    };
+    let waiter = client(1 << 20).await.unwrap();
+    for (refused_by, max_value_size) in [("the client", 1 << 20), ("memcached", 4 << 20)] {
+        let winner = client(max_value_size).await.unwrap();
+        let key = format!("too-large:{max_value_size}");
+        let (won, loading) = tokio::sync::oneshot::channel::<()>();
+        let (give, given) = tokio::sync::oneshot::channel::<()>();
+        let winning = {
+            let key = key.clone();
+            tokio::spawn(async move {
+                winner
+                    .get_or_load(&key, TTL, || async move {
+                        let _ = won.send(());
+                        let _ = given.await;
+                        Ok::<_, DatabaseDown>(Bytes::from(vec![b'x'; 2 << 20]))
+                    })
+                    .await
+            })
+        };
+        loading.await.unwrap(); // the winner holds the key
+        let started = Instant::now();
+        let waiting = {
+            let (waiter, key) = (waiter.clone(), key.clone());
+            tokio::spawn(async move {
+                waiter
+                    .get_or_load(&key, TTL, || async {
+                        Ok::<_, DatabaseDown>(Bytes::from_static(b"small"))
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !waiting.is_finished(),
+            "{refused_by}: the waiter waits for the load"
+        );
+        give.send(()).unwrap();
+        let loaded = Instant::now();
+        let value = winning.await.unwrap().unwrap();
+        assert_eq!(
+            value.len(),
+            2 << 20,
+            "{refused_by}: the winner gets its value"
+        );
+        let value = waiting.await.unwrap().unwrap();
+        let waited = started.elapsed();
+        eprintln!(
+            "refused by {refused_by}: the waiter had its value {waited:?} after it asked, {:?} \
+             after the winner's load ended",
+            loaded.elapsed()
+        );
+        assert_eq!(value, "small", "{refused_by}: the waiter loaded itself");
+        assert!(
+            waited < Duration::from_secs(2),
+            "refused by {refused_by}: the key was given back at once, not after the 10 s lease: {waited:?}"
+        );
+        assert_eq!(waiter.get(&key).await.unwrap().unwrap(), "small");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_winner_gives_the_key_back() {
     let cluster = LocalCluster::start(1).await.unwrap();
