@@ -26,8 +26,9 @@
 //!                                       reads ─▶ decode ─▶ FIFO ─▶ caller
 //!
 //!  poller (weak ref) ─ every interval ± jitter, or when a request finds the last poll stale:
-//!      ask a node of the cluster `config get cluster` (nodes in turn), else the configuration
-//!      endpoint (its name resolved again, `config get cluster`, then the legacy key)
+//!      ask a node of the cluster `config get cluster` (nodes in turn), else (or when the node
+//!      answers a version older than the client's) the configuration endpoint (its name
+//!      resolved again, `config get cluster`, then the legacy key)
 //!      ─▶ parse ─▶ apply rules ─▶ next snapshot (reusing live connections) ─▶ atomic swap
 //! ```
 //!
@@ -73,7 +74,7 @@
 //! | `memcached.discovery` | span, info | `endpoint` |
 //! | `memcached.topology.initial` | event, info | `version`, `nodes`, `endpoint` |
 //! | `memcached.topology.changed` | event, info | `old_version`, `new_version`, `added`, `removed`, `readdressed`, `moved_share` |
-//! | `memcached.discovery.node_asked` | event, debug (a poll asked a node for the configuration: `outcome` is `config`, `unsupported` when it answered `ERROR` and is not asked again, or `failed`) | `node`, `outcome`, `detail` |
+//! | `memcached.discovery.node_asked` | event, debug (a poll asked a node for the configuration: `outcome` is `config`, `stale` when its version is older than the client's and the endpoint is asked, `unsupported` when it answered `ERROR` and is not asked again, or `failed`) | `node`, `outcome`, `detail` |
 //! | `memcached.discovery.failed` | event, warn (at most one per poll interval) | `error` |
 //! | `memcached.discovery.stale` | event, debug | `age_ms` |
 //! | `memcached.discovery.stale_version_ignored` | event, debug | `current`, `received` |

@@ -6,12 +6,17 @@
 //! Requests load the snapshot without locking. A refresh runs one at a time: it asks the
 //! cluster's nodes for the configuration, in turn, on their existing connections (every
 //! ElastiCache node answers `config get cluster`; a node that answers `ERROR` is not asked again),
-//! and the configuration endpoint when no node answers or the nodes are not known yet; it
-//! applies the rules ([`decide`]), builds the next snapshot from the current one (reusing live
-//! connections and placement work) on tokio's blocking pool, and stores it whole. A poll, build
-//! included, ends within the discovery timeout; a configuration listing more than `max_nodes`
-//! nodes is refused before any work. A failed, malformed or refused poll keeps the last good
-//! topology. After a change, the previous snapshot is kept for the warm handoff window, if any.
+//! and the configuration endpoint when no node answers, when the nodes are not known yet, or when
+//! a node answers a version older than the one held (what the apply rules call `Stale`): nodes
+//! that lag would otherwise hide a newer version the endpoint serves. An answer of the version
+//! held, its nodes changed or not, is an answer, so the polls of a settled cluster stay off the
+//! endpoint. The refresh applies the rules ([`decide`]), builds the next snapshot from the
+//! current one (reusing live connections and placement work) on tokio's blocking pool, and
+//! stores it whole. A poll, build included, ends within the discovery timeout; a configuration
+//! listing more than `max_nodes` nodes is refused before any work. A failed, malformed or
+//! refused poll keeps the last good topology (after a stale node answer, an endpoint that fails
+//! fails the poll). After a change, the previous snapshot is kept for the warm handoff window,
+//! if any.
 //!
 //! Timers do not run while a Lambda environment is frozen: every request checks, for the cost of
 //! a clock read, whether the last poll is older than the interval, and if so wakes the poller
@@ -186,7 +191,8 @@ impl Topology {
     }
 
     /// One poll, then the apply rules; only one runs at a time. The nodes of the current
-    /// snapshot are asked first, in turn, on their connections; the endpoint when none answers.
+    /// snapshot are asked first, in turn, on their connections; the endpoint when none answers
+    /// or a node answers a version older than the current one.
     /// The whole of it (asking, building) is bounded by the discovery timeout. With a static
     /// node list it does nothing.
     pub(crate) async fn refresh(&self) -> Result<TopologyChange, Error> {
@@ -276,8 +282,10 @@ impl Topology {
 
     /// Asks the snapshot's nodes for the configuration, in turn from where the last poll
     /// stopped, skipping nodes marked down and nodes that answered `ERROR` once; the first
-    /// answer wins. Gives up after three nodes or half the time left before `deadline`, so that
-    /// the endpoint still has time.
+    /// answer wins. An answer older than the snapshot's version ([`Decision::Stale`]) ends the
+    /// asking with `None`, as no answer does: the nodes lag, so the endpoint is asked (an answer
+    /// of the same version, changed or not, is an answer). Gives up after three nodes or half
+    /// the time left before `deadline`, so that the endpoint still has time.
     async fn ask_nodes(&self, snapshot: &Snapshot, deadline: Instant) -> Option<ClusterConfig> {
         let n = snapshot.nodes.len();
         if n == 0 {
@@ -286,6 +294,7 @@ impl Topology {
         let now = Instant::now();
         let until = now + deadline.saturating_duration_since(now) / 2;
         let first = self.nodes_asked.next.fetch_add(1, Ordering::Relaxed);
+        let stale = |config: &ClusterConfig| decide(&snapshot.config, config) == Decision::Stale;
         let mut asked = 0;
         for k in 0..n {
             let node = &snapshot.nodes[(first + k) % n];
@@ -298,12 +307,22 @@ impl Topology {
             asked += 1;
             let answer = ask_node(node.connection(), &self.settings.limits, until).await;
             let (outcome, detail) = match &answer {
+                NodeAnswer::Config(config) if stale(config) => (
+                    "stale",
+                    format!(
+                        "version {}, older than the version held ({})",
+                        config.version(),
+                        snapshot.config.version()
+                    ),
+                ),
                 NodeAnswer::Config(config) => ("config", format!("version {}", config.version())),
                 NodeAnswer::Unsupported => ("unsupported", String::new()),
                 NodeAnswer::Failed(error) => ("failed", error.without_data().to_string()),
             };
             tracing::debug!(node = %node.id, outcome, detail = %detail, "memcached.discovery.node_asked");
             match answer {
+                // Older than the version held: the nodes lag, and the endpoint may know better.
+                NodeAnswer::Config(config) if stale(&config) => return None,
                 NodeAnswer::Config(config) => return Some(config),
                 NodeAnswer::Unsupported => self.nodes_asked.refused(&node.id),
                 NodeAnswer::Failed(_) => {}

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use memcached_autodiscovery::Client;
+use memcached_autodiscovery::{Client, ClusterConfig};
 use memcached_autodiscovery_testkit::{EndpointBehavior, LocalCluster};
 use support::load::Load;
 
@@ -165,4 +165,70 @@ async fn when_no_node_answers_the_endpoint_is_asked() {
     }
     assert!(followed, "followed from the endpoint");
     assert!(cluster.endpoint_requests() > before);
+}
+
+/// Nodes that lag do not hide the endpoint: a node answering a version older than the client's
+/// sends that poll on to the endpoint, which serves the newer version; nodes answering the
+/// client's own version keep the polls off the endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_answer_older_than_the_client_s_sends_the_poll_to_the_endpoint() {
+    let cluster = cluster(3).await;
+    // No background poll in the way of the request counts: every poll here is a refresh.
+    let client = Client::builder()
+        .config_endpoint(cluster.config_endpoint().to_string())
+        .poll_interval(Duration::from_secs(3600))
+        .request_timeout(Duration::from_millis(500))
+        .connect_timeout(Duration::from_millis(300))
+        .discovery_timeout(Duration::from_millis(800))
+        .build()
+        .await
+        .unwrap();
+    let nodes_asked = |cluster: &LocalCluster| -> u64 {
+        (0..cluster.len())
+            .map(|i| cluster.node_config_requests(i))
+            .sum()
+    };
+
+    // Version N, from the nodes: the endpoint is not asked.
+    let current = cluster.config().version() + 1;
+    cluster.set_version(current);
+    let before = cluster.endpoint_requests();
+    client.refresh().await.unwrap();
+    assert_eq!(client.cluster().version(), current);
+    for _ in 0..3 {
+        client.refresh().await.unwrap();
+    }
+    assert_eq!(nodes_asked(&cluster), 4);
+    assert_eq!(
+        cluster.endpoint_requests(),
+        before,
+        "nodes answering the client's version keep the polls off the endpoint"
+    );
+
+    // The nodes lag at N-1 while the endpoint serves N+1.
+    let lagging = ClusterConfig::new(current - 1, cluster.config().nodes().to_vec());
+    for i in 0..cluster.len() {
+        cluster.set_node_config(i, Some(lagging.clone()));
+    }
+    let newer = current + 1;
+    cluster.set_version(newer);
+    client.refresh().await.unwrap();
+    assert_eq!(
+        client.cluster().version(),
+        newer,
+        "one poll: the lagging node's answer, then the endpoint"
+    );
+    assert_eq!(nodes_asked(&cluster), 5, "one node was asked");
+    assert_eq!(cluster.endpoint_requests(), before + 1, "then the endpoint");
+
+    // The nodes catch up: the polls stay off the endpoint again.
+    for i in 0..cluster.len() {
+        cluster.set_node_config(i, None);
+    }
+    for _ in 0..3 {
+        client.refresh().await.unwrap();
+    }
+    assert_eq!(client.cluster().version(), newer);
+    assert_eq!(nodes_asked(&cluster), 8);
+    assert_eq!(cluster.endpoint_requests(), before + 1);
 }

@@ -375,6 +375,17 @@ impl LocalCluster {
         }
     }
 
+    /// With [`nodes_answer_config`](LocalClusterBuilder::nodes_answer_config): node `index`
+    /// answers `config get cluster` with `config` instead of the endpoint's configuration (a
+    /// node that lags behind the endpoint, or is ahead of it), from the next request on; `None`
+    /// serves the endpoint's again. Added and replaced nodes start out serving the endpoint's.
+    /// Without fronts this does nothing. See [`NodeFront::set_config_override`].
+    pub fn set_node_config(&self, index: usize, config: Option<ClusterConfig>) {
+        if let Some(front) = &slot(&mut self.lock(), index).front {
+            front.set_config_override(config);
+        }
+    }
+
     /// The process id of node `index`, or `None` while it is killed.
     pub fn pid(&self, index: usize) -> Option<u32> {
         slot(&mut self.lock(), index).process.pid()

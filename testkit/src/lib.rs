@@ -31,7 +31,9 @@
 //! order, also when requests are pipelined. Killing such a node closes the front's port and
 //! connections too (connects are refused, as to a dead node), and restarting binds the same port
 //! again. [`LocalCluster::set_node_answers_config`] makes a node answer `ERROR` as plain
-//! memcached does, and [`LocalCluster::node_config_requests`] counts what a node was asked.
+//! memcached does, [`LocalCluster::set_node_config`] makes it serve a configuration of its own
+//! (a node lagging behind the endpoint), and [`LocalCluster::node_config_requests`] counts what
+//! a node was asked.
 //!
 //! The cluster changes as a real one does: nodes are added, removed and replaced (new IP, same
 //! hostname and port) with the version growing by one, and processes can be killed, restarted,

@@ -97,6 +97,8 @@ struct Shared {
     addr: SocketAddr,
     upstream: Mutex<SocketAddr>,
     config: Box<ConfigSource>,
+    /// Served instead of what `config` returns, while set.
+    config_override: Mutex<Option<ClusterConfig>>,
     answers: AtomicBool,
     requests: AtomicU64,
     control: watch::Sender<Control>,
@@ -142,6 +144,7 @@ impl NodeFront {
             addr: listener.local_addr()?,
             upstream: Mutex::new(upstream),
             config: Box::new(config),
+            config_override: Mutex::new(None),
             answers: AtomicBool::new(true),
             requests: AtomicU64::new(0),
             control,
@@ -185,6 +188,18 @@ impl NodeFront {
     /// Sets [`answers_config`](NodeFront::answers_config), from the next request on.
     pub fn set_answers_config(&self, answers: bool) {
         self.shared.answers.store(answers, Ordering::SeqCst);
+    }
+
+    /// Serves `config` to `config get cluster` instead of what the source given to
+    /// [`start`](NodeFront::start) returns (a node that lags behind the endpoint, or is ahead of
+    /// it), from the next answer on; `None` serves the source again (the default).
+    pub fn set_config_override(&self, config: Option<ClusterConfig>) {
+        *lock(&self.shared.config_override) = config;
+    }
+
+    /// The configuration set by [`set_config_override`](NodeFront::set_config_override), if any.
+    pub fn config_override(&self) -> Option<ClusterConfig> {
+        lock(&self.shared.config_override).clone()
     }
 
     /// How many `config get cluster` requests the front has received, whoever answered them.
@@ -585,7 +600,8 @@ fn reply_verdict(line: &[u8], shared: &Shared, marks: &Mutex<VecDeque<bool>>) ->
             if lock(marks).pop_front() != Some(true) {
                 return keep(None);
             }
-            let reply = match (shared.config)() {
+            let overridden = lock(&shared.config_override).clone();
+            let reply = match overridden.or_else(|| (shared.config)()) {
                 Some(config) => encode_reply(&config, ReplyKind::ConfigGet),
                 None => ERROR_REPLY.to_vec(),
             };
@@ -615,6 +631,7 @@ mod tests {
             addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             upstream: Mutex::new(SocketAddr::from(([127, 0, 0, 1], 2))),
             config: Box::new(|| Some(ClusterConfig::new(7, vec![Node::new("a", None, 1)]))),
+            config_override: Mutex::new(None),
             answers: AtomicBool::new(true),
             requests: AtomicU64::new(0),
             control,
@@ -695,6 +712,17 @@ mod tests {
         let (sent, got) = run(junk, junk, 3, &shared);
         assert_eq!(sent, junk);
         assert_eq!(got, junk);
+    }
+
+    #[test]
+    fn an_override_is_served_instead_of_the_source_until_cleared() {
+        let shared = shared();
+        *lock(&shared.config_override) = Some(ClusterConfig::new(3, vec![Node::new("b", None, 2)]));
+        let (_, got) = run(b"config get cluster\r\n", b"MN\r\n", 1, &shared);
+        assert_eq!(got, b"CONFIG cluster 0 7\r\n3\nb||2\n\r\nEND\r\n");
+        *lock(&shared.config_override) = None;
+        let (_, got) = run(b"config get cluster\r\n", b"MN\r\n", 1, &shared);
+        assert_eq!(got, CONFIG);
     }
 
     #[test]
