@@ -225,7 +225,7 @@ async fn handle(app: &App, _event: LambdaEvent<Value>) -> Result<Value, Error> {
         "loaded": scan_ms.get().is_some(),
         "key": app.key,
         "node": node.id(),
-        "node_ip": node.ip.map(|ip| ip.to_string()),
+        "node_ip": node.ip().map(|ip| ip.to_string()),
         "cluster_version": topology.version(),
         "cluster_nodes": topology.nodes().len(),
         "cluster_version_at_start": topology.version(),
