@@ -79,6 +79,7 @@ pub struct ClientBuilder {
     backoff: (Duration, Duration),
     load_lease: Duration,
     failure_mode: FailureMode,
+    stand_in_ttl: Duration,
     max_nodes: usize,
     warm_handoff: Option<Duration>,
     dialer: Option<Arc<dyn Dial>>,
@@ -107,6 +108,7 @@ impl fmt::Debug for ClientBuilder {
             .field("reconnect_backoff", &self.backoff)
             .field("load_lease", &self.load_lease)
             .field("failure_mode", &self.failure_mode)
+            .field("stand_in_ttl", &self.stand_in_ttl)
             .field("max_nodes", &self.max_nodes)
             .field("warm_handoff", &self.warm_handoff)
             .field("custom_dialer", &self.dialer.is_some())
@@ -135,6 +137,7 @@ impl Default for ClientBuilder {
             backoff: (Duration::from_millis(100), Duration::from_secs(5)),
             load_lease: Duration::from_secs(5),
             failure_mode: FailureMode::FailFast,
+            stand_in_ttl: Duration::from_secs(5),
             max_nodes: DEFAULT_MAX_NODES,
             warm_handoff: None,
             dialer: None,
@@ -278,6 +281,18 @@ impl ClientBuilder {
     /// live node until it is back. See [`FailureMode`] for the trade-off.
     pub fn failure_mode(mut self, mode: FailureMode) -> Self {
         self.failure_mode = mode;
+        self
+    }
+
+    /// With [`FailureMode::Redistribute`], the longest time to live of a value written to a
+    /// stand-in (the node a down node's keys go to): a write there carries the smaller of its
+    /// own time to live (zero: never expires) and this, so that the stand-in's copy cannot
+    /// outlive the failure by long (the client also deletes the copies it knows of once the
+    /// node is back; see [`FailureMode`]). Defaults to 5 s. Clamped to 1 s ..= 24 h (whole
+    /// seconds, rounded up).
+    pub fn stand_in_ttl(mut self, ttl: Duration) -> Self {
+        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        self.stand_in_ttl = clamp(Duration::from_secs(secs), Duration::from_secs(1));
         self
     }
 
@@ -450,6 +465,7 @@ impl ClientBuilder {
                 Some(list) => Some(Arc::new(weight_map(list)?)),
             },
             failure_mode: self.failure_mode,
+            stand_in_ttl: u32::try_from(self.stand_in_ttl.as_secs()).unwrap_or(u32::MAX),
         };
         Ok((settings, placement))
     }

@@ -24,7 +24,7 @@ use crate::error::{Error, ServerErrorKind};
 use crate::flight::Flights;
 use crate::lease::{self, Lease};
 use crate::pipeline::Frame;
-use crate::protocol::{validate_key, Item, Request, Response, Retrieval, StoreMode};
+use crate::protocol::{validate_key, Item, KeyAccess, Request, Response, Retrieval, StoreMode};
 use crate::routing::Route;
 use crate::topology::Topology;
 
@@ -109,8 +109,8 @@ impl Client {
         self.topology.refresh().await.map(|c| !c.is_empty())
     }
 
-    /// The one path of a one-key call: encodes `request`, routes it by `key` ([`Route`]),
-    /// sends it — inside a warm-handoff window, for a moved key, with what the handoff does
+    /// The one path of a one-key call: encodes `request`, routes it by `key` ([`Route`]; a
+    /// write with [`Route::of_write`], and with its time to live capped on a stand-in), sends it — inside a warm-handoff window, for a moved key, with what the handoff does
     /// around it ([`crate::handoff::Owners::before`] and `after`) — and hands the reply to `accept`,
     /// which lists the call's success arms (see [`accept_reply`]).
     async fn call<T>(
@@ -121,8 +121,16 @@ impl Client {
         accept: impl FnOnce(Response) -> Result<T, Response>,
     ) -> Result<T, Error> {
         let limits = &self.topology.settings().limits;
-        let (frame, expect) = Frame::encode(|buf| request.encode(buf, limits))?;
-        let route = Route::of(&self.topology, key)?;
+        let (mut frame, expect) = Frame::encode(|buf| request.encode(buf, limits))?;
+        let route = match request.key_access() {
+            Some(KeyAccess::Overwrite | KeyAccess::Update | KeyAccess::Delete) => {
+                Route::of_write(&self.topology, key)?
+            }
+            Some(KeyAccess::Read) | None => Route::of(&self.topology, key)?,
+        };
+        if let Some(capped) = route.capped(&request) {
+            frame = Frame::encode(|buf| capped.encode(buf, limits))?.0;
+        }
         let conn = route.connection();
         let span = crate::spans::one_node(op, conn.node());
         let idempotent = request.is_idempotent();
@@ -412,7 +420,9 @@ impl Client {
         let key = key.as_ref();
         validate_key(key)?;
         let exptime = exptime(ttl)?;
-        let route = Route::of(&self.topology, key)?;
+        // It may store: routed as a write.
+        let route = Route::of_write(&self.topology, key)?;
+        let exptime = route.cap_exptime(exptime);
         let connection = route.connection();
         let limits = self.topology.settings().limits;
         let wait = self.load_lease * 2;
@@ -447,7 +457,8 @@ impl Client {
         let key = key.as_ref();
         validate_key(key)?;
         let stale_ttl = exptime(grace.max(Duration::from_secs(1)))?;
-        let route = Route::of(&self.topology, key)?;
+        let route = Route::of_write(&self.topology, key)?;
+        let stale_ttl = route.cap_exptime(stale_ttl);
         let connection = route.connection();
         let limits = self.topology.settings().limits;
         let span = crate::spans::one_node("invalidate", connection.node());

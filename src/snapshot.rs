@@ -35,6 +35,17 @@ impl NodeHandle {
         self.connections.iter().any(Connection::is_down)
     }
 
+    /// Notes, on each of the node's connections that is down, that `key` was written or deleted
+    /// on `stand_in` instead (see [`Connection::note_written_elsewhere`]). Returns `false` when
+    /// none is down any more: the write must be routed again.
+    pub fn note_written_elsewhere(&self, key: &[u8], stand_in: &Connection) -> bool {
+        let mut noted = false;
+        for connection in &self.connections {
+            noted |= connection.note_written_elsewhere(key, stand_in);
+        }
+        noted
+    }
+
     /// One of the node's connections (round robin when there are several).
     #[inline]
     pub fn connection(&self) -> &Connection {
@@ -73,11 +84,27 @@ impl TopologyChange {
 /// Set with [`ClientBuilder::failure_mode`](crate::ClientBuilder::failure_mode).
 ///
 /// The trade-off of [`Redistribute`](FailureMode::Redistribute): while a node is down its keys
-/// live on another node, so a key can be served by two nodes across the switch. A value written
-/// or deleted while its node was down is written or deleted on the stand-in only: if the node
-/// comes back without having restarted (a network partition, not a crash), it serves the value
-/// it held before until that expires. Use short TTLs, or [`FailFast`](FailureMode::FailFast),
-/// where that matters.
+/// live on another node, the stand-in, so a key can be served by two nodes across the switch.
+/// A node that comes back without having restarted (a network partition, not a crash) still
+/// holds the values it had before. For this client's own writes that is taken care of:
+///
+/// * each key it writes or deletes on a stand-in while the owner is down (every one-key write:
+///   `set`, `add`, `cas`, `append`, `incr`, `touch`, `delete`, ..., and `get_or_load` and
+///   `invalidate`) is noted, and deleted on the node when it answers again, before its keys
+///   come back to it; past 10,000 keys noted for one down node, the node is flushed
+///   (`flush_all`) instead before it is marked up: a cache may lose data, it must not serve
+///   stale;
+/// * once the node is back, the stand-ins' copies of those keys are deleted, and in any case a
+///   value written to a stand-in lives there no longer than
+///   [`ClientBuilder::stand_in_ttl`](crate::ClientBuilder::stand_in_ttl) (5 s by default), so
+///   it is not served again if the node fails again.
+///
+/// Other processes' writes are not in this client's record: a key another client wrote or
+/// deleted on a stand-in is served by the returned node with the value it held before, until
+/// that expires (or until that client's own record deletes it, if it runs this library), and
+/// a copy another client left on a stand-in is served again if the node fails again, within
+/// that client's stand-in cap. Use short TTLs, or [`FailFast`](FailureMode::FailFast), where
+/// several writers share keys and that matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum FailureMode {
@@ -90,7 +117,8 @@ pub enum FailureMode {
     /// node of the list for the modula modes. The down node's connection reconnects on its own
     /// (within the reconnect backoff) and its keys return to it once it answers a probe
     /// (`version`) on the new connection: a node that accepts connections without answering
-    /// (a stopped process) gets no caller's request.
+    /// (a stopped process) gets no caller's request. Before that answer, the node deletes the
+    /// keys this client wrote or deleted elsewhere meanwhile (see the trade-off above).
     Redistribute,
 }
 
@@ -103,6 +131,8 @@ pub(crate) struct Placement {
     /// Weights by `hostname:port` (absent nodes weigh 1); `None` when none were configured.
     pub weights: Option<Arc<HashMap<String, u32>>>,
     pub failure_mode: FailureMode,
+    /// The longest time to live of a value written to a stand-in, in seconds (at least 1).
+    pub stand_in_ttl: u32,
 }
 
 impl Placement {
@@ -164,14 +194,21 @@ impl Snapshot {
     /// The index of the node [`Snapshot::route`] picks.
     #[inline]
     pub fn route_index(&self, key: &[u8]) -> Option<usize> {
+        self.route_and_owner(key).map(|(index, _)| index)
+    }
+
+    /// The index of the node [`Snapshot::route`] picks, and of the key's owner.
+    #[inline]
+    pub fn route_and_owner(&self, key: &[u8]) -> Option<(usize, usize)> {
         let owner = self.locator.locate(key)?;
         if self.placement.failure_mode == FailureMode::FailFast
             || !self.nodes.get(owner).is_some_and(NodeHandle::is_down)
         {
-            return Some(owner);
+            return Some((owner, owner));
         }
         let usable = |i: usize| self.nodes.get(i).is_some_and(|n| !n.is_down());
-        Some(self.locator.locate_usable(key, usable).unwrap_or(owner))
+        let index = self.locator.locate_usable(key, usable).unwrap_or(owner);
+        Some((index, owner))
     }
 
     /// The node that owns `key` by placement alone, down or not.

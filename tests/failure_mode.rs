@@ -241,3 +241,244 @@ async fn a_stopped_node_is_probed_before_traffic_goes_back_to_it() {
         Some(&b"after"[..])
     );
 }
+
+/// Keys that node `index` owns.
+fn keys_on(
+    client: &Client,
+    cluster: &LocalCluster,
+    index: usize,
+    tag: &str,
+    n: usize,
+) -> Vec<String> {
+    let node = cluster.nodes()[index].id();
+    (0..)
+        .map(|i| format!("{tag}-{i}"))
+        .filter(|k| client.node_for(k).unwrap().id() == node)
+        .take(n)
+        .collect()
+}
+
+/// Freezes node `index` (SIGSTOP: a partition, the process keeps its data) and waits until
+/// `key`, one of its keys, is routed to a stand-in (the first request times out and marks the
+/// node down).
+async fn partition(client: &Client, cluster: &LocalCluster, index: usize, key: &str) {
+    let owner = cluster.nodes()[index].id();
+    cluster.freeze(index);
+    let start = std::time::Instant::now();
+    while client.node_for(key).unwrap().id() == owner {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the stop was noticed"
+        );
+        let _ = client.get(key).await;
+    }
+}
+
+/// Thaws node `index` and waits until `key`, one of its keys, is routed back to it.
+async fn heal(client: &Client, cluster: &LocalCluster, index: usize, key: &str) {
+    let owner = cluster.nodes()[index].id();
+    cluster.thaw(index);
+    assert!(
+        eventually(BACKOFF_MAX + SLACK, || client.node_for(key).unwrap().id()
+            == owner)
+        .await,
+        "the healed node got its keys back"
+    );
+}
+
+/// Reads `key` and counts a stale read: a value other than `acked` (the last acknowledged
+/// write, `None` for a delete); a miss is allowed (a cache may lose data).
+async fn stale(client: &Client, key: &str, acked: Option<&str>) -> u64 {
+    let found = client.get(key).await.unwrap();
+    match found.as_deref() {
+        None => 0,
+        Some(v) if Some(v) == acked.map(str::as_bytes) => 0,
+        Some(v) => {
+            eprintln!(
+                "stale read of {key}: {:?} (acknowledged: {acked:?})",
+                String::from_utf8_lossy(v)
+            );
+            1
+        }
+    }
+}
+
+/// A node partitioned without restarting (SIGSTOP), twice: values written and keys deleted
+/// while it was away, and values written on it in between, must never read back older. The
+/// first heal checks the node's own copies (deleted when it answers again, before its keys come
+/// back); the second partition checks the stand-in's copies of the first one (deleted once the
+/// node is back); the second heal checks both again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healed_partition_serves_no_value_overwritten_or_deleted_meanwhile() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster, FailureMode::Redistribute).await;
+    let keys = keys_on(&client, &cluster, 1, "heal", 21);
+    let (untouched, keys) = keys.split_first().unwrap();
+    let (written, deleted) = keys.split_at(10);
+    for key in keys.iter().chain([untouched]) {
+        client.set(key, "v1", Duration::ZERO).await.unwrap();
+    }
+    let mut stale_reads = 0;
+
+    partition(&client, &cluster, 1, &keys[0]).await;
+    for key in written {
+        client.set(key, "v2", Duration::ZERO).await.unwrap();
+    }
+    for key in deleted {
+        client.delete(key).await.unwrap();
+    }
+    heal(&client, &cluster, 1, &keys[0]).await;
+    for key in written {
+        stale_reads += stale(&client, key, Some("v2")).await;
+    }
+    for key in deleted {
+        stale_reads += stale(&client, key, None).await;
+    }
+    let after_first_heal = stale_reads;
+    assert_eq!(
+        client.get(untouched).await.unwrap().as_deref(),
+        Some(&b"v1"[..]),
+        "a key not written meanwhile keeps its value: the node was not flushed"
+    );
+
+    // The flap: written on the node, then partitioned again.
+    for key in written {
+        client.set(key, "v3", Duration::ZERO).await.unwrap();
+    }
+    partition(&client, &cluster, 1, &keys[0]).await;
+    for key in written {
+        stale_reads += stale(&client, key, Some("v3")).await;
+    }
+    for key in deleted {
+        stale_reads += stale(&client, key, None).await;
+    }
+    for key in written {
+        client.set(key, "v4", Duration::ZERO).await.unwrap();
+    }
+    heal(&client, &cluster, 1, &keys[0]).await;
+    for key in written {
+        stale_reads += stale(&client, key, Some("v4")).await;
+    }
+    for key in deleted {
+        stale_reads += stale(&client, key, None).await;
+    }
+    eprintln!(
+        "scenario failure_mode/Redistribute/partition: stale reads {stale_reads} of 60 ({after_first_heal} of 20 after the first heal)"
+    );
+    assert_eq!(
+        stale_reads, 0,
+        "no value older than the last acknowledged write"
+    );
+}
+
+/// A checked load (3 sets in 10) through a node partitioned twice (SIGSTOP for 2 s, thawed
+/// for 2 s): no acknowledged write reads back older.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_partition_under_load_reads_back_no_older_value() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster, FailureMode::Redistribute).await;
+    // 8 callers: the other load tests of this file run alongside on a shared machine.
+    let load = Load::start_mix(&client, 8, "flap", Mix::CHURN);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..2 {
+        cluster.freeze(1);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cluster.thaw(1);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let report = load.finish().await;
+    eprintln!(
+        "scenario failure_mode/Redistribute/flap: ops {} errors {:?} wrong {} stale {} misses_after_write {}",
+        report.ops, report.errors, report.wrong_values, report.stale_reads, report.misses_after_write
+    );
+    assert_eq!(report.wrong_values, 0, "no value of another key, ever");
+    assert!(report.ops > 1000, "the load ran ({} ops)", report.ops);
+    assert_eq!(
+        report.stale_reads, 0,
+        "no acknowledged write read back older"
+    );
+}
+
+/// Writes to a stand-in carry a capped time to live: with a 1 s cap, values written (never
+/// expiring, or for 5 minutes) while their node is stopped are gone 2.5 s later, the node
+/// still stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_written_to_a_stand_in_expire_within_the_cap() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = Client::builder()
+        .config_endpoint(cluster.config_endpoint().to_string())
+        .failure_mode(FailureMode::Redistribute)
+        .stand_in_ttl(Duration::from_millis(500)) // rounded up to 1 s
+        .request_timeout(Duration::from_millis(500))
+        .reconnect_backoff(Duration::from_millis(100), BACKOFF_MAX)
+        .build()
+        .await
+        .unwrap();
+    let keys = keys_on(&client, &cluster, 1, "capped", 2);
+    partition(&client, &cluster, 1, &keys[0]).await;
+    client.set(&keys[0], "never", Duration::ZERO).await.unwrap();
+    client
+        .set(&keys[1], "five-minutes", Duration::from_secs(300))
+        .await
+        .unwrap();
+    assert!(
+        client.get(&keys[0]).await.unwrap().is_some(),
+        "stored on the stand-in"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let owner = cluster.nodes()[1].id();
+    for key in &keys {
+        assert_ne!(
+            client.node_for(key).unwrap().id(),
+            owner,
+            "still on the stand-in"
+        );
+        assert_eq!(
+            client.get(key).await.unwrap(),
+            None,
+            "{key} expired on the stand-in"
+        );
+    }
+    cluster.thaw(1);
+}
+
+/// Past 10,000 keys written to stand-ins while a node was away, the node is flushed before it
+/// is marked up: a key not written meanwhile is gone too, and none reads back older.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_record_s_bound_a_returning_node_is_flushed() {
+    const BOUND: usize = 10_000;
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let client = client(&cluster, FailureMode::Redistribute).await;
+    let keys = keys_on(&client, &cluster, 1, "over", BOUND + 2);
+    let (untouched, written) = keys.split_first().unwrap();
+    client.set(untouched, "v1", Duration::ZERO).await.unwrap();
+    for key in &written[..100] {
+        client.set(key, "v1", Duration::ZERO).await.unwrap();
+    }
+    partition(&client, &cluster, 1, untouched).await;
+    let tasks: Vec<_> = written
+        .chunks(written.len() / 16 + 1)
+        .map(|chunk| {
+            let (client, chunk) = (client.clone(), chunk.to_vec());
+            tokio::spawn(async move {
+                for key in chunk {
+                    client.set(&key, "v2", Duration::ZERO).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    heal(&client, &cluster, 1, untouched).await;
+    assert_eq!(
+        client.get(untouched).await.unwrap(),
+        None,
+        "the node was flushed"
+    );
+    let mut stale_reads = 0;
+    for key in &written[..100] {
+        stale_reads += stale(&client, key, Some("v2")).await;
+    }
+    assert_eq!(stale_reads, 0);
+}

@@ -21,12 +21,15 @@
 //! The task connects lazily, on the first request. A node that fails (a connect fails, the
 //! oldest request outlives its deadline, or a connection breaks before one good reply) is marked
 //! down for a backoff period ([`health`]): callers then fail fast with [`Error::NodeDown`]
-//! instead of piling up or opening a connection each. This module does not know about keys,
-//! routing or the cluster.
+//! instead of piling up or opening a connection each. A node that was down, when its
+//! connection probes, forgets the keys written elsewhere meanwhile before it is marked up
+//! ([`stale`]): the write path names them, this module does not route them. It does not know
+//! about routing or the cluster.
 
 mod health;
 mod request;
 mod slot;
+mod stale;
 mod task;
 
 pub(crate) use request::accept_reply;
@@ -43,6 +46,7 @@ use crate::pipeline::{Caller, Frame, Pending};
 use crate::protocol::{Expect, Limits, Response};
 use crate::transport::{Target, Transport};
 use health::Health;
+use stale::Stale;
 
 /// What a connection is to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,10 +78,14 @@ pub(crate) struct ConnectionSettings {
 
 /// Who waits for a request in the connection task: a caller (the sending end of its reply
 /// slot), or the task's own probe of a node that was down, which marks the node up when the
-/// node answers it.
+/// node answers it, and the deletes sent ahead of it ([`stale`]), or no one (a stand-in's copy
+/// deleted once its node is back).
 enum Waiter {
     Caller(slot::Sender),
-    Probe(Arc<Health>),
+    Probe(Box<stale::Probe>),
+    /// The delete of a key (the flush: none) that a node that was down must forget.
+    Cleanup(Arc<Stale>, Option<bytes::Bytes>),
+    Quiet,
 }
 
 impl Waiter {
@@ -86,7 +94,7 @@ impl Waiter {
     fn is_closed(&self) -> bool {
         match self {
             Waiter::Caller(reply) => reply.is_closed(),
-            Waiter::Probe(_) => false,
+            Waiter::Probe(_) | Waiter::Cleanup(..) | Waiter::Quiet => false,
         }
     }
 }
@@ -102,11 +110,9 @@ impl Caller for Waiter {
     fn answer(self, outcome: Result<Response, Error>) {
         match self {
             Waiter::Caller(reply) => reply.send(outcome),
-            Waiter::Probe(health) => {
-                if matches!(outcome, Ok(Response::Version(_))) {
-                    health.mark_up();
-                }
-            }
+            Waiter::Probe(probe) => probe.answer(matches!(outcome, Ok(Response::Version(_)))),
+            Waiter::Cleanup(stale, key) => stale.cleaned(key, &outcome),
+            Waiter::Quiet => {}
         }
     }
 }
@@ -131,6 +137,8 @@ const WATCH_SLACK: Duration = Duration::from_millis(1);
 pub(crate) struct Connection {
     tx: mpsc::Sender<Pending<Waiter>>,
     health: Arc<Health>,
+    /// What the node must forget when it returns, while it is down.
+    stale: Arc<Stale>,
     request_timeout: Duration,
     /// Whether the node speaks the meta protocol: 0 not known yet, 1 yes, 2 no.
     meta: Arc<AtomicU8>,
@@ -153,10 +161,18 @@ impl Connection {
         };
         let health = Arc::new(Health::new(role, node_id, settings.probe_down_nodes));
         let request_timeout = settings.request_timeout;
-        tokio::spawn(task::run(rx, target, settings, health.clone()));
+        let stale = Arc::new(Stale::new(tx.downgrade(), settings.limits, request_timeout));
+        tokio::spawn(task::run(
+            rx,
+            target,
+            settings,
+            health.clone(),
+            stale.clone(),
+        ));
         Connection {
             tx,
             health,
+            stale,
             request_timeout,
             meta: Arc::new(AtomicU8::new(0)),
             queue,
@@ -172,6 +188,14 @@ impl Connection {
     #[inline]
     pub(crate) fn is_down(&self) -> bool {
         self.health.is_down()
+    }
+
+    /// Notes, while the node is down, that `key` was written or deleted on `stand_in` instead:
+    /// the node deletes it before it is marked up again, and the stand-in's copy is deleted
+    /// once it is (see [`stale`]). Returns `false` when the node is not down (any more).
+    pub(crate) fn note_written_elsewhere(&self, key: &[u8], stand_in: &Connection) -> bool {
+        self.stale
+            .note(&self.health, key, stand_in.tx.downgrade(), &self.tx)
     }
 
     /// Whether the node speaks the meta protocol, once a meta request has told.

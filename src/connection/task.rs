@@ -17,10 +17,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::health::{Backoff, Health};
+use super::stale::Stale;
 use super::{ConnectionSettings, Role, Waiter};
 use crate::error::{Error, Peer};
 use crate::pipeline::{Break, Closed, Pending, Pipeline};
-use crate::protocol::Expect;
 use crate::transport::{explain, hint_tls, io_error, ReadSide, Stream, Target, WriteSide};
 
 /// A connection quiet for longer than this is checked for a close by the server before the next
@@ -40,6 +40,7 @@ pub(super) async fn run(
     target: Target,
     settings: Arc<ConnectionSettings>,
     health: Arc<Health>,
+    stale: Arc<Stale>,
 ) {
     let node = health.peer();
     let meter = match health.role() {
@@ -96,8 +97,8 @@ pub(super) async fn run(
         if health.probes() && health.is_down() {
             // A node that accepts a connection may still not answer (a stopped process: the
             // kernel completes the handshake). It stays down, its keys served elsewhere, until
-            // it answers a probe.
-            first.insert(0, probe(&health, &settings));
+            // it answers a probe, sent after the deletes of what it must forget.
+            first.splice(0..0, stale.round(&health));
         } else {
             health.mark_up();
         }
@@ -188,23 +189,6 @@ async fn watch_while<T>(
             },
         }
     }
-}
-
-/// How long a node that was down has to answer its probe (at most the request timeout).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The probe of a node that was down: `version`, answered within [`PROBE_TIMEOUT`] (or the
-/// request timeout, if shorter) or the connection is broken off and the node stays down for
-/// another backoff. Its answer marks the node up.
-fn probe(health: &Arc<Health>, settings: &ConnectionSettings) -> Pending<Waiter> {
-    let deadline = std::time::Instant::now() + settings.request_timeout.min(PROBE_TIMEOUT);
-    Pending::new(
-        bytes::Bytes::from_static(b"version\r\n"),
-        Expect::Version,
-        deadline,
-        true,
-        Waiter::Probe(health.clone()),
-    )
 }
 
 /// Takes `p` into the pipeline, or fails it unsent when its deadline passed while it was queued.
