@@ -657,7 +657,7 @@ async fn client(cluster: &Cluster, mode: FailureMode) -> Client {
 /// Every phase once under a load through `mode`'s client.
 async fn run_phases(lab: &Lab, cluster: &mut Cluster, mode: FailureMode) -> Vec<Phase> {
     let length = phase_length();
-    let after_length = RECOVERY_GOAL.max(length / 2) + Duration::from_millis(500);
+    let after_length = (RECOVERY_GOAL + Duration::from_millis(250)).max(length / 2);
     let client = client(cluster, mode).await;
     let load = Load::start_keys(
         &client,

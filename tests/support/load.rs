@@ -482,8 +482,9 @@ async fn run(
                 Err(e) => format!("{} ({e})", kind(e)),
             };
             eprintln!(
-                "call over the limit: {latency:?} at {:?}, {kind}",
-                started.elapsed()
+                "call over the limit: {latency:?}, ended {:?} after the load began (window {}), {kind}",
+                started.elapsed(),
+                shared.window.load(Ordering::Relaxed)
             );
         }
         match outcome {
