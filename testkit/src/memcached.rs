@@ -1,6 +1,7 @@
 //! One real memcached process on a loopback address: started on a free port, ready once it
 //! answers `version`, stopped when dropped.
 
+use std::ffi::OsString;
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
@@ -34,6 +35,13 @@ pub struct MemcachedOptions {
     pub max_item_size: Option<String>,
     /// Worker threads (`-t`). Defaults to 1.
     pub threads: u32,
+    /// A program and its arguments that run the binary, e.g. `["ip", "netns", "exec", "ns1"]`
+    /// to start memcached inside the network namespace `ns1`. It must exec the binary in place
+    /// (as `ip netns exec`, `nice` or `taskset` do), so that the process id, the signals of
+    /// [`MemcachedProcess::freeze`] and [`MemcachedProcess::kill`] and the readiness check
+    /// (which compares memcached's own pid) are memcached's. Defaults to empty: the binary is
+    /// run directly.
+    pub command_prefix: Vec<OsString>,
     /// TLS (`-Z`), with the feature `tls`. Defaults to `None`: plaintext.
     #[cfg(feature = "tls")]
     pub tls: Option<MemcachedTls>,
@@ -67,6 +75,7 @@ impl Default for MemcachedOptions {
             memory_mb: 64,
             max_item_size: None,
             threads: 1,
+            command_prefix: Vec::new(),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -286,7 +295,14 @@ async fn launch_patiently(addr: SocketAddr, options: &MemcachedOptions) -> io::R
 
 /// Spawns memcached on `addr` and waits until it, and not some other process, answers there.
 async fn launch(addr: SocketAddr, options: &MemcachedOptions) -> io::Result<Child> {
-    let mut command = Command::new(&options.binary);
+    let mut command = match options.command_prefix.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(&options.binary);
+            command
+        }
+        None => Command::new(&options.binary),
+    };
     command
         .args(["-u", "nobody", "-U", "0", "-c", "4096"])
         .arg("-l")
@@ -330,6 +346,16 @@ async fn launch(addr: SocketAddr, options: &MemcachedOptions) -> io::Result<Chil
 }
 
 fn spawn_error(e: io::Error, options: &MemcachedOptions) -> io::Error {
+    if let Some(program) = options.command_prefix.first() {
+        return io::Error::new(
+            e.kind(),
+            format!(
+                "cannot start `{}` (the command prefix of `{}`): {e}",
+                program.to_string_lossy(),
+                options.binary.display()
+            ),
+        );
+    }
     if e.kind() == io::ErrorKind::NotFound {
         io::Error::new(
             io::ErrorKind::NotFound,

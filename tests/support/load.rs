@@ -1,15 +1,36 @@
 //! A checked load: many callers doing set / get / get_many on keys of their own, every value
 //! naming its key and a generation, so that a value meant for another key, or an acknowledged
 //! write that reads back older, is counted rather than missed.
+//!
+//! Besides the totals of [`Report`], the load keeps numbered windows (see [`Load::next_window`]):
+//! a test that applies faults in phases gets, per phase, the operations, a latency histogram
+//! (p50, p99, max), errors by kind, wrong values, stale reads, calls longer than a limit, and
+//! when the first and last error happened.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use memcached_autodiscovery::{Client, Error};
 
 const KEYS_PER_CALLER: usize = 4;
+/// How many windows a load can be split into; the last one takes everything after it.
+pub const WINDOWS: usize = 32;
+/// Error kinds, in the order the windows count them.
+const KINDS: [&str; 7] = [
+    "timeout",
+    "io",
+    "node_down",
+    "protocol",
+    "server",
+    "no_nodes",
+    "other",
+];
+/// Latency histogram: 16 exact buckets below 16 µs, then 16 per power of two up to 2^40 µs.
+const SUB_BITS: u32 = 4;
+const SUB: usize = 1 << SUB_BITS;
+const BUCKETS: usize = SUB + (40 - SUB_BITS as usize) * SUB;
 
 /// What a load saw.
 #[derive(Debug, Default, Clone)]
@@ -27,6 +48,150 @@ pub struct Report {
     pub longest_outage: Duration,
     /// When the last error happened, since the load started.
     pub last_error: Option<Duration>,
+    /// The windows used, in order (one when [`Load::next_window`] was never called).
+    pub windows: Vec<WindowReport>,
+}
+
+/// What a load saw in one window (see [`Load::next_window`]). An operation counts in the window
+/// current when it completes.
+#[derive(Debug, Default, Clone)]
+pub struct WindowReport {
+    /// When the window began and ended, since the load started.
+    pub start: Duration,
+    pub end: Duration,
+    pub ops: u64,
+    pub errors: BTreeMap<&'static str, u64>,
+    pub wrong_values: u64,
+    pub stale_reads: u64,
+    pub misses_after_write: u64,
+    /// Latency percentiles, as the upper bound of their histogram bucket (within 1/16).
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max_latency: Duration,
+    /// Calls that took longer than the limit given to [`Load::set_call_limit`].
+    pub over_limit: u64,
+    /// When the first and the last error of the window happened, since the load started.
+    pub first_error: Option<Duration>,
+    pub last_error: Option<Duration>,
+}
+
+impl WindowReport {
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    pub fn length(&self) -> Duration {
+        self.end.saturating_sub(self.start)
+    }
+
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.length().as_secs_f64().max(1e-3)
+    }
+}
+
+struct Window {
+    start_us: AtomicU64,
+    ops: AtomicU64,
+    errors: [AtomicU64; KINDS.len()],
+    wrong: AtomicU64,
+    stale: AtomicU64,
+    misses: AtomicU64,
+    over_limit: AtomicU64,
+    max_latency_us: AtomicU64,
+    /// Microseconds since the load started, plus one (0: none).
+    first_error_us: AtomicU64,
+    last_error_us: AtomicU64,
+    histogram: Vec<AtomicU64>,
+}
+
+impl Window {
+    fn new() -> Window {
+        Window {
+            start_us: AtomicU64::new(0),
+            ops: AtomicU64::new(0),
+            errors: Default::default(),
+            wrong: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            over_limit: AtomicU64::new(0),
+            max_latency_us: AtomicU64::new(0),
+            first_error_us: AtomicU64::new(u64::MAX),
+            last_error_us: AtomicU64::new(0),
+            histogram: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn report(&self, end_us: u64) -> WindowReport {
+        let errors = KINDS
+            .iter()
+            .zip(&self.errors)
+            .map(|(kind, n)| (*kind, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let counts: Vec<u64> = self
+            .histogram
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect();
+        let max_us = self.max_latency_us.load(Ordering::Relaxed);
+        let since = |us: u64| Duration::from_micros(us - 1);
+        WindowReport {
+            start: Duration::from_micros(self.start_us.load(Ordering::Relaxed)),
+            end: Duration::from_micros(end_us),
+            ops: self.ops.load(Ordering::Relaxed),
+            errors,
+            wrong_values: self.wrong.load(Ordering::Relaxed),
+            stale_reads: self.stale.load(Ordering::Relaxed),
+            misses_after_write: self.misses.load(Ordering::Relaxed),
+            p50: Duration::from_micros(percentile(&counts, 0.50).min(max_us)),
+            p99: Duration::from_micros(percentile(&counts, 0.99).min(max_us)),
+            max_latency: Duration::from_micros(max_us),
+            over_limit: self.over_limit.load(Ordering::Relaxed),
+            first_error: match self.first_error_us.load(Ordering::Relaxed) {
+                u64::MAX => None,
+                us => Some(since(us)),
+            },
+            last_error: match self.last_error_us.load(Ordering::Relaxed) {
+                0 => None,
+                us => Some(since(us)),
+            },
+        }
+    }
+}
+
+fn bucket(us: u64) -> usize {
+    if us < SUB as u64 {
+        return us as usize;
+    }
+    let exp = 63 - us.leading_zeros(); // >= SUB_BITS
+    let sub = ((us >> (exp - SUB_BITS)) as usize) & (SUB - 1);
+    (SUB + (exp - SUB_BITS) as usize * SUB + sub).min(BUCKETS - 1)
+}
+
+/// The largest latency (µs) bucket `b` holds.
+fn bucket_top(b: usize) -> u64 {
+    if b < SUB {
+        return b as u64;
+    }
+    let exp = ((b - SUB) / SUB) as u32 + SUB_BITS;
+    let sub = ((b - SUB) % SUB) as u64;
+    ((SUB as u64 + sub + 1) << (exp - SUB_BITS)) - 1
+}
+
+fn percentile(counts: &[u64], q: f64) -> u64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return 0;
+    }
+    let rank = ((total as f64 * q).ceil() as u64).max(1);
+    let mut seen = 0;
+    for (b, n) in counts.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return bucket_top(b);
+        }
+    }
+    bucket_top(counts.len() - 1)
 }
 
 impl Report {
@@ -35,7 +200,6 @@ impl Report {
     }
 }
 
-#[derive(Default)]
 struct Shared {
     ops: AtomicU64,
     wrong: AtomicU64,
@@ -47,6 +211,37 @@ struct Shared {
     longest_outage_us: AtomicU64,
     /// Microseconds since the start of the last error, plus one (0: none).
     last_error_us: AtomicU64,
+    windows: Vec<Window>,
+    /// The window operations count in now.
+    window: AtomicUsize,
+    /// Calls longer than this (µs) count as `over_limit`.
+    limit_us: AtomicU64,
+    /// Over-limit calls described on stderr so far (the first 20 are).
+    over_limit_told: AtomicU64,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            ops: AtomicU64::new(0),
+            wrong: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            max_latency_us: AtomicU64::new(0),
+            errors: Mutex::new(BTreeMap::new()),
+            last_success_us: AtomicU64::new(0),
+            longest_outage_us: AtomicU64::new(0),
+            last_error_us: AtomicU64::new(0),
+            windows: (0..WINDOWS).map(|_| Window::new()).collect(),
+            window: AtomicUsize::new(0),
+            limit_us: AtomicU64::new(u64::MAX),
+            over_limit_told: AtomicU64::new(0),
+        }
+    }
+
+    fn window(&self) -> &Window {
+        &self.windows[self.window.load(Ordering::Relaxed)]
+    }
 }
 
 /// The share of each operation, in tenths: the rest of the ten are single gets.
@@ -114,15 +309,21 @@ impl Load {
 
     /// As [`Load::start`], with another mix of operations.
     pub fn start_mix(client: &Client, callers: usize, tag: &str, mix: Mix) -> Load {
+        Load::start_keys(client, callers, tag, mix, KEYS_PER_CALLER)
+    }
+
+    /// As [`Load::start_mix`], each caller on `keys` keys of its own (its multi-gets ask for
+    /// all of them).
+    pub fn start_keys(client: &Client, callers: usize, tag: &str, mix: Mix, keys: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new());
         let started = Instant::now();
         let tasks = (0..callers)
             .map(|caller| {
                 let client = client.clone();
                 let stop = stop.clone();
                 let shared = shared.clone();
-                let keys: Vec<String> = (0..KEYS_PER_CALLER)
+                let keys: Vec<String> = (0..keys.max(1))
                     .map(|k| format!("{tag}-c{caller}-k{k}"))
                     .collect();
                 tokio::spawn(async move { run(client, keys, stop, shared, started, mix).await })
@@ -146,6 +347,25 @@ impl Load {
         self.shared.ops.load(Ordering::Relaxed)
     }
 
+    /// From now on, calls that take longer than `limit` count as `over_limit` in their window.
+    pub fn set_call_limit(&self, limit: Duration) {
+        self.shared
+            .limit_us
+            .store(limit.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Closes the current window and opens the next one, returning its index (the first window,
+    /// 0, opens with the load). After [`WINDOWS`] - 1 calls the last window stays open.
+    pub fn next_window(&self) -> usize {
+        let s = &self.shared;
+        let next = (s.window.load(Ordering::Relaxed) + 1).min(WINDOWS - 1);
+        s.windows[next]
+            .start_us
+            .store(self.started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        s.window.store(next, Ordering::Relaxed);
+        next
+    }
+
     /// Stops the callers, waits for them, and reports.
     pub async fn finish(self) -> Report {
         self.stop.store(true, Ordering::Relaxed);
@@ -154,6 +374,16 @@ impl Load {
         }
         let s = &self.shared;
         let now_us = self.started.elapsed().as_micros() as u64;
+        let used = s.window.load(Ordering::Relaxed) + 1;
+        let windows = (0..used)
+            .map(|i| {
+                let end_us = match i + 1 < used {
+                    true => s.windows[i + 1].start_us.load(Ordering::Relaxed),
+                    false => now_us,
+                };
+                s.windows[i].report(end_us)
+            })
+            .collect();
         let tail = now_us.saturating_sub(s.last_success_us.load(Ordering::Relaxed));
         Report {
             ops: s.ops.load(Ordering::Relaxed),
@@ -169,6 +399,7 @@ impl Load {
                 0 => None,
                 us => Some(Duration::from_micros(us - 1)),
             },
+            windows,
         }
     }
 }
@@ -229,10 +460,33 @@ async fn run(
                 .map(|v| check(&shared, &keys[i], v.as_deref(), acked[i])),
         };
         let latency = op_started.elapsed();
+        let latency_us = latency.as_micros() as u64;
         shared
             .max_latency_us
-            .fetch_max(latency.as_micros() as u64, Ordering::Relaxed);
+            .fetch_max(latency_us, Ordering::Relaxed);
         shared.ops.fetch_add(1, Ordering::Relaxed);
+        let window = shared.window();
+        window.ops.fetch_add(1, Ordering::Relaxed);
+        window.histogram[bucket(latency_us)].fetch_add(1, Ordering::Relaxed);
+        window
+            .max_latency_us
+            .fetch_max(latency_us, Ordering::Relaxed);
+        if latency_us > shared.limit_us.load(Ordering::Relaxed) {
+            window.over_limit.fetch_add(1, Ordering::Relaxed);
+        }
+        if latency_us > shared.limit_us.load(Ordering::Relaxed)
+            && shared.over_limit_told.fetch_add(1, Ordering::Relaxed) < 20
+        {
+            let kind = match &outcome {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => format!("{} ({e})", kind(e)),
+            };
+            eprintln!(
+                "call over the limit: {latency:?}, ended {:?} after the load began (window {}), {kind}",
+                started.elapsed(),
+                shared.window.load(Ordering::Relaxed)
+            );
+        }
         match outcome {
             Ok(()) => {
                 let now = started.elapsed().as_micros() as u64;
@@ -244,9 +498,17 @@ async fn run(
                 }
             }
             Err(e) => {
-                *shared.errors.lock().unwrap().entry(kind(&e)).or_default() += 1;
+                let kind = kind(&e);
+                *shared.errors.lock().unwrap().entry(kind).or_default() += 1;
                 let now = started.elapsed().as_micros() as u64;
                 shared.last_error_us.fetch_max(now + 1, Ordering::Relaxed);
+                let k = KINDS
+                    .iter()
+                    .position(|&k| k == kind)
+                    .unwrap_or(KINDS.len() - 1);
+                window.errors[k].fetch_add(1, Ordering::Relaxed);
+                window.first_error_us.fetch_min(now + 1, Ordering::Relaxed);
+                window.last_error_us.fetch_max(now + 1, Ordering::Relaxed);
                 // Back off a little so that a dead node does not turn the load into a spin.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -260,6 +522,7 @@ fn check(shared: &Shared, key: &str, found: Option<&[u8]>, acked: Option<u64>) {
             Some((k, generation)) if k == key => {
                 if acked.is_some_and(|a| generation < a) {
                     shared.stale.fetch_add(1, Ordering::Relaxed);
+                    shared.window().stale.fetch_add(1, Ordering::Relaxed);
                 }
             }
             _ => {
@@ -268,10 +531,12 @@ fn check(shared: &Shared, key: &str, found: Option<&[u8]>, acked: Option<u64>) {
                     String::from_utf8_lossy(bytes)
                 );
                 shared.wrong.fetch_add(1, Ordering::Relaxed);
+                shared.window().wrong.fetch_add(1, Ordering::Relaxed);
             }
         },
         (None, Some(_)) => {
             shared.misses.fetch_add(1, Ordering::Relaxed);
+            shared.window().misses.fetch_add(1, Ordering::Relaxed);
         }
         (None, None) => {}
     }
