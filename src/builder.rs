@@ -46,7 +46,8 @@ fn clamp(d: Duration, min: Duration) -> Duration {
 }
 
 /// Builds a [`Client`]. Every setting has a default that is safe in AWS Lambda: short timeouts
-/// (well under a function's), lazy connections, a refresh on staleness after a freeze.
+/// (well under a function's), lazy connections, a refresh on staleness after a freeze. A builder
+/// is `Clone`: one can serve as the template of per-environment variants.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), memcached_autodiscovery::Error> {
@@ -64,6 +65,7 @@ fn clamp(d: Duration, min: Duration) -> Duration {
 /// # Ok(()) }
 /// ```
 #[must_use]
+#[derive(Clone)]
 pub struct ClientBuilder {
     source: Option<Nodes>,
     distribution: Distribution,

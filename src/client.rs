@@ -385,6 +385,9 @@ impl Client {
     ///   more), or marked stale by
     ///   [`Client::invalidate`], is refreshed by one caller while the others are served the
     ///   current value.
+    /// * `load`'s error may be any type that converts into
+    ///   `Box<dyn std::error::Error + Send + Sync>`: your own error type, `lambda_runtime::Error`,
+    ///   `anyhow::Error`, `std::io::Error`, a `String`.
     /// * A failing `load` returns [`Error::Load`] to its caller only, and gives the key back at
     ///   once: a waiter then loads. A cancelled one (its future dropped) gives it back too. A
     ///   winner that dies holds the key for the lease at most; a waiter gives up after twice the
@@ -415,7 +418,7 @@ impl Client {
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, E>>,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
         let key = key.as_ref();
         validate_key(key)?;

@@ -259,8 +259,13 @@ pub enum Error {
         source: Option<Arc<dyn std::error::Error + Send + Sync>>,
     },
     /// The loader given to `Client::get_or_load` failed; its error is the
-    /// [`source`](std::error::Error::source). The key's load lease was given back, so another
-    /// caller may load at once. No connection is affected.
+    /// [`source`](std::error::Error::source) (and `source` here). The key's load lease was given
+    /// back, so another caller may load at once. No connection is affected.
+    ///
+    /// The loader's error is kept as the boxed error it converts into: a type of your own
+    /// comes back with `source.downcast_ref::<YourError>()`; a `Box<dyn Error + Send + Sync>`
+    /// (`lambda_runtime::Error`) is kept as it is; an `anyhow::Error` arrives as the boxed error
+    /// anyhow converts it into, with its message and its chain of sources.
     #[error("loading the value failed: {source}")]
     Load {
         /// The loader's error.

@@ -79,9 +79,9 @@ pub(crate) struct Lease<'a> {
 }
 
 /// The error of a failed loader, as the caller's [`Error::Load`].
-fn load_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> Error {
+fn load_error<E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>>(e: E) -> Error {
     Error::Load {
-        source: std::sync::Arc::new(e),
+        source: std::sync::Arc::from(e.into()),
     }
 }
 
@@ -144,7 +144,7 @@ impl Lease<'_> {
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, E>>,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
         if self.connection.speaks_meta() == Some(false) {
             return self.without_meta(load).await;
@@ -241,7 +241,7 @@ impl Lease<'_> {
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, E>>,
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
         let keys = [self.key];
         let get = Request::Retrieve {

@@ -625,3 +625,81 @@ async fn a_node_killed_while_a_lease_is_held_fails_the_waiters_not_the_winner() 
     }
     assert_eq!(value.unwrap(), "again");
 }
+
+/// The loader's error type is the caller's: its own type (found again by downcasting the
+/// source), a boxed error as `lambda_runtime::Error` is, an `anyhow::Error`, a `String`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loaders_fail_with_the_error_types_applications_use() {
+    #[derive(Debug)]
+    struct TableMissing(&'static str);
+    impl std::fmt::Display for TableMissing {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "table {} is missing", self.0)
+        }
+    }
+    impl std::error::Error for TableMissing {}
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+    let cluster = LocalCluster::start(1).await.unwrap();
+    let client = clients(&cluster, 1).await.remove(0);
+    let ttl = Duration::from_secs(60);
+    let source = |result: Result<Bytes, Error>| match result {
+        Err(Error::Load { source }) => source,
+        other => panic!("not a load error: {other:?}"),
+    };
+
+    let own = client
+        .get_or_load("err-own", ttl, || async { Err(TableMissing("Photo")) })
+        .await;
+    let own = source(own);
+    assert_eq!(
+        own.downcast_ref::<TableMissing>().map(|t| t.0),
+        Some("Photo"),
+        "the loader's own error type comes back"
+    );
+
+    let boxed = client
+        .get_or_load("err-boxed", ttl, || async {
+            Err::<Bytes, BoxError>(Box::new(TableMissing("Boxed")))
+        })
+        .await;
+    assert_eq!(
+        source(boxed).downcast_ref::<TableMissing>().map(|t| t.0),
+        Some("Boxed"),
+        "a boxed error (lambda_runtime::Error) is kept as it is"
+    );
+
+    let any = client
+        .get_or_load("err-anyhow", ttl, || async {
+            Err(anyhow::Error::new(TableMissing("Anyhow")).context("scanning"))
+        })
+        .await;
+    let any = source(any);
+    assert_eq!(any.to_string(), "scanning");
+    let root = std::iter::successors(Some(&*any as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .last()
+    .unwrap();
+    assert_eq!(
+        root.to_string(),
+        "table Anyhow is missing",
+        "anyhow's chain is kept"
+    );
+
+    let text = client
+        .get_or_load("err-string", ttl, || async {
+            Err(String::from("plain text"))
+        })
+        .await;
+    assert_eq!(source(text).to_string(), "plain text");
+
+    // Each failure gave its key back: a loader that succeeds now loads it.
+    let value = client
+        .get_or_load("err-own", ttl, || async {
+            Ok::<_, std::io::Error>(Bytes::from("ok"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(&value[..], b"ok");
+}

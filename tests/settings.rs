@@ -170,3 +170,21 @@ fn server_error_kinds_decide_retries() {
         assert_eq!(error.is_retryable(), retryable, "{kind:?}");
     }
 }
+
+/// A builder is a template: a clone with one setting changed builds a client of its own, and
+/// the original builds with its own settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloned_builder_is_an_independent_template() {
+    let cluster = LocalCluster::start(1).await.unwrap();
+    let template: ClientBuilder = Client::builder()
+        .nodes([cluster.node_addrs()[0].to_string()])
+        .max_value_size(1024);
+    let roomy = template.clone().max_value_size(4096).build().await.unwrap();
+    let strict = template.build().await.unwrap();
+    let value = vec![b'x'; 2048];
+    roomy.set("cloned", &value, Duration::ZERO).await.unwrap();
+    assert!(matches!(
+        strict.set("cloned", &value, Duration::ZERO).await,
+        Err(Error::Invalid(ProtocolError::ValueTooLarge { .. }))
+    ));
+}

@@ -237,8 +237,9 @@ async fn handle(app: &App, _event: LambdaEvent<Value>) -> Result<Value, Error> {
     }))
 }
 
-/// The loader: the first `SCAN_LIMIT` photos of the table, as a JSON list.
-async fn scan(app: &App) -> Result<Bytes, LoadError> {
+/// The loader: the first `SCAN_LIMIT` photos of the table, as a JSON list. Its error is the
+/// runtime's own (`lambda_runtime::Error`); `get_or_load` hands it back as `Error::Load`.
+async fn scan(app: &App) -> Result<Bytes, Error> {
     let scan = app
         .dynamodb
         .scan()
@@ -247,33 +248,21 @@ async fn scan(app: &App) -> Result<Bytes, LoadError> {
         .send()
         .await
         .map_err(|e| {
-            LoadError(format!(
+            format!(
                 "DynamoDB Scan of table {:?} failed: {}",
                 app.table,
                 DisplayErrorContext(e)
-            ))
+            )
         })?;
     let photos = scan
         .items()
         .iter()
         .map(item_json::item_to_json)
         .collect::<Result<Vec<Value>, String>>()
-        .map_err(|e| LoadError(format!("table {:?}: {e}", app.table)))?;
-    let json = serde_json::to_vec(&photos).map_err(|e| LoadError(e.to_string()))?;
+        .map_err(|e| format!("table {:?}: {e}", app.table))?;
+    let json = serde_json::to_vec(&photos)?;
     Ok(Bytes::from(json))
 }
-
-/// Why the scan gave no value; `get_or_load` hands it back as `Error::Load`.
-#[derive(Debug)]
-struct LoadError(String);
-
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for LoadError {}
 
 /// The invocation's error: a failed scan says so in its own words (the key was given back at
 /// once, and the next invocation scans again); anything else is memcached's.
@@ -339,9 +328,7 @@ mod tests {
     #[test]
     fn a_failed_scan_reads_as_its_own_message() {
         let scan_failed = memcached_autodiscovery::Error::Load {
-            source: std::sync::Arc::new(LoadError(
-                "DynamoDB Scan of table \"Photo\" failed".into(),
-            )),
+            source: std::sync::Arc::from(Error::from("DynamoDB Scan of table \"Photo\" failed")),
         };
         assert_eq!(
             failure("photos:Photo:first-20", scan_failed),
