@@ -345,6 +345,7 @@ impl ClientBuilder {
     /// # let _ = client; Ok(()) }
     /// ```
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls(mut self, config: crate::tls::TlsConfig) -> Self {
         self.tls = Some(config);
         self
@@ -369,6 +370,7 @@ impl ClientBuilder {
     /// # let _ = client; Ok(()) }
     /// ```
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn serverless(mut self, endpoint: impl Into<String>) -> Self {
         self.source = Some(Nodes::Static(vec![endpoint.into()]));
         self.serverless = true;

@@ -16,6 +16,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Features
+//!
+//! No feature is on by default: without one, no TLS, metrics, JSON or compression code is
+//! compiled. Each feature-gated item says which feature it needs.
+//!
+//! | feature | what it adds | dependencies it brings | default |
+//! |---|---|---|---|
+//! | `tls` | in-transit encryption: `ClientBuilder::tls(TlsConfig)`, ElastiCache Serverless (`ClientBuilder::serverless`) | rustls (ring provider), tokio-rustls, rustls-pki-types, webpki-roots | no |
+//! | `metrics` | the counters, gauges and histograms of the Metrics section, through the `metrics` facade | metrics | no |
+//! | `serde` | `Client::get_json` / `set_json` (and `_with` a codec) | serde, serde_json | no |
+//! | `zstd` | values over the codec's threshold stored zstd-compressed, and read back | zstd | no |
+//! | `gzip` | reading values the AWS Java client stored gzip-compressed | flate2 (pure Rust backend) | no |
+//!
 //! # How it works
 //!
 //! ```text
@@ -175,6 +188,7 @@
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The sans-IO core, under the names the client's modules use for it.
 use memcached_autodiscovery_proto::{config, distribution, pipeline, protocol};

@@ -59,6 +59,7 @@ const WILDCARD_PROBE_LABEL: &str = "_wildcard";
 /// * With [`server_name`](TlsConfig::server_name), every server is checked against that one
 ///   name instead (see there for wildcards).
 #[derive(Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub struct TlsConfig {
     roots: RootCertStore,
     server_name: Option<String>,

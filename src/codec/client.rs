@@ -49,6 +49,7 @@ impl Client {
 }
 
 #[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 impl Client {
     /// The value of `key` read as JSON of type `T` through [`Codec::default`], or `None` on a
     /// miss. Bytes that are not JSON of that type fail with [`CodecError::Json`](super::CodecError::Json).
