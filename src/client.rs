@@ -110,8 +110,9 @@ impl Client {
     }
 
     /// The one path of a one-key call: encodes `request`, routes it by `key` ([`Route`]; a
-    /// write with [`Route::of_write`], and with its time to live capped on a stand-in), sends it — inside a warm-handoff window, for a moved key, with what the handoff does
-    /// around it ([`crate::handoff::Owners::before`] and `after`) — and hands the reply to `accept`,
+    /// write with [`Route::of_write`], and with its time to live capped on a stand-in), sends
+    /// it — inside a warm-handoff window, for a moved key, with what the handoff does around it
+    /// ([`crate::handoff::Owners::before`] and `after`) — and hands the reply to `accept`,
     /// which lists the call's success arms (see [`accept_reply`]).
     async fn call<T>(
         &self,
@@ -122,7 +123,8 @@ impl Client {
     ) -> Result<T, Error> {
         let limits = &self.topology.settings().limits;
         let (mut frame, expect) = Frame::encode(|buf| request.encode(buf, limits))?;
-        let route = match request.key_access() {
+        let access = request.key_access();
+        let route = match access {
             Some(KeyAccess::Overwrite | KeyAccess::Update | KeyAccess::Delete) => {
                 Route::of_write(&self.topology, key)?
             }
@@ -134,7 +136,7 @@ impl Client {
         let conn = route.connection();
         let span = crate::spans::one_node(op, conn.node());
         let idempotent = request.is_idempotent();
-        let response = match (route.moved(), request.key_access()) {
+        let response = match (route.moved(), access) {
             (Some(owners), Some(access)) => {
                 let around = async {
                     let deleted_before = owners.before(access, key).await;
@@ -213,14 +215,12 @@ impl Client {
             exptime: exptime(ttl)?,
             value: value.as_ref(),
         };
-        let stored = self
-            .call(mode.name(), key, request, |response| match response {
-                Response::Stored => Ok(true),
-                Response::NotStored | Response::NotFound | Response::Exists => Ok(false),
-                other => Err(other),
-            })
-            .await?;
-        Ok(stored)
+        self.call(mode.name(), key, request, |response| match response {
+            Response::Stored => Ok(true),
+            Response::NotStored | Response::NotFound | Response::Exists => Ok(false),
+            other => Err(other),
+        })
+        .await
     }
 
     /// Stores `value` under `key` (time to live zero: no expiry).
@@ -299,15 +299,13 @@ impl Client {
             value: value.as_ref(),
             cas,
         };
-        let outcome = self
-            .call("cas", key, request, |response| match response {
-                Response::Stored => Ok(CasOutcome::Stored),
-                Response::Exists => Ok(CasOutcome::Exists),
-                Response::NotFound => Ok(CasOutcome::NotFound),
-                other => Err(other),
-            })
-            .await?;
-        Ok(outcome)
+        self.call("cas", key, request, |response| match response {
+            Response::Stored => Ok(CasOutcome::Stored),
+            Response::Exists => Ok(CasOutcome::Exists),
+            Response::NotFound => Ok(CasOutcome::NotFound),
+            other => Err(other),
+        })
+        .await
     }
 
     /// Deletes `key`; returns whether it existed.
@@ -332,14 +330,12 @@ impl Client {
         request: Request<'_>,
         key: &[u8],
     ) -> Result<Option<u64>, Error> {
-        let value = self
-            .call(op, key, request, |response| match response {
-                Response::Number(n) => Ok(Some(n)),
-                Response::NotFound => Ok(None),
-                other => Err(other),
-            })
-            .await?;
-        Ok(value)
+        self.call(op, key, request, |response| match response {
+            Response::Number(n) => Ok(Some(n)),
+            Response::NotFound => Ok(None),
+            other => Err(other),
+        })
+        .await
     }
 
     /// Adds `delta` to the decimal value of `key`; the new value, or `None` if absent.
@@ -361,14 +357,12 @@ impl Client {
             key,
             exptime: exptime(ttl)?,
         };
-        let existed = self
-            .call("touch", key, request, |response| match response {
-                Response::Touched => Ok(true),
-                Response::NotFound => Ok(false),
-                other => Err(other),
-            })
-            .await?;
-        Ok(existed)
+        self.call("touch", key, request, |response| match response {
+            Response::Touched => Ok(true),
+            Response::NotFound => Ok(false),
+            other => Err(other),
+        })
+        .await
     }
 
     /// The value of `key`, loaded with `load` and stored for `ttl` when it is missing — with at
