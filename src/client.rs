@@ -19,12 +19,14 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::{ClusterConfig, Node};
-use crate::connection::accept_reply;
-use crate::error::{Error, ServerErrorKind};
+use crate::connection::{accept_reply, Reply, Waiting};
+use crate::error::Error;
 use crate::flight::Flights;
 use crate::lease::{self, Lease};
 use crate::pipeline::Frame;
-use crate::protocol::{validate_key, Item, KeyAccess, Request, Response, Retrieval, StoreMode};
+use crate::protocol::{
+    validate_key, Expect, Item, KeyAccess, Request, Response, Retrieval, StoreMode,
+};
 use crate::routing::Route;
 use crate::topology::Topology;
 
@@ -60,6 +62,73 @@ impl fmt::Debug for Client {
             .field("nodes", &snapshot.config.nodes())
             .finish_non_exhaustive()
     }
+}
+
+/// A one-key request, encoded and routed: what a call's future holds while it waits.
+struct Routed {
+    route: Route,
+    frame: Frame,
+    expect: Expect,
+    access: Option<KeyAccess>,
+    idempotent: bool,
+}
+
+impl Routed {
+    /// Sends the request: queued on its node's connection now, inside the call's span; or,
+    /// for a key that moved inside a warm-handoff window, kept for [`Routed::hand_off`].
+    fn send(self, op: &'static str) -> Sent {
+        if let (Some(_), Some(_)) = (self.route.moved(), self.access) {
+            return Sent::Moved(Some(Box::new(self)));
+        }
+        let conn = self.route.connection();
+        let span = crate::spans::one_node(op, conn.node());
+        let deadline = conn.deadline();
+        let queued =
+            span.in_scope(|| conn.queue(self.frame, self.expect, self.idempotent, deadline));
+        Sent::Queued {
+            route: self.route,
+            expect: self.expect,
+            queued: Some(queued),
+            span,
+        }
+    }
+
+    /// Sends the request of a key that moved, with what the warm handoff does around it on
+    /// the key's two owners ([`crate::handoff::Owners::before`] and `after`), and hands the
+    /// reply to `accept`.
+    async fn hand_off<T>(
+        self,
+        op: &'static str,
+        key: &[u8],
+        accept: impl FnOnce(Response) -> Result<T, Response>,
+    ) -> Result<T, Error> {
+        let conn = self.route.connection();
+        let (Some(owners), Some(access)) = (self.route.moved(), self.access) else {
+            unreachable!("`Routed::send` hands off only a moved key's write or read")
+        };
+        let around = async {
+            let deleted_before = owners.before(access, key).await;
+            let response = conn.call(self.frame, self.expect, self.idempotent).await?;
+            Ok::<_, Error>(owners.after(access, key, deleted_before, response).await)
+        };
+        let response = around
+            .instrument(crate::spans::one_node(op, conn.node()))
+            .await?;
+        accept_reply(conn.node(), self.expect, response, accept)
+    }
+}
+
+/// A one-key request on its way.
+enum Sent {
+    /// Queued on its node's connection (see [`Connection::queue`]).
+    Queued {
+        route: Route,
+        expect: Expect,
+        queued: Option<Result<Reply, Waiting>>,
+        span: tracing::Span,
+    },
+    /// A key that moved, inside a warm-handoff window: sent by [`Routed::hand_off`].
+    Moved(Option<Box<Routed>>),
 }
 
 /// memcached's exptime for `ttl` now (see [`crate::protocol::exptime`]).
@@ -109,18 +178,9 @@ impl Client {
         self.topology.refresh().await.map(|c| !c.is_empty())
     }
 
-    /// The one path of a one-key call: encodes `request`, routes it by `key` ([`Route`]; a
-    /// write with [`Route::of_write`], and with its time to live capped on a stand-in), sends
-    /// it — inside a warm-handoff window, for a moved key, with what the handoff does around it
-    /// ([`crate::handoff::Owners::before`] and `after`) — and hands the reply to `accept`,
-    /// which lists the call's success arms (see [`accept_reply`]).
-    async fn call<T>(
-        &self,
-        op: &'static str,
-        key: &[u8],
-        request: Request<'_>,
-        accept: impl FnOnce(Response) -> Result<T, Response>,
-    ) -> Result<T, Error> {
+    /// Encodes `request` and routes it by `key` ([`Route`]; a write with [`Route::of_write`],
+    /// and with its time to live capped on a stand-in). Sends nothing.
+    fn route(&self, key: &[u8], request: Request<'_>) -> Result<Routed, Error> {
         let limits = &self.topology.settings().limits;
         let (mut frame, expect) = Frame::encode(|buf| request.encode(buf, limits))?;
         let access = request.key_access();
@@ -133,35 +193,80 @@ impl Client {
         if let Some(capped) = route.capped(&request) {
             frame = Frame::encode(|buf| capped.encode(buf, limits))?.0;
         }
-        let conn = route.connection();
-        let span = crate::spans::one_node(op, conn.node());
-        let idempotent = request.is_idempotent();
-        let response = match (route.moved(), access) {
-            (Some(owners), Some(access)) => {
-                let around = async {
-                    let deleted_before = owners.before(access, key).await;
-                    let response = conn.call(frame, expect, idempotent).await?;
-                    Ok::<_, Error>(owners.after(access, key, deleted_before, response).await)
-                };
-                crate::metrics::timed(op, around.instrument(span)).await?
-            }
-            _ => {
-                let response = conn.call(frame, expect, idempotent);
-                crate::metrics::timed(op, response.instrument(span)).await?
-            }
-        };
-        accept_reply(conn.node(), expect, response, accept)
+        Ok(Routed {
+            route,
+            frame,
+            expect,
+            access,
+            idempotent: request.is_idempotent(),
+        })
     }
 
-    /// Reads one key with `kind`; a reply for another key is refused.
-    async fn retrieve_one(
-        &self,
+    /// The one path of a one-key call, counted in the metrics as `op` (see [`Client::exchange`]).
+    fn call<'a, T: crate::metrics::Success + 'a>(
+        &'a self,
         op: &'static str,
-        kind: Retrieval,
-        key: &[u8],
-    ) -> Result<Option<Item>, Error> {
-        let request = Request::Retrieve { kind, keys: &[key] };
-        self.call(op, key, request, |response| match response {
+        key: &'a [u8],
+        request: Result<Request<'_>, Error>,
+        accept: impl FnOnce(Response) -> Result<T, Response> + 'a,
+    ) -> impl Future<Output = Result<T, Error>> + 'a {
+        crate::metrics::timed(op, self.exchange(op, key, request, accept))
+    }
+
+    /// The one path of a one-key call: routes `request` (or fails with why it could not be
+    /// made: a time to live out of range), sends it — inside a warm-handoff window, for a moved
+    /// key, with what the handoff does around it ([`crate::handoff::Owners::before`] and
+    /// `after`) — and hands the reply to `accept`, which lists the call's success arms (see
+    /// [`accept_reply`]). Not counted in the metrics: the public call that uses it is.
+    ///
+    /// Not an `async fn`: the request is encoded and routed when this is called, so the future
+    /// holds the encoded frame and its route rather than the request's arguments (every
+    /// concurrent caller holds one; `examples/future_sizes.rs` prints their sizes). Called from
+    /// inside the public calls' futures, so nothing happens before those are polled.
+    fn exchange<'a, T: 'a>(
+        &'a self,
+        op: &'static str,
+        key: &'a [u8],
+        request: Result<Request<'_>, Error>,
+        accept: impl FnOnce(Response) -> Result<T, Response> + 'a,
+    ) -> impl Future<Output = Result<T, Error>> + 'a {
+        let mut sent = request.and_then(|request| self.route(key, request).map(|r| r.send(op)));
+        // `sent` is used in place (through `&mut`), not moved into locals: the future holds the
+        // request on its way once.
+        async move {
+            match &mut sent {
+                Err(error) => Err(std::mem::replace(error, Error::NoNodes)),
+                Ok(Sent::Queued {
+                    route,
+                    expect,
+                    queued,
+                    span,
+                }) => {
+                    let conn = route.connection();
+                    let queued = queued.take().expect("a call's future answers once");
+                    let response = conn.answer(queued).instrument(span.clone()).await?;
+                    accept_reply(conn.node(), *expect, response, accept)
+                }
+                // Inside a warm-handoff window only: on the heap, out of every call's future.
+                Ok(Sent::Moved(routed)) => {
+                    let routed = routed.take().expect("a call's future answers once");
+                    Box::pin(routed.hand_off(op, key, accept)).await
+                }
+            }
+        }
+    }
+
+    /// Reads one key with `kind` (or fails with why it cannot: a time to live out of range);
+    /// a reply for another key is refused. Not counted in the metrics: the public call is.
+    pub(crate) fn retrieve_one<'a>(
+        &'a self,
+        op: &'static str,
+        kind: Result<Retrieval, Error>,
+        key: &'a [u8],
+    ) -> impl Future<Output = Result<Option<Item>, Error>> + 'a {
+        let keys = [key];
+        let request = kind.map(|kind| Request::Retrieve { kind, keys: &keys });
+        self.exchange(op, key, request, move |response| match response {
             Response::Values(mut items) => match items.pop() {
                 None => Ok(None),
                 Some(item) if item.key == key && items.is_empty() => Ok(Some(item)),
@@ -172,28 +277,55 @@ impl Client {
             },
             other => Err(other),
         })
-        .await
     }
 
     /// The value of `key`, or `None` on a miss.
+    ///
+    /// The value's bytes as stored, whatever wrote them: a value written through a [`Codec`](crate::codec::Codec)
+    /// (by [`Client::set_json`] or [`Client::set_encoded`]) may be compressed (its flags say
+    /// so); read those with [`Client::get_json`] or [`Client::get_decoded`].
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
-        let key = key.as_ref();
-        let item = self.retrieve_one("get", Retrieval::Get, key).await?;
+        let read = self.retrieve_one("get", Ok(Retrieval::Get), key.as_ref());
+        let item = crate::metrics::timed("get", read).await?;
         Ok(item.map(|item| item.value))
     }
 
     /// The item of `key` with its flags and CAS token (for [`Client::cas`]), or `None`.
     pub async fn gets(&self, key: impl AsRef<[u8]>) -> Result<Option<Item>, Error> {
-        self.retrieve_one("gets", Retrieval::Gets, key.as_ref())
-            .await
+        let read = self.retrieve_one("gets", Ok(Retrieval::Gets), key.as_ref());
+        crate::metrics::timed("gets", read).await
     }
 
     /// The value of `key`, also setting its time to live (get-and-touch), or `None`.
     pub async fn gat(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<Option<Bytes>, Error> {
-        let item = self
-            .retrieve_one("gat", Retrieval::Gat(exptime(ttl)?), key.as_ref())
-            .await?;
+        let kind = exptime(ttl).map(Retrieval::Gat);
+        let read = self.retrieve_one("gat", kind, key.as_ref());
+        let item = crate::metrics::timed("gat", read).await?;
         Ok(item.map(|i| i.value))
+    }
+
+    /// A store of `value` under `key` with `mode`, counted as `op`; whether it was stored.
+    fn store_as<'a>(
+        &'a self,
+        op: &'static str,
+        mode: StoreMode,
+        key: &'a [u8],
+        value: &[u8],
+        ttl: Duration,
+        flags: u32,
+    ) -> impl Future<Output = Result<bool, Error>> + 'a {
+        let request = exptime(ttl).map(|exptime| Request::Store {
+            mode,
+            key,
+            flags,
+            exptime,
+            value,
+        });
+        self.call(op, key, request, |response| match response {
+            Response::Stored => Ok(true),
+            Response::NotStored | Response::NotFound | Response::Exists => Ok(false),
+            other => Err(other),
+        })
     }
 
     /// Stores `value` under `key` with `mode`, `flags` and a time to live (zero: no expiry).
@@ -207,40 +339,46 @@ impl Client {
         ttl: Duration,
         flags: u32,
     ) -> Result<bool, Error> {
-        let key = key.as_ref();
-        let request = Request::Store {
-            mode,
-            key,
-            flags,
-            exptime: exptime(ttl)?,
-            value: value.as_ref(),
-        };
-        self.call(mode.name(), key, request, |response| match response {
-            Response::Stored => Ok(true),
-            Response::NotStored | Response::NotFound | Response::Exists => Ok(false),
-            other => Err(other),
-        })
-        .await
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.store_as(mode.name(), mode, key, value, ttl, flags)
+            .await
     }
 
-    /// Stores `value` under `key` (time to live zero: no expiry).
+    /// Stores `value` under `key` (time to live zero: no expiry). A `NOT_STORED` answer (the
+    /// server refused to store it) is [`Error::Server`] of kind
+    /// [`ServerErrorKind::NotStored`](crate::ServerErrorKind::NotStored).
     pub async fn set(
         &self,
         key: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let key = key.as_ref();
-        if self.store(StoreMode::Set, key, value, ttl, 0).await? {
-            Ok(())
-        } else {
-            let node = self.node_for(key).map(|n| n.id()).unwrap_or_default();
-            Err(Error::Server {
-                node,
-                kind: ServerErrorKind::NotStored,
-                message: "NOT_STORED (a set is expected to always store)".into(),
-            })
-        }
+        let (key, value) = (key.as_ref(), value.as_ref());
+        crate::metrics::timed("set", self.set_as("set", key, value, ttl, 0)).await
+    }
+
+    /// A `set` (`op` names its span): `NOT_STORED` is an error. Not counted in the metrics: the
+    /// public call is.
+    pub(crate) fn set_as<'a>(
+        &'a self,
+        op: &'static str,
+        key: &'a [u8],
+        value: &[u8],
+        ttl: Duration,
+        flags: u32,
+    ) -> impl Future<Output = Result<(), Error>> + 'a {
+        let request = exptime(ttl).map(|exptime| Request::Store {
+            mode: StoreMode::Set,
+            key,
+            flags,
+            exptime,
+            value,
+        });
+        // `NOT_STORED`, refused here, is a server error (see `accept_reply`).
+        self.exchange(op, key, request, |response| match response {
+            Response::Stored => Ok(()),
+            other => Err(other),
+        })
     }
 
     /// Stores only if `key` is absent; returns whether it was stored.
@@ -250,7 +388,9 @@ impl Client {
         value: impl AsRef<[u8]>,
         ttl: Duration,
     ) -> Result<bool, Error> {
-        self.store(StoreMode::Add, key, value, ttl, 0).await
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.store_as("add", StoreMode::Add, key, value, ttl, 0)
+            .await
     }
 
     /// Stores only if `key` is present; returns whether it was stored.
@@ -260,7 +400,9 @@ impl Client {
         value: impl AsRef<[u8]>,
         ttl: Duration,
     ) -> Result<bool, Error> {
-        self.store(StoreMode::Replace, key, value, ttl, 0).await
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.store_as("replace", StoreMode::Replace, key, value, ttl, 0)
+            .await
     }
 
     /// Appends to the value of a present `key`; returns whether it was stored.
@@ -269,7 +411,8 @@ impl Client {
         key: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
     ) -> Result<bool, Error> {
-        self.store(StoreMode::Append, key, value, Duration::ZERO, 0)
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.store_as("append", StoreMode::Append, key, value, Duration::ZERO, 0)
             .await
     }
 
@@ -279,7 +422,8 @@ impl Client {
         key: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
     ) -> Result<bool, Error> {
-        self.store(StoreMode::Prepend, key, value, Duration::ZERO, 0)
+        let (key, value) = (key.as_ref(), value.as_ref());
+        self.store_as("prepend", StoreMode::Prepend, key, value, Duration::ZERO, 0)
             .await
     }
 
@@ -291,14 +435,14 @@ impl Client {
         ttl: Duration,
         cas: u64,
     ) -> Result<CasOutcome, Error> {
-        let key = key.as_ref();
-        let request = Request::Cas {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        let request = exptime(ttl).map(|exptime| Request::Cas {
             key,
             flags: 0,
-            exptime: exptime(ttl)?,
-            value: value.as_ref(),
+            exptime,
+            value,
             cas,
-        };
+        });
         self.call("cas", key, request, |response| match response {
             Response::Stored => Ok(CasOutcome::Stored),
             Response::Exists => Ok(CasOutcome::Exists),
@@ -311,52 +455,45 @@ impl Client {
     /// Deletes `key`; returns whether it existed.
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool, Error> {
         let key = key.as_ref();
-        self.call(
-            "delete",
-            key,
-            Request::Delete { key },
-            |response| match response {
-                Response::Deleted => Ok(true),
-                Response::NotFound => Ok(false),
-                other => Err(other),
-            },
-        )
-        .await
-    }
-
-    async fn arith(
-        &self,
-        op: &'static str,
-        request: Request<'_>,
-        key: &[u8],
-    ) -> Result<Option<u64>, Error> {
-        self.call(op, key, request, |response| match response {
-            Response::Number(n) => Ok(Some(n)),
-            Response::NotFound => Ok(None),
+        let request = Ok(Request::Delete { key });
+        self.call("delete", key, request, |response| match response {
+            Response::Deleted => Ok(true),
+            Response::NotFound => Ok(false),
             other => Err(other),
         })
         .await
     }
 
+    /// `incr` or `decr` (`request`) of `key`, counted as `op`.
+    fn arith<'a>(
+        &'a self,
+        op: &'static str,
+        key: &'a [u8],
+        request: Request<'_>,
+    ) -> impl Future<Output = Result<Option<u64>, Error>> + 'a {
+        self.call(op, key, Ok(request), |response| match response {
+            Response::Number(n) => Ok(Some(n)),
+            Response::NotFound => Ok(None),
+            other => Err(other),
+        })
+    }
+
     /// Adds `delta` to the decimal value of `key`; the new value, or `None` if absent.
     pub async fn incr(&self, key: impl AsRef<[u8]>, delta: u64) -> Result<Option<u64>, Error> {
         let key = key.as_ref();
-        self.arith("incr", Request::Incr { key, delta }, key).await
+        self.arith("incr", key, Request::Incr { key, delta }).await
     }
 
     /// Subtracts `delta` (stopping at 0); the new value, or `None` if absent.
     pub async fn decr(&self, key: impl AsRef<[u8]>, delta: u64) -> Result<Option<u64>, Error> {
         let key = key.as_ref();
-        self.arith("decr", Request::Decr { key, delta }, key).await
+        self.arith("decr", key, Request::Decr { key, delta }).await
     }
 
     /// Sets a new time to live on `key`; returns whether it existed.
     pub async fn touch(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<bool, Error> {
         let key = key.as_ref();
-        let request = Request::Touch {
-            key,
-            exptime: exptime(ttl)?,
-        };
+        let request = exptime(ttl).map(|exptime| Request::Touch { key, exptime });
         self.call("touch", key, request, |response| match response {
             Response::Touched => Ok(true),
             Response::NotFound => Ok(false),
@@ -414,36 +551,41 @@ impl Client {
         Fut: Future<Output = Result<Bytes, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
-        let key = key.as_ref();
-        validate_key(key)?;
-        let exptime = exptime(ttl)?;
-        // It may store: routed as a write.
-        let route = Route::of_write(&self.topology, key)?;
-        let exptime = route.cap_exptime(exptime);
-        let connection = route.connection();
-        let limits = self.topology.settings().limits;
-        let wait = self.load_lease * 2;
-        let deadline = Instant::now() + wait;
-        let node = connection.node().to_string();
-        let span = crate::spans::one_node("get_or_load", &node);
-        let lease = Lease {
-            connection,
-            moved: route.moved(),
-            limits: &limits,
-            key,
-            exptime,
-            lease: self.load_lease,
+        let call = async move {
+            let key = key.as_ref();
+            validate_key(key)?;
+            let exptime = exptime(ttl)?;
+            // It may store: routed as a write.
+            let route = Route::of_write(&self.topology, key)?;
+            let exptime = route.cap_exptime(exptime);
+            let connection = route.connection();
+            let limits = self.topology.settings().limits;
+            let wait = self.load_lease * 2;
+            let deadline = Instant::now() + wait;
+            let span = crate::spans::one_node("get_or_load", connection.node());
+            let lease = Lease {
+                connection,
+                moved: route.moved(),
+                limits: &limits,
+                key,
+                exptime,
+                lease: self.load_lease,
+            };
+            let flight = self.flights.run(
+                Bytes::copy_from_slice(key),
+                deadline,
+                || Error::Timeout {
+                    node: connection.node().to_string(),
+                    timeout: wait,
+                },
+                // On the heap: the load protocol and the loader's own future (a database
+                // query's can be kilobytes) are not part of every caller's future, and a
+                // follower that shares another caller's flight never allocates them.
+                || Box::pin(lease.get_or_load(load)),
+            );
+            flight.instrument(span).await
         };
-        let flight = self.flights.run(
-            Bytes::copy_from_slice(key),
-            deadline,
-            || Error::Timeout {
-                node: node.clone(),
-                timeout: wait,
-            },
-            || lease.get_or_load(load),
-        );
-        crate::metrics::timed("get_or_load", flight.instrument(span)).await
+        crate::metrics::timed("get_or_load", call).await
     }
 
     /// Marks `key` stale instead of deleting it (`md <key> I`): the next
@@ -451,27 +593,30 @@ impl Client {
     /// served the stale value for up to `grace`, so no herd reaches the database. Returns
     /// whether the item existed. On a node without the meta protocol, deletes the key.
     pub async fn invalidate(&self, key: impl AsRef<[u8]>, grace: Duration) -> Result<bool, Error> {
-        let key = key.as_ref();
-        validate_key(key)?;
-        let stale_ttl = exptime(grace.max(Duration::from_secs(1)))?;
-        let route = Route::of_write(&self.topology, key)?;
-        let stale_ttl = route.cap_exptime(stale_ttl);
-        let connection = route.connection();
-        let limits = self.topology.settings().limits;
-        let span = crate::spans::one_node("invalidate", connection.node());
-        let invalidate = async {
-            let existed = lease::invalidate(connection, &limits, key, stale_ttl).await?;
-            // A moved key's previous copy could be brought back over the invalidation.
-            if let Some(owners) = route.moved() {
-                owners.forget_previous(key).await;
-            }
-            Ok(existed)
+        let call = async move {
+            let key = key.as_ref();
+            validate_key(key)?;
+            let stale_ttl = exptime(grace.max(Duration::from_secs(1)))?;
+            let route = Route::of_write(&self.topology, key)?;
+            let stale_ttl = route.cap_exptime(stale_ttl);
+            let connection = route.connection();
+            let limits = self.topology.settings().limits;
+            let span = crate::spans::one_node("invalidate", connection.node());
+            let invalidate = async {
+                let existed = lease::invalidate(connection, &limits, key, stale_ttl).await?;
+                // A moved key's previous copy could be brought back over the invalidation.
+                if let Some(owners) = route.moved() {
+                    owners.forget_previous(key).await;
+                }
+                Ok(existed)
+            };
+            invalidate.instrument(span).await
         };
-        crate::metrics::timed("invalidate", invalidate.instrument(span)).await
+        crate::metrics::timed("invalidate", call).await
     }
 
     /// Sends `request` to every node in parallel and hands each reply to `accept`; results in
-    /// node order with the node's id.
+    /// node order with the node's id. Not counted in the metrics: the public call is.
     async fn broadcast<T>(
         &self,
         op: &'static str,
@@ -503,8 +648,7 @@ impl Client {
             results
         }
         .instrument(span);
-        let results = crate::metrics::timed(op, call).await;
-        results
+        call.await
             .into_iter()
             .map(|(node, result)| {
                 let value = accept_reply(&node, expect, result?, &accept)?;
@@ -525,17 +669,20 @@ impl Client {
     /// `ClientBuilder::serverless` a non-zero delay fails
     /// before sending, with an [`Error::Server`] that says so.
     pub async fn flush_all_after(&self, delay: Duration) -> Result<(), Error> {
-        let delay = exptime(delay)?;
-        crate::serverless::check_flush_delay(&self.topology, delay)?;
-        let request = Request::FlushAll {
-            delay: (delay > 0).then_some(delay),
+        let call = async {
+            let delay = exptime(delay)?;
+            crate::serverless::check_flush_delay(&self.topology, delay)?;
+            let request = Request::FlushAll {
+                delay: (delay > 0).then_some(delay),
+            };
+            self.broadcast("flush_all", request, |response| match response {
+                Response::Ok => Ok(()),
+                other => Err(other),
+            })
+            .await
+            .map(drop)
         };
-        self.broadcast("flush_all", request, |response| match response {
-            Response::Ok => Ok(()),
-            other => Err(other),
-        })
-        .await
-        .map(drop)
+        crate::metrics::timed("flush_all", call).await
     }
 
     /// `stats` (or `stats <group>`) of every node, as `(node, pairs)`. ElastiCache Serverless
@@ -546,14 +693,17 @@ impl Client {
         &self,
         group: Option<&str>,
     ) -> Result<Vec<(String, Vec<(String, String)>)>, Error> {
-        crate::serverless::check_stats(&self.topology, group)?;
-        let request = Request::Stats {
-            arg: group.map(str::as_bytes),
+        let call = async {
+            crate::serverless::check_stats(&self.topology, group)?;
+            let request = Request::Stats {
+                arg: group.map(str::as_bytes),
+            };
+            self.broadcast("stats", request, |response| match response {
+                Response::Stats(pairs) => Ok(pairs),
+                other => Err(other),
+            })
+            .await
         };
-        self.broadcast("stats", request, |response| match response {
-            Response::Stats(pairs) => Ok(pairs),
-            other => Err(other),
-        })
-        .await
+        crate::metrics::timed("stats", call).await
     }
 }

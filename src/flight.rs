@@ -92,8 +92,10 @@ impl Flights {
                     return outcome;
                 }
                 Role::Follower(mut rx) => {
+                    // Waiting for another caller's flight: on the heap, out of every call's
+                    // future.
                     let ended = tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some));
-                    match ended.await {
+                    match Box::pin(ended).await {
                         Err(_) => return Err(timeout()),
                         Ok(Ok(outcome)) => {
                             if let Some(Ok(value)) = outcome.as_ref() {

@@ -146,8 +146,10 @@ impl Lease<'_> {
         Fut: Future<Output = Result<Bytes, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
+        // The rare paths (no meta protocol, waiting for another's load, a key moved inside a
+        // warm-handoff window, giving a key back) run on the heap, out of every call's future.
         if self.connection.speaks_meta() == Some(false) {
-            return self.without_meta(load).await;
+            return Box::pin(self.without_meta(load)).await;
         }
         let mut pause = FIRST_PAUSE;
         // Whether this caller already waited for another's load: it then takes a value it
@@ -167,11 +169,11 @@ impl Lease<'_> {
                 Lookup::Value(value) => return Ok(value),
                 Lookup::NoMeta => {
                     self.connection.set_speaks_meta(false);
-                    return self.without_meta(load).await;
+                    return Box::pin(self.without_meta(load)).await;
                 }
                 Lookup::Wait => {
                     waited = true;
-                    tokio::time::sleep(pause).await;
+                    Box::pin(tokio::time::sleep(pause)).await;
                     pause = (pause * 2).min(MAX_PAUSE);
                 }
                 Lookup::Win {
@@ -187,9 +189,9 @@ impl Lease<'_> {
                         limits: *self.limits,
                         armed: true,
                     };
-                    if current.is_none() {
-                        if let Some(value) = self.previous_owners_value().await {
-                            self.store(&value, cas).await;
+                    if current.is_none() && self.moved.is_some() {
+                        if let Some(value) = Box::pin(self.previous_owners_value()).await {
+                            Box::pin(self.store(&value, cas)).await;
                             release.disarm();
                             return Ok(value);
                         }
@@ -198,13 +200,13 @@ impl Lease<'_> {
                         Ok(value) => {
                             // Armed until the store is done: a winner cancelled before it gives
                             // the key back too (after it, the CAS has moved on).
-                            self.store(&value, cas).await;
+                            Box::pin(self.store(&value, cas)).await;
                             release.disarm();
                             Ok(value)
                         }
                         Err(e) => {
                             release.disarm();
-                            self.release(cas).await;
+                            Box::pin(self.release(cas)).await;
                             Err(load_error(e))
                         }
                     };

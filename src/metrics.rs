@@ -13,8 +13,6 @@
 
 #[cfg(feature = "metrics")]
 use crate::error::Error;
-#[cfg(feature = "metrics")]
-use crate::protocol::Response;
 
 /// The names, as the tables in the crate docs and README.md list them.
 #[cfg(feature = "metrics")]
@@ -69,57 +67,58 @@ pub(crate) fn failure(error: &Error) -> &'static str {
     }
 }
 
-#[cfg(feature = "metrics")]
-impl Outcome for Result<Response, Error> {
+/// What a call's success counts as: `hit` or `miss` for a call that returns an `Option` (a
+/// read; `incr`/`decr` of an absent key is a miss), `ok` for any other. Without the feature,
+/// every type is one and nothing asks.
+pub(crate) trait Success {
+    /// The `outcome` of this result of a call that succeeded.
+    #[cfg(feature = "metrics")]
     fn outcome(&self) -> &'static str {
-        match self {
-            Ok(Response::Values(items)) if items.is_empty() => "miss",
-            Ok(Response::Values(_)) => "hit",
-            Ok(Response::Error(_)) => "server_error",
-            Ok(_) => "ok",
-            Err(e) => failure(e),
-        }
+        "ok"
     }
 }
 
+#[cfg(not(feature = "metrics"))]
+impl<T> Success for T {}
+
 #[cfg(feature = "metrics")]
-impl<T> Outcome for Result<T, Error>
-where
-    T: Succeeded,
-{
-    fn outcome(&self) -> &'static str {
-        match self {
-            Ok(_) => "ok",
-            Err(e) => failure(e),
+mod successes {
+    use super::Success;
+
+    impl<T> Success for Option<T> {
+        fn outcome(&self) -> &'static str {
+            if self.is_some() {
+                "hit"
+            } else {
+                "miss"
+            }
         }
     }
+
+    impl Success for () {}
+    impl Success for bool {}
+    impl Success for bytes::Bytes {}
+    impl Success for crate::CasOutcome {}
+    impl<T> Success for Vec<T> {}
+    impl<K, V, S> Success for std::collections::HashMap<K, V, S> {}
 }
 
-/// Results whose success is plain `ok` (no hit or miss to tell).
 #[cfg(feature = "metrics")]
-pub(crate) trait Succeeded {}
-#[cfg(feature = "metrics")]
-impl Succeeded for bool {}
-#[cfg(feature = "metrics")]
-impl Succeeded for bytes::Bytes {}
-#[cfg(feature = "metrics")]
-impl<K, V, S> Succeeded for std::collections::HashMap<K, V, S> {}
-
-/// A call to every node: `ok` when every node answered well, else the first failure.
-#[cfg(feature = "metrics")]
-impl Outcome for Vec<(String, Result<Response, Error>)> {
+impl<T: Success> Outcome for Result<T, Error> {
     fn outcome(&self) -> &'static str {
-        self.iter()
-            .map(|(_, result)| result.outcome())
-            .find(|o| !matches!(*o, "ok" | "hit" | "miss"))
-            .unwrap_or("ok")
+        match self {
+            Ok(success) => success.outcome(),
+            Err(e) => failure(e),
+        }
     }
 }
 
 #[cfg(feature = "metrics")]
 mod on {
     use std::future::Future;
+    use std::pin::Pin;
     use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{ready, Context, Poll};
     use std::time::Instant;
 
     use ::metrics::{counter, gauge, histogram, Counter, Gauge};
@@ -127,34 +126,64 @@ mod on {
     use super::names::*;
     use super::*;
 
-    /// Records a request of `op` when `request` finishes (its outcome) or is dropped first
-    /// (`cancelled`): one count and one duration.
-    pub(crate) async fn timed<F>(op: &'static str, request: F) -> F::Output
+    pin_project_lite::pin_project! {
+        /// A request of `op`, recorded when it finishes (its outcome) or is dropped first
+        /// (`cancelled`): one count and one duration. A future of its own rather than an
+        /// `async fn`, which would hold the request twice (as its argument and as the future
+        /// it awaits).
+        pub(crate) struct Timed<F> {
+            #[pin]
+            request: F,
+            timer: Timer,
+        }
+    }
+
+    /// Records `request` as a call of `op` (see [`Timed`]).
+    pub(crate) fn timed<F>(op: &'static str, request: F) -> Timed<F>
     where
         F: Future,
         F::Output: Outcome,
     {
-        let mut timer = Timer {
-            op,
-            started: Instant::now(),
-            outcome: "cancelled",
-        };
-        let output = request.await;
-        timer.outcome = output.outcome();
-        output
+        Timed {
+            request,
+            timer: Timer {
+                op,
+                started: None,
+                outcome: "cancelled",
+            },
+        }
+    }
+
+    impl<F> Future for Timed<F>
+    where
+        F: Future,
+        F::Output: Outcome,
+    {
+        type Output = F::Output;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            let this = self.project();
+            // The clock starts when the call is first polled, as an `async fn`'s would.
+            this.timer.started.get_or_insert_with(Instant::now);
+            let output = ready!(this.request.poll(cx));
+            this.timer.outcome = output.outcome();
+            Poll::Ready(output)
+        }
     }
 
     struct Timer {
         op: &'static str,
-        started: Instant,
+        /// When the call was first polled; `None` for one dropped unpolled (not recorded).
+        started: Option<Instant>,
         outcome: &'static str,
     }
 
     impl Drop for Timer {
         fn drop(&mut self) {
+            let Some(started) = self.started else { return };
             let labels = [("op", self.op), ("outcome", self.outcome)];
             counter!(REQUESTS, &labels).increment(1);
-            histogram!(REQUEST_DURATION, &labels).record(self.started.elapsed());
+            histogram!(REQUEST_DURATION, &labels).record(started.elapsed());
         }
     }
 
@@ -172,6 +201,8 @@ mod on {
     impl ConnectionMeter {
         pub(crate) fn new(node: &str) -> ConnectionMeter {
             let node = node.to_string();
+            // Registered at zero: listed before the node is first marked down.
+            counter!(NODES_MARKED_DOWN, "node" => node.clone()).increment(0);
             ConnectionMeter {
                 sent: counter!(BYTES_SENT, "node" => node.clone()),
                 received: counter!(BYTES_RECEIVED, "node" => node.clone()),
@@ -246,6 +277,65 @@ mod on {
         }
     }
 
+    /// Describes every metric (unit and meaning, for exporters that show them) and registers
+    /// the client's own counters at zero, so that an exporter lists them before their first
+    /// event; each node's handles are registered when its connection starts
+    /// ([`ConnectionMeter::new`]).
+    pub(crate) fn describe(version: u64) {
+        use ::metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+        describe_counter!(REQUESTS, Unit::Count, "Calls finished, by op and outcome");
+        describe_histogram!(
+            REQUEST_DURATION,
+            Unit::Seconds,
+            "How long each call took, queueing included, by op and outcome"
+        );
+        describe_counter!(
+            BYTES_SENT,
+            Unit::Bytes,
+            "Bytes written to the node's sockets"
+        );
+        describe_counter!(
+            BYTES_RECEIVED,
+            Unit::Bytes,
+            "Bytes read from the node's sockets"
+        );
+        describe_gauge!(
+            CONNECTIONS_OPEN,
+            Unit::Count,
+            "Connections to the node open now"
+        );
+        describe_counter!(
+            CONNECTIONS_OPENED,
+            Unit::Count,
+            "Connections opened to the node"
+        );
+        describe_counter!(
+            CONNECTIONS_FAILED,
+            Unit::Count,
+            "Connects to the node that failed"
+        );
+        describe_counter!(
+            NODES_MARKED_DOWN,
+            Unit::Count,
+            "Times the node was marked down (left alone for a backoff)"
+        );
+        describe_gauge!(TOPOLOGY_VERSION, "The version of the topology in use");
+        describe_counter!(TOPOLOGY_CHANGES, Unit::Count, "Topology changes applied");
+        describe_counter!(
+            DISCOVERY_FAILURES,
+            Unit::Count,
+            "Polls of the configuration endpoint that failed"
+        );
+        describe_gauge!(
+            QUEUE_DEPTH,
+            Unit::Count,
+            "Requests waiting in a node connection's queue when the last one was queued"
+        );
+        counter!(TOPOLOGY_CHANGES).increment(0);
+        counter!(DISCOVERY_FAILURES).increment(0);
+        topology_version(version);
+    }
+
     pub(crate) fn node_marked_down(node: &str) {
         counter!(NODES_MARKED_DOWN, "node" => node.to_string()).increment(1);
     }
@@ -312,9 +402,9 @@ mod off {
     }
 
     #[inline(always)]
-    pub(crate) fn node_marked_down(_node: &str) {}
+    pub(crate) fn describe(_version: u64) {}
     #[inline(always)]
-    pub(crate) fn topology_version(_version: u64) {}
+    pub(crate) fn node_marked_down(_node: &str) {}
     #[inline(always)]
     pub(crate) fn topology_changed(_version: u64) {}
     #[inline(always)]

@@ -85,11 +85,11 @@ impl Client {
         K: AsRef<[u8]>,
     {
         let keys: Vec<K> = keys.into_iter().collect();
-        for key in &keys {
-            validate_key(key.as_ref())?;
-        }
         let span = crate::spans::multi_get("get_many", keys.len());
         let call = async {
+            for key in &keys {
+                validate_key(key.as_ref())?;
+            }
             let keys = distinct(keys.iter().map(AsRef::as_ref));
             let mut found = MultiGet::default();
             let mut round = self.read_round(&keys, &mut found).await?;
@@ -107,7 +107,10 @@ impl Client {
                     .into_iter()
                     .map(|(key, error)| (Bytes::copy_from_slice(key), error)),
             );
-            self.recover_moved(&keys, &mut found).await;
+            if self.topology().handoff().is_some() {
+                // Inside a warm-handoff window only: on the heap, out of every call's future.
+                Box::pin(self.recover_moved(&keys, &mut found)).await;
+            }
             Ok(found)
         }
         .instrument(span);
@@ -149,7 +152,12 @@ impl Client {
                     keys: chunk,
                 };
                 let (frame, expect) = Frame::encode(|buf| request.encode(buf, &settings.limits))?;
-                match conn.send(frame, expect, true, deadline).await {
+                // Queued at once in the usual case (see `Connection::queue`).
+                let queued = match conn.queue(frame, expect, true, deadline) {
+                    Ok(reply) => Ok(reply),
+                    Err(waiting) => waiting.await,
+                };
+                match queued {
                     Ok(reply) => waiting.push((conn, chunk, expect, reply)),
                     Err(error) => {
                         for &key in chunk {
@@ -258,15 +266,12 @@ fn check_order(requested: &[&[u8]], items: Vec<Item>, node: &str) -> Result<Vec<
 /// A multi-get's `outcome`: `ok` when every key was read, else the kind of the first key's
 /// failure.
 #[cfg(feature = "metrics")]
-impl crate::metrics::Outcome for Result<MultiGet, Error> {
+impl crate::metrics::Success for MultiGet {
+    #[cfg(feature = "metrics")]
     fn outcome(&self) -> &'static str {
-        match self {
-            Ok(found) => found
-                .failed
-                .first()
-                .map_or("ok", |(_, e)| crate::metrics::failure(e)),
-            Err(e) => crate::metrics::failure(e),
-        }
+        self.failed
+            .first()
+            .map_or("ok", |(_, e)| crate::metrics::failure(e))
     }
 }
 

@@ -27,7 +27,9 @@ pub(crate) struct Route {
     index: usize,
     /// The key's owner, when it is down and the key goes to a stand-in.
     away: Option<usize>,
-    moved: Option<Owners>,
+    /// Boxed: present only inside a warm-handoff window, and every call's future holds a
+    /// `Route`.
+    moved: Option<Box<Owners>>,
 }
 
 impl Route {
@@ -111,19 +113,21 @@ impl Route {
     /// The key's previous and current owner, inside a warm-handoff window when its owner
     /// changed.
     pub(crate) fn moved(&self) -> Option<&Owners> {
-        self.moved.as_ref()
+        self.moved.as_deref()
     }
 }
 
 /// During the warm handoff window, the previous and the current owner of `key` when its owner
 /// changed; `None` otherwise (one atomic load when the window is closed).
-fn moved(topology: &Topology, snapshot: &Snapshot, key: &[u8]) -> Option<Owners> {
+fn moved(topology: &Topology, snapshot: &Snapshot, key: &[u8]) -> Option<Box<Owners>> {
     let handoff = topology.handoff()?;
     let current = snapshot.route(key)?;
     let previous = handoff.previous.owner(key)?;
-    (previous.id != current.id).then(|| Owners {
-        previous: previous.connection().clone(),
-        current: current.connection().clone(),
-        limits: topology.settings().limits,
+    (previous.id != current.id).then(|| {
+        Box::new(Owners {
+            previous: previous.connection().clone(),
+            current: current.connection().clone(),
+            limits: topology.settings().limits,
+        })
     })
 }

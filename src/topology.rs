@@ -138,7 +138,7 @@ impl Topology {
             endpoint = endpoint.as_ref().map_or("(static)", |(e, _)| e.as_str()),
             "memcached.topology.initial"
         );
-        crate::metrics::topology_version(snapshot.config.version());
+        crate::metrics::describe(snapshot.config.version());
         let polled = endpoint.is_some();
         let topology = Arc::new(Topology {
             snapshot: ArcSwap::new(snapshot),

@@ -5,8 +5,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::Codec;
-use crate::error::{Error, ServerErrorKind};
-use crate::protocol::StoreMode;
+use crate::error::Error;
+use crate::protocol::Retrieval;
 use crate::Client;
 
 impl Client {
@@ -18,10 +18,8 @@ impl Client {
         codec: &Codec,
         key: impl AsRef<[u8]>,
     ) -> Result<Option<Bytes>, Error> {
-        match self.gets(key).await? {
-            Some(item) => Ok(Some(codec.decode(item.flags, item.value)?)),
-            None => Ok(None),
-        }
+        let read = self.decoded("get_decoded", codec, key.as_ref());
+        crate::metrics::timed("get_decoded", read).await
     }
 
     /// Stores `value` under `key` encoded by `codec` (compressed above its threshold, with the
@@ -34,17 +32,34 @@ impl Client {
         value: impl AsRef<[u8]>,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let (flags, stored) = codec.encode(value.as_ref())?;
-        let key = key.as_ref();
-        if self.store(StoreMode::Set, key, stored, ttl, flags).await? {
-            Ok(())
-        } else {
-            Err(Error::Server {
-                node: self.node_for(key).map(|n| n.id()).unwrap_or_default(),
-                kind: ServerErrorKind::NotStored,
-                message: "NOT_STORED (a set is expected to always store)".into(),
-            })
+        let store = self.encoded("set_encoded", codec, key.as_ref(), value.as_ref(), ttl);
+        crate::metrics::timed("set_encoded", store).await
+    }
+
+    /// `get_decoded`'s read, with `op` naming its span (not counted in the metrics).
+    async fn decoded(
+        &self,
+        op: &'static str,
+        codec: &Codec,
+        key: &[u8],
+    ) -> Result<Option<Bytes>, Error> {
+        match self.retrieve_one(op, Ok(Retrieval::Gets), key).await? {
+            Some(item) => Ok(Some(codec.decode(item.flags, item.value)?)),
+            None => Ok(None),
         }
+    }
+
+    /// `set_encoded`'s store, with `op` naming its span (not counted in the metrics).
+    async fn encoded(
+        &self,
+        op: &'static str,
+        codec: &Codec,
+        key: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let (flags, stored) = codec.encode(value)?;
+        self.set_as(op, key, &stored, ttl, flags).await
     }
 }
 
@@ -60,21 +75,26 @@ impl Client {
         self.get_json_with(&Codec::default(), key).await
     }
 
-    /// As [`Client::get_json`], through `codec`.
+    /// As [`Client::get_json`], through `codec` (counted in the metrics as `get_json`).
     pub async fn get_json_with<T: serde::de::DeserializeOwned>(
         &self,
         codec: &Codec,
         key: impl AsRef<[u8]>,
     ) -> Result<Option<T>, Error> {
-        match self.get_decoded(codec, key).await? {
-            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(json_error)?)),
-            None => Ok(None),
-        }
+        let read = async {
+            match self.decoded("get_json", codec, key.as_ref()).await? {
+                Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(json_error)?)),
+                None => Ok(None),
+            }
+        };
+        crate::metrics::timed("get_json", read).await
     }
 
     /// Stores `value` as JSON under `key` through [`Codec::default`]: compressed with zstd
     /// above [`DEFAULT_COMPRESS_ABOVE`](super::DEFAULT_COMPRESS_ABOVE) bytes when the `zstd`
-    /// feature is on, plain JSON with flags `0` otherwise.
+    /// feature is on, plain JSON with flags `0` otherwise. Read it back with
+    /// [`Client::get_json`]: a plain [`Client::get`] returns the stored bytes as they are
+    /// (compressed ones included).
     pub async fn set_json<T: serde::Serialize + ?Sized>(
         &self,
         key: impl AsRef<[u8]>,
@@ -84,7 +104,7 @@ impl Client {
         self.set_json_with(&Codec::default(), key, value, ttl).await
     }
 
-    /// As [`Client::set_json`], through `codec`.
+    /// As [`Client::set_json`], through `codec` (counted in the metrics as `set_json`).
     pub async fn set_json_with<T: serde::Serialize + ?Sized>(
         &self,
         codec: &Codec,
@@ -92,8 +112,12 @@ impl Client {
         value: &T,
         ttl: Duration,
     ) -> Result<(), Error> {
-        let json = serde_json::to_vec(value).map_err(json_error)?;
-        self.set_encoded(codec, key, json, ttl).await
+        let store = async {
+            let json = serde_json::to_vec(value).map_err(json_error)?;
+            self.encoded("set_json", codec, key.as_ref(), &json, ttl)
+                .await
+        };
+        crate::metrics::timed("set_json", store).await
     }
 }
 

@@ -34,6 +34,8 @@ mod task;
 
 pub(crate) use request::accept_reply;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,11 +122,15 @@ impl Caller for Waiter {
 /// Where the reply of a queued request arrives, and until when it is awaited.
 pub(crate) struct Reply {
     rx: slot::Receiver,
-    deadline: Instant,
-    /// Whether the deadline is the connection's own (the request timeout from when it was
-    /// queued), which the socket task watches: the caller then needs no timer.
-    watched: bool,
+    /// A deadline of the caller's own, shorter than the connection's (the request timeout from
+    /// when it was queued); `None` for the connection's own, which the socket task watches: the
+    /// caller then needs no timer.
+    deadline: Option<Instant>,
 }
+
+/// The rest of [`Connection::queue`] when a request could not be queued at once: the wait for
+/// room in a full queue, or the error that refused it.
+pub(crate) type Waiting = Pin<Box<dyn Future<Output = Result<Reply, Error>> + Send>>;
 
 /// How far below the latest possible deadline a deadline still counts as the connection's own
 /// (the time between a caller reading the clock and queueing; tokio's timers have a resolution
@@ -231,8 +237,25 @@ impl Connection {
         idempotent: bool,
         deadline: Instant,
     ) -> Result<Reply, Error> {
+        match self.queue(frame.into(), expect, idempotent, deadline) {
+            Ok(reply) => Ok(reply),
+            Err(waiting) => waiting.await,
+        }
+    }
+
+    /// [`Connection::send`] without a future in the usual case: queues the request now when
+    /// the queue has room (no timer, no await) and returns where its reply will arrive.
+    /// Otherwise — a full queue (backpressure), a node marked down, a closed connection — the
+    /// rest is a future on the heap, so that every call's own future stays small.
+    pub(crate) fn queue(
+        &self,
+        frame: Frame,
+        expect: Expect,
+        idempotent: bool,
+        deadline: Instant,
+    ) -> Result<Reply, Waiting> {
         if let Some(down) = self.health.down_error() {
-            return Err(down);
+            return Err(Box::pin(std::future::ready(Err(down))));
         }
         let latest = self.deadline();
         let watched = deadline + WATCH_SLACK >= latest;
@@ -245,25 +268,42 @@ impl Connection {
             idempotent,
             Waiter::Caller(reply),
         );
-        // Room in the queue (the usual case): no timer, no await.
+        let reply = Reply {
+            rx,
+            deadline: (!watched).then_some(deadline),
+        };
         match self.tx.try_send(pending) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.closed()),
+            Ok(()) => {
+                self.queue
+                    .depth(self.tx.max_capacity() - self.tx.capacity());
+                Ok(reply)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(Box::pin(std::future::ready(Err(self.closed()))))
+            }
             Err(mpsc::error::TrySendError::Full(pending)) => {
-                match tokio::time::timeout_at(deadline, self.tx.send(pending)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return Err(self.closed()),
-                    Err(_) => return Err(self.timeout()),
-                }
+                let conn = self.clone();
+                Err(Box::pin(async move {
+                    conn.wait_for_room(pending, deadline).await?;
+                    conn.queue
+                        .depth(conn.tx.max_capacity() - conn.tx.capacity());
+                    Ok(reply)
+                }))
             }
         }
-        self.queue
-            .depth(self.tx.max_capacity() - self.tx.capacity());
-        Ok(Reply {
-            rx,
-            deadline,
-            watched,
-        })
+    }
+
+    /// Queues `pending` once the queue has room, at most until `deadline`.
+    async fn wait_for_room(
+        &self,
+        pending: Pending<Waiter>,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        match tokio::time::timeout_at(deadline, self.tx.send(pending)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(self.closed()),
+            Err(_) => Err(self.timeout()),
+        }
     }
 
     /// Waits for the reply of a request queued by [`Connection::send`], at most until its
@@ -271,27 +311,39 @@ impl Connection {
     /// by the socket task, and its caller registers no timer (see the module docs); one given a
     /// shorter deadline waits under a timer of its own.
     pub(crate) async fn reply(&self, reply: Reply) -> Result<Response, Error> {
-        let outcome = if reply.watched {
-            reply.rx.await
-        } else {
-            match tokio::time::timeout_at(reply.deadline, reply.rx).await {
+        let outcome = match reply.deadline {
+            None => reply.rx.await,
+            // A deadline of the caller's own (shorter than the request timeout; not the hot
+            // path): its timer lives on the heap, out of every call's future.
+            Some(deadline) => match Box::pin(tokio::time::timeout_at(deadline, reply.rx)).await {
                 Ok(outcome) => outcome,
                 Err(_) => return Err(self.timeout()),
-            }
+            },
         };
         outcome.unwrap_or_else(|_| Err(self.closed()))
     }
 
     /// Sends one encoded request and waits for its reply, at most the request timeout.
-    pub(crate) async fn call(
+    ///
+    /// Not an `async fn`: the request is queued when this is called (see
+    /// [`Connection::queue`]), so the future holds where its reply will arrive and not the
+    /// request's bytes.
+    pub(crate) fn call(
         &self,
-        frame: impl Into<Frame>,
+        frame: Frame,
         expect: Expect,
         idempotent: bool,
-    ) -> Result<Response, Error> {
-        let reply = self
-            .send(frame, expect, idempotent, self.deadline())
-            .await?;
+    ) -> impl Future<Output = Result<Response, Error>> + '_ {
+        self.answer(self.queue(frame, expect, idempotent, self.deadline()))
+    }
+
+    /// The reply of a request [`Connection::queue`] queued (or, for one it could not queue
+    /// at once, the rest of its sending first).
+    pub(crate) async fn answer(&self, queued: Result<Reply, Waiting>) -> Result<Response, Error> {
+        let reply = match queued {
+            Ok(reply) => reply,
+            Err(waiting) => waiting.await?,
+        };
         self.reply(reply).await
     }
 

@@ -1,12 +1,15 @@
 //! The one request path of every call: encode, send on a connection, and turn the reply into
 //! the call's result. A call lists only its success arms; a server's error answer becomes
 //! [`Error::Server`], and any other reply [`Error::Protocol`] (a well-framed reply that does not
-//! answer the request: the connection stays open). A meta read of an item is also checked
+//! answer the request: the connection stays open). A `NOT_STORED` a call does not take (a `set`) is
+//! [`Error::Server`] of kind [`ServerErrorKind::NotStored`]. A meta read of an item is also checked
 //! against the key asked for ([`Connection::read_item`]).
+
+use std::future::Future;
 
 use tokio::time::Instant;
 
-use crate::error::{excerpt, Error, ProtocolError};
+use crate::error::{excerpt, Error, ProtocolError, ServerErrorKind};
 use crate::pipeline::Frame;
 use crate::protocol::meta::{MetaGet, MetaRequest};
 use crate::protocol::{Encode, ErrorReply, Expect, Limits, Response};
@@ -17,29 +20,36 @@ impl Connection {
     /// Encodes `request` within `limits`, sends it, waits for its reply (at most the request
     /// timeout) and hands the reply to `accept`, which returns the call's result or gives the
     /// reply back as not an answer it takes (see [`accept_reply`]).
-    pub(crate) async fn request<T>(
-        &self,
+    pub(crate) fn request<'a, T: 'a>(
+        &'a self,
         request: &impl Encode,
         limits: &Limits,
-        accept: impl FnOnce(Response) -> Result<T, Response>,
-    ) -> Result<T, Error> {
+        accept: impl FnOnce(Response) -> Result<T, Response> + 'a,
+    ) -> impl Future<Output = Result<T, Error>> + 'a {
         self.request_by(request, limits, self.deadline(), accept)
-            .await
     }
 
     /// As [`Connection::request`], answered by `deadline` at the latest (no later than the
     /// request timeout from now).
-    pub(crate) async fn request_by<T>(
-        &self,
+    ///
+    /// Not an `async fn`, as [`Connection::call`]: the request is encoded and queued when this
+    /// is called, so the future holds where its reply will arrive and not the request.
+    pub(crate) fn request_by<'a, T: 'a>(
+        &'a self,
         request: &impl Encode,
         limits: &Limits,
         deadline: Instant,
-        accept: impl FnOnce(Response) -> Result<T, Response>,
-    ) -> Result<T, Error> {
-        let (frame, expect) = Frame::encode(|buf| request.encode(buf, limits))?;
-        let sent = self.send(frame, expect, request.is_idempotent(), deadline);
-        let response = self.reply(sent.await?).await?;
-        accept_reply(self.node(), expect, response, accept)
+        accept: impl FnOnce(Response) -> Result<T, Response> + 'a,
+    ) -> impl Future<Output = Result<T, Error>> + 'a {
+        let queued = Frame::encode(|buf| request.encode(buf, limits)).map(|(frame, expect)| {
+            let queued = self.queue(frame, expect, request.is_idempotent(), deadline);
+            (queued, expect)
+        });
+        async move {
+            let (queued, expect) = queued?;
+            let response = self.answer(queued).await?;
+            accept_reply(self.node(), expect, response, accept)
+        }
     }
 
     /// Sends `get`, asking for the key back (`k`), and refuses a reply about another key as
@@ -47,21 +57,24 @@ impl Connection {
     /// here (the lookup of a lease, the warm handoff's reads of a previous owner), so that no
     /// node can hand one key's item to another key's caller, nor have it copied elsewhere. The
     /// reply, once checked, goes to `accept` as on every request path.
-    pub(crate) async fn read_item<T>(
-        &self,
+    pub(crate) fn read_item<'a, T: 'a>(
+        &'a self,
         limits: &Limits,
-        get: MetaGet<'_>,
-        accept: impl FnOnce(Response) -> Result<T, Response>,
-    ) -> Result<T, Error> {
+        get: MetaGet<'a>,
+        accept: impl FnOnce(Response) -> Result<T, Response> + 'a,
+    ) -> impl Future<Output = Result<T, Error>> + 'a {
         let get = get.return_key();
-        let response = self.request(&MetaRequest::from(get), limits, Ok).await?;
-        if let Response::Meta(reply) = &response {
-            get.check_reply(reply).map_err(|source| Error::Protocol {
-                node: self.node().to_string(),
-                source,
-            })?;
+        let response = self.request(&MetaRequest::from(get), limits, Ok);
+        async move {
+            let response = response.await?;
+            if let Response::Meta(reply) = &response {
+                get.check_reply(reply).map_err(|source| Error::Protocol {
+                    node: self.node().to_string(),
+                    source,
+                })?;
+            }
+            accept_reply(self.node(), Expect::Meta, response, accept)
         }
-        accept_reply(self.node(), Expect::Meta, response, accept)
     }
 }
 
@@ -76,6 +89,11 @@ pub(crate) fn accept_reply<T>(
 ) -> Result<T, Error> {
     accept(response).map_err(|refused| match refused {
         Response::Error(reply) => server_error(node, &reply),
+        Response::NotStored => Error::Server {
+            node: node.to_string(),
+            kind: ServerErrorKind::NotStored,
+            message: "NOT_STORED: the server did not store the value".into(),
+        },
         other => unexpected(node, expect.name(), &other),
     })
 }
