@@ -42,6 +42,10 @@ pub enum CasOutcome {
     NotFound,
 }
 
+/// A `cas` that finished counts as `ok`, whatever its outcome.
+#[cfg(feature = "metrics")]
+impl crate::metrics::Success for CasOutcome {}
+
 /// A memcached client over a discovered (or fixed) set of nodes. Cheap to clone: clones share
 /// the topology and the connections. Dropping the last clone stops the poller and, once their
 /// in-flight requests finish, the connections.

@@ -98,7 +98,6 @@ mod successes {
     impl Success for () {}
     impl Success for bool {}
     impl Success for bytes::Bytes {}
-    impl Success for crate::CasOutcome {}
     impl<T> Success for Vec<T> {}
     impl<K, V, S> Success for std::collections::HashMap<K, V, S> {}
 }

@@ -25,6 +25,8 @@ use crate::topology::Topology;
 pub(crate) struct Route {
     snapshot: Arc<Snapshot>,
     index: usize,
+    /// Which of the node's connections (picked once, round robin: a call uses one).
+    connection: usize,
     /// The key's owner, when it is down and the key goes to a stand-in.
     away: Option<usize>,
     /// Boxed: present only inside a warm-handoff window, and every call's future holds a
@@ -38,9 +40,11 @@ impl Route {
         let snapshot = arc_swap::Guard::into_inner(topology.snapshot());
         let (index, owner) = snapshot.route_and_owner(key).ok_or(Error::NoNodes)?;
         let moved = moved(topology, &snapshot, key);
+        let connection = snapshot.nodes[index].pick();
         Ok(Route {
             snapshot,
             index,
+            connection,
             away: (index != owner).then_some(owner),
             moved,
         })
@@ -105,9 +109,10 @@ impl Route {
         (capped != *request).then_some(capped)
     }
 
-    /// One of the node's connections (round robin when it has several).
+    /// The connection the call goes on: one of the node's (round robin when it has several),
+    /// the same every time it is asked.
     pub(crate) fn connection(&self) -> &Connection {
-        self.snapshot.nodes[self.index].connection()
+        self.snapshot.nodes[self.index].connection_at(self.connection)
     }
 
     /// The key's previous and current owner, inside a warm-handoff window when its owner

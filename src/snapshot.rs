@@ -49,12 +49,23 @@ impl NodeHandle {
     /// One of the node's connections (round robin when there are several).
     #[inline]
     pub fn connection(&self) -> &Connection {
+        &self.connections[self.pick()]
+    }
+
+    /// The index of the next of the node's connections in the round robin.
+    #[inline]
+    pub(crate) fn pick(&self) -> usize {
         let n = self.connections.len();
-        let i = if n == 1 {
+        if n == 1 {
             0
         } else {
             self.next.fetch_add(1, Ordering::Relaxed) % n
-        };
+        }
+    }
+
+    /// The node's connection `i` (from [`NodeHandle::pick`]).
+    #[inline]
+    pub(crate) fn connection_at(&self, i: usize) -> &Connection {
         &self.connections[i]
     }
 }
