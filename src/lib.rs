@@ -236,3 +236,30 @@ pub use tls::TlsConfig;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The examples of the pages in docs/, compiled as doctests so that they stay true.
+#[cfg(doctest)]
+pub mod doc_pages {
+    #[doc = include_str!("../docs/cli.md")]
+    pub struct Cli;
+    #[doc = include_str!("../docs/cluster-changes.md")]
+    pub struct ClusterChanges;
+    #[doc = include_str!("../docs/errors.md")]
+    pub struct Errors;
+    #[doc = include_str!("../docs/get-or-load.md")]
+    pub struct GetOrLoad;
+    #[doc = include_str!("../docs/interop.md")]
+    pub struct Interop;
+    #[doc = include_str!("../docs/lambda.md")]
+    pub struct Lambda;
+    #[doc = include_str!("../docs/observability.md")]
+    pub struct Observability;
+    #[doc = include_str!("../docs/performance-summary.md")]
+    pub struct PerformanceSummary;
+    #[doc = include_str!("../docs/testing.md")]
+    pub struct Testing;
+    #[doc = include_str!("../docs/tls.md")]
+    pub struct Tls;
+    #[doc = include_str!("../docs/values.md")]
+    pub struct Values;
+}

@@ -5,8 +5,8 @@
 //! endpoint. Checked:
 //!
 //! * the metrics recorded, with their kind and label names, are exactly the rows of the metrics
-//!   tables in README.md and in the crate docs (src/lib.rs), and every `op` and `outcome` value
-//!   the tables list (and no other) was recorded;
+//!   tables in docs/observability.md and in the crate docs (src/lib.rs), and every `op` and
+//!   `outcome` value the tables list (and no other) was recorded;
 //! * no label value holds a byte of a key or a value the caller used.
 #![cfg(feature = "metrics")]
 
@@ -200,17 +200,17 @@ async fn recorded_metrics_are_the_documented_ones_and_hold_no_key_or_value() {
     }
 
     let root = env!("CARGO_MANIFEST_DIR");
-    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let page = std::fs::read_to_string(format!("{root}/docs/observability.md")).unwrap();
     let lib = std::fs::read_to_string(format!("{root}/src/lib.rs")).unwrap();
-    let (documented, labels) = tables(&readme, "## Metrics");
+    let (documented, labels) = tables(&page, "## Metrics");
     assert_eq!(
         recorded, documented,
-        "README.md's metrics table (right) and what the library records (left) differ"
+        "docs/observability.md's metrics table (right) and what the library records (left) differ"
     );
     assert_eq!(
         tables(&lib, "//! # Metrics"),
         (documented, labels.clone()),
-        "the crate docs' metrics tables differ from README.md's"
+        "the crate docs' metrics tables differ from docs/observability.md's"
     );
     for label in ["op", "outcome"] {
         assert_eq!(

@@ -3,7 +3,7 @@
 //! lagging and a failing endpoint, a freeze, a killed node, a hostile node). Checked:
 //!
 //! * the spans and events emitted, with their kind, level and fields, are exactly the rows of
-//!   the tracing tables in README.md and in the crate docs (src/lib.rs);
+//!   the tracing tables in docs/observability.md and in the crate docs (src/lib.rs);
 //! * no recorded field, at any level, holds a byte of a key or a value the caller used, even when
 //!   a node answers with the key in a malformed reply;
 //! * every `memcached.request` span carries OpenTelemetry's database client fields with the
@@ -347,16 +347,16 @@ async fn emitted_spans_and_events_are_the_documented_ones_and_hold_no_key_or_val
     }
 
     let root = env!("CARGO_MANIFEST_DIR");
-    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let page = std::fs::read_to_string(format!("{root}/docs/observability.md")).unwrap();
     let lib = std::fs::read_to_string(format!("{root}/src/lib.rs")).unwrap();
-    let documented = table(&readme, "## Tracing");
+    let documented = table(&page, "## Tracing");
     assert_eq!(
         recorded.kinds, documented,
-        "README.md's tracing table (right) and what the library emits (left) differ"
+        "docs/observability.md's tracing table (right) and what the library emits (left) differ"
     );
     assert_eq!(
         table(&lib, "//! # Tracing"),
         documented,
-        "the crate docs' tracing table differs from README.md's"
+        "the crate docs' tracing table differs from docs/observability.md's"
     );
 }

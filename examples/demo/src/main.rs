@@ -2,8 +2,11 @@
 //! behind a configuration endpoint): discover, spread keys, grow the cluster, follow it.
 //!
 //! ```sh
-//! cargo run --release --example demo     # or: scripts/demo
+//! cargo run --release -p memcached-autodiscovery-demo     # or: scripts/demo
 //! ```
+//!
+//! A package of its own (`examples/demo/`), so that it builds the library, the test kit and
+//! tokio only, not the library's dev-dependencies.
 //!
 //! Exits with status 1 if anything does not happen as described.
 
