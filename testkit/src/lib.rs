@@ -70,16 +70,11 @@
 //! 16 KB, and the commands Serverless refuses refused as it documents. [`TestCa`] makes the
 //! certificate authority a test trusts and the certificates its servers present.
 //!
-//! Apart from the cluster, [`connection_harness`] plays a scripted server over in-memory pipes
-//! to a real client (through its [`Dial`](memcached_autodiscovery::transport::Dial) seam), on
-//! tokio's paused clock: the fuzz target `connection` and its regression tests. It needs no
-//! memcached binary.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod cluster;
-pub mod connection_harness;
 mod endpoint;
 mod memcached;
 mod node_front;
