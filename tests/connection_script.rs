@@ -4,11 +4,11 @@
 //! result or an error, no wait past the timeout, only whole requests of the calls made, at most
 //! once for a request that is not idempotent, serves again, closes with its last clone) are
 //! checked inside `connection_session` for every script; see
-//! `testkit/src/connection_harness/mod.rs`.
+//! `harness/src/lib.rs` (the crate `memcached-autodiscovery-harness`).
 
 use std::path::Path;
 
-use memcached_autodiscovery_testkit::connection_harness::{
+use memcached_autodiscovery_harness::{
     connection_session, Cancel, Kind, Op, ScriptBuilder, SessionReport, Setup,
 };
 

@@ -28,7 +28,9 @@ enum ClusterCommand {
 ///
 /// Prints `config endpoint: 127.0.0.1:PORT` first, then the nodes as `discover` does. Give the
 /// endpoint to `mcad discover`, `mcad watch`, `mcad get --endpoint ...` or a program using the
-/// library. Needs the memcached binary on PATH (or named by MEMCACHED_BIN).
+/// library (ClientBuilder::config_endpoint). Needs the memcached binary on PATH (or named by
+/// MEMCACHED_BIN). In a test of your own, LocalCluster::start(N) of the crate
+/// memcached-autodiscovery-testkit starts the same cluster.
 ///
 /// Commands, one per line on stdin, each answered with one line, `ok ...` or `error ...`
 /// (NODE: its HOST:PORT, or its position in the list, from 1):
@@ -46,7 +48,7 @@ enum ClusterCommand {
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 struct UpArgs {
-    /// How many memcached nodes to start.
+    /// How many memcached nodes to start (a count, unlike the --nodes of the other commands).
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=250))]
     nodes: u16,
 }

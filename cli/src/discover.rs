@@ -20,7 +20,8 @@ pub struct Args {
     /// Print {"version":N,"nodes":[{"hostname":..,"ip":..|null,"port":N},..]} on one line.
     #[arg(long)]
     json: bool,
-    /// Give up after this long (DNS, connect and both discovery commands together).
+    /// Give up after this long (DNS, connect and both discovery commands together;
+    /// ClientBuilder::discovery_timeout in the library).
     #[arg(long, value_name = "N", default_value_t = 2000)]
     timeout_ms: u64,
     #[command(flatten)]

@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use memcached_autodiscovery::{Client, Error};
+use memcached_autodiscovery::Client;
 
+use crate::hints;
 use crate::locate::distribution_named;
 use crate::output::{escaped, Out};
 use crate::tls::TlsArgs;
@@ -13,14 +14,16 @@ use crate::{Failure, Outcome, Result};
 #[derive(clap::Args)]
 #[group(required = true, multiple = false)]
 pub struct Target {
-    /// Discover the nodes from this configuration endpoint.
+    /// Discover the nodes from this configuration endpoint (ClientBuilder::config_endpoint in
+    /// the library).
     #[arg(long, value_name = "HOST:PORT")]
     endpoint: Option<String>,
-    /// Use these memcached nodes, without discovery (IPv6 as `[addr]:port`).
+    /// Use these memcached nodes, without discovery (IPv6 as `[addr]:port`;
+    /// ClientBuilder::nodes in the library).
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     nodes: Option<Vec<String>>,
     /// An ElastiCache Serverless cache's endpoint: the one node, always over TLS (the public CAs
-    /// unless --ca is given), no discovery.
+    /// unless --ca is given), no discovery (ClientBuilder::serverless in the library).
     #[arg(long, value_name = "HOST:PORT")]
     serverless: Option<String>,
 }
@@ -30,10 +33,12 @@ pub struct Target {
 pub struct Connection {
     #[command(flatten)]
     target: Target,
-    /// How keys are placed on nodes.
+    /// How keys are placed on nodes (ClientBuilder::distribution in the library; see `mcad
+    /// locate --help` for the names).
     #[arg(long, value_name = "NAME", default_value = "ring")]
     distribution: String,
-    /// Longest wait for discovery, a connect, and the reply.
+    /// Longest wait for discovery, a connect, and the reply (ClientBuilder::discovery_timeout,
+    /// connect_timeout and request_timeout in the library).
     #[arg(long, value_name = "N", default_value_t = 2000)]
     timeout_ms: u64,
     #[command(flatten)]
@@ -54,16 +59,16 @@ impl Connection {
             (None, Some(nodes), _) => builder.nodes(nodes.iter().map(|n| n.trim().to_string())),
             (None, None, Some(endpoint)) => builder.serverless(endpoint.clone()),
             (None, None, None) => {
-                return Err(Failure::msg("give --endpoint, --nodes or --serverless"))
+                return Err(Failure::msg(format!(
+                    "give {}, {} or {}",
+                    hints::flag("--endpoint HOST:PORT", "ClientBuilder::config_endpoint"),
+                    hints::flag("--nodes HOST:PORT,...", "ClientBuilder::nodes"),
+                    hints::flag("--serverless HOST:PORT", "ClientBuilder::serverless"),
+                )))
             }
         };
         let builder = self.tls.apply(builder)?;
-        builder.build().await.map_err(|e| match e {
-            Error::DiscoveryUnsupported { .. } => Failure::msg(format!(
-                "{e} (with mcad: --nodes HOST:PORT instead of --endpoint)"
-            )),
-            e => e.into(),
-        })
+        Ok(builder.build().await?)
     }
 }
 
@@ -85,7 +90,8 @@ pub struct SetArgs {
     key: String,
     /// The value, stored as given.
     value: String,
-    /// Time to live in seconds; 0 (the default) keeps the item until it is evicted.
+    /// Time to live in seconds; 0 (the default) keeps the item until it is evicted (the `ttl`
+    /// of Client::set in the library).
     #[arg(long, value_name = "N", default_value_t = 0)]
     ttl_secs: u64,
     #[command(flatten)]

@@ -6,6 +6,7 @@ use std::io::{self, BufRead, BufReader};
 use memcached_autodiscovery::Node;
 use memcached_autodiscovery_proto::distribution::{Distribution, Locator};
 
+use crate::hints;
 use crate::output::{stderr_line, Out};
 use crate::{Failure, Outcome, Result};
 
@@ -21,11 +22,13 @@ pub struct Args {
     /// The nodes, comma-separated: HOST:PORT with an optional :WEIGHT (a positive integer);
     /// IPv6 as `[addr]:port[:weight]`. Weights count in the ketama and consistent-libmemcached
     /// modes (nodes without one weigh 1); the other modes give every node the same share.
+    /// (ClientBuilder::nodes and ClientBuilder::node_weights in the library.)
     #[arg(long, value_name = "HOST:PORT[:WEIGHT],...", required = true)]
     nodes: Vec<String>,
     /// How keys are placed on nodes: ring (the default), ketama, ketama-spymemcached,
     /// ketama-fnv1a64, ketama-aws-java, consistent-libmemcached, consistent-libmemcached-md5,
-    /// rendezvous, modula-libmemcached or modula-java.
+    /// rendezvous, modula-libmemcached or modula-java (ClientBuilder::distribution with
+    /// Distribution::from_name(NAME) in the library).
     #[arg(long, value_name = "NAME", default_value = "ring")]
     distribution: String,
     /// Keys to place; read from stdin, one per line, when none are given.
@@ -38,8 +41,9 @@ pub fn distribution_named(name: &str) -> Result<Distribution> {
     Distribution::from_name(name).ok_or_else(|| {
         let known: Vec<&str> = Distribution::ALL.iter().map(|d| d.name()).collect();
         Failure::msg(format!(
-            "unknown distribution {name} (known: {})",
-            known.join(", ")
+            "unknown distribution {name} (known: {}); {} takes one of these",
+            known.join(", "),
+            hints::flag("--distribution NAME", "ClientBuilder::distribution"),
         ))
     })
 }
@@ -299,7 +303,9 @@ mod tests {
                 m,
                 "unknown distribution modula (known: ring, ketama, ketama-spymemcached, \
                  ketama-fnv1a64, ketama-aws-java, consistent-libmemcached, \
-                 consistent-libmemcached-md5, rendezvous, modula-libmemcached, modula-java)"
+                 consistent-libmemcached-md5, rendezvous, modula-libmemcached, modula-java); \
+                 --distribution NAME (ClientBuilder::distribution in the library) takes one of \
+                 these"
             ),
             other => panic!("{other:?}"),
         }

@@ -6,6 +6,7 @@
 
 mod cluster;
 mod discover;
+mod hints;
 mod kv;
 mod locate;
 mod output;
@@ -59,9 +60,11 @@ impl Failure {
     }
 }
 
+/// An error of the library (or of the system), passed on with the mcad flag of every library
+/// call its message names.
 impl<E: std::error::Error + 'static> From<E> for Failure {
     fn from(e: E) -> Failure {
-        Failure::Message(e.to_string())
+        Failure::Message(hints::with_flags(e.to_string()))
     }
 }
 

@@ -9,17 +9,20 @@ use crate::{Failure, Result};
 #[derive(clap::Args, Clone, Debug, Default)]
 #[command(next_help_heading = "TLS")]
 pub struct TlsArgs {
-    /// Connect with TLS, trusting the public CAs (Amazon's among them) unless --ca is given.
+    /// Connect with TLS, trusting the public CAs (Amazon's among them) unless --ca is given
+    /// (ClientBuilder::tls with TlsConfig::webpki_roots in the library).
     #[arg(long)]
     tls: bool,
-    /// Trust only the CA certificates in this PEM file (implies --tls).
+    /// Trust only the CA certificates in this PEM file (implies --tls; TlsConfig::with_ca_pem
+    /// in the library).
     #[arg(long, value_name = "FILE")]
     ca: Option<std::path::PathBuf>,
     /// Check every server's certificate against this name or wildcard (`*.example.com`)
-    /// instead of its own name (implies --tls).
+    /// instead of its own name (implies --tls; TlsConfig::server_name in the library).
     #[arg(long, value_name = "NAME")]
     tls_name: Option<String>,
-    /// Present the client certificate chain in this PEM file (implies --tls; needs --key).
+    /// Present the client certificate chain in this PEM file (implies --tls; needs --key;
+    /// TlsConfig::client_cert_pem in the library).
     #[arg(
         long = "cert",
         id = "tls_cert",

@@ -27,7 +27,7 @@ pub struct Args {
     /// Time between polls.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     interval_ms: u64,
-    /// Give up on one poll after this long.
+    /// Give up on one poll after this long (ClientBuilder::discovery_timeout in the library).
     #[arg(long, value_name = "N", default_value_t = 2000)]
     timeout_ms: u64,
     #[command(flatten)]

@@ -285,12 +285,14 @@ async fn discover_failures_are_one_error_line_and_status_1() {
     }
     assert_clean_failure(&mcad(&["discover", &unreachable, "--json"], b""));
 
-    // Plain memcached has no auto-discovery: the message points to a fixed node list.
+    // Plain memcached has no auto-discovery: the message points to a fixed node list, as the
+    // library's call and as mcad's flag.
     let cluster = LocalCluster::start(1).await.expect("local cluster");
     let plain = cluster.node_addrs()[0].to_string();
     let err = assert_clean_failure(&mcad(&["discover", &plain], b""));
     assert!(err.contains("does not support auto-discovery"), "{err}");
-    assert!(err.contains("nodes("), "{err}");
+    assert!(err.contains("ClientBuilder::nodes("), "{err}");
+    assert!(err.contains("(with mcad: --nodes HOST:PORT,..."), "{err}");
 
     // A usage error is clap's business: status 2, still no panic.
     let usage = mcad(&["discover"], b"");
@@ -395,9 +397,14 @@ async fn set_get_delete_and_stats_through_the_endpoint() {
     let neither = mcad(&["get", "k"], b"");
     assert_eq!(neither.status.code(), Some(2));
 
-    // An endpoint that is plain memcached: one error line that says what to use instead.
+    // An endpoint that is plain memcached: one error line that says what to use instead, in
+    // mcad and in the library.
     let err = assert_clean_failure(&mcad(&["get", "k", "--endpoint", &nodes[0]], b""));
-    assert!(err.contains("--nodes"), "{err}");
+    assert!(
+        err.contains("(with mcad: --nodes HOST:PORT,... instead of an endpoint"),
+        "{err}"
+    );
+    assert!(err.contains("ClientBuilder::nodes("), "{err}");
 }
 
 /// A `stats` reply whose names and values carry tabs (to forge another node's columns), escape
@@ -554,7 +561,8 @@ async fn locate_refuses_unknown_distributions_and_bad_nodes() {
         stderr(&out),
         "error: unknown distribution modula (known: ring, ketama, ketama-spymemcached, \
          ketama-fnv1a64, ketama-aws-java, consistent-libmemcached, consistent-libmemcached-md5, \
-         rendezvous, modula-libmemcached, modula-java)\n"
+         rendezvous, modula-libmemcached, modula-java); --distribution NAME \
+         (ClientBuilder::distribution in the library) takes one of these\n"
     );
 
     for bad in [

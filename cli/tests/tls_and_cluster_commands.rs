@@ -101,6 +101,7 @@ async fn every_connecting_command_speaks_tls_with_the_ca_and_name_given() {
     assert!(json.contains("node-1.local-cluster.test"), "{json}");
     let err = assert_error(&mcad(&["discover", &endpoint, "--tls"]));
     assert!(err.contains("with_ca_pem"), "{err}");
+    assert!(err.contains("(with mcad: --ca FILE)"), "{err}");
     // Plaintext against TLS: a message, in bounded time.
     assert_error(&mcad(&["discover", &endpoint, "--timeout-ms", "1000"]));
 
@@ -131,7 +132,8 @@ async fn every_connecting_command_speaks_tls_with_the_ca_and_name_given() {
         &["set", "direct", "x", "--nodes", &node],
         &tls,
     )));
-    assert!(err.contains("server_name"), "{err}");
+    assert!(err.contains("TlsConfig::server_name"), "{err}");
+    assert!(err.contains("(with mcad: --tls-name NAME)"), "{err}");
     let name = "node-1.local-cluster.test";
     assert_ok(&mcad(&args(
         &["set", "direct", "x", "--nodes", &node, "--tls-name", name],
@@ -242,7 +244,8 @@ async fn a_client_certificate_is_presented_with_cert_and_key() {
         &key,
     ]));
     let err = assert_error(&mcad(&["discover", &endpoint, "--ca", &ca_file]));
-    assert!(err.contains("client_cert_pem"), "{err}");
+    assert!(err.contains("TlsConfig::client_cert_pem"), "{err}");
+    assert!(err.contains("(with mcad: --cert FILE --key FILE)"), "{err}");
     // --cert without --key does not parse.
     let half = mcad(&["discover", &endpoint, "--ca", &ca_file, "--cert", &cert]);
     assert_eq!(half.status.code(), Some(2), "{}", text(&half.stderr));

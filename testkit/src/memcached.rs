@@ -182,15 +182,24 @@ impl MemcachedProcess {
     /// Suspends the process (SIGSTOP): its sockets stay open but nothing is answered.
     ///
     /// A stop signal takes effect only when one of the process's threads next runs, so this
-    /// returns once every thread is seen stopped (at most about 2 s).
+    /// returns once every thread is seen stopped (at most about 2 s). Does nothing after
+    /// [`kill`](MemcachedProcess::kill).
+    ///
+    /// The signal is sent by this process itself (`kill(2)`), no program is run. When the OS
+    /// refuses it, the error has the kind of the OS error (`PermissionDenied` for `EPERM`), says
+    /// which signal and pid, and has the OS error as its
+    /// [`source`](std::error::Error::source) ([`io::Error::raw_os_error`] gives the errno). A
+    /// process whose threads are not all stopped within the wait gives `TimedOut`. Not on
+    /// Windows: `Unsupported`.
     pub fn freeze(&self) -> io::Result<()> {
-        self.signal("STOP")?;
+        self.signal(Signal::Stop)?;
         self.await_stopped(true)
     }
 
     /// Resumes a frozen process (SIGCONT), and returns once no thread is stopped any more.
+    /// Errors as for [`freeze`](MemcachedProcess::freeze).
     pub fn thaw(&self) -> io::Result<()> {
-        self.signal("CONT")?;
+        self.signal(Signal::Continue)?;
         self.await_stopped(false)
     }
 
@@ -227,22 +236,10 @@ impl MemcachedProcess {
         Ok(())
     }
 
-    fn signal(&self, name: &str) -> io::Result<()> {
-        let Some(pid) = self.pid() else {
-            return Ok(());
-        };
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(pid.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "`kill -{name} {pid}` failed ({status})"
-            )))
+    fn signal(&self, signal: Signal) -> io::Result<()> {
+        match self.pid() {
+            Some(pid) => send_signal(pid, signal),
+            None => Ok(()),
         }
     }
 }
@@ -251,6 +248,89 @@ impl Drop for MemcachedProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The signals [`MemcachedProcess::freeze`] and [`MemcachedProcess::thaw`] send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGSTOP.
+    Stop,
+    /// SIGCONT.
+    Continue,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Stop => "SIGSTOP",
+            Signal::Continue => "SIGCONT",
+        }
+    }
+}
+
+/// A signal the OS refused to deliver: which one, to whom, and the OS error (its `source`).
+#[derive(Debug)]
+struct SignalError {
+    signal: Signal,
+    pid: u32,
+    os: io::Error,
+}
+
+impl std::fmt::Display for SignalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot send {} to memcached {}: {}",
+            self.signal.name(),
+            self.pid,
+            self.os
+        )
+    }
+}
+
+impl std::error::Error for SignalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.os)
+    }
+}
+
+/// Sends `signal` to the one process `pid`. A pid that is not a positive `i32` is refused
+/// (`InvalidInput`) before any call: `kill(2)` reads 0 and negative numbers as process groups
+/// (-1: every process it may signal).
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn send_signal(pid: u32, signal: Signal) -> io::Result<()> {
+    let target = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("pid {pid} names no single process"),
+            )
+        })?;
+    let number = match signal {
+        Signal::Stop => libc::SIGSTOP,
+        Signal::Continue => libc::SIGCONT,
+    };
+    // SAFETY: kill(2) takes two integers and touches no memory of this process; `target` is
+    // positive, so exactly one process (the child this handle owns, not yet reaped) is signalled.
+    if unsafe { libc::kill(target, number) } == 0 {
+        return Ok(());
+    }
+    let os = io::Error::last_os_error();
+    Err(io::Error::new(os.kind(), SignalError { signal, pid, os }))
+}
+
+#[cfg(not(unix))]
+fn send_signal(pid: u32, signal: Signal) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "cannot send {} to memcached {pid}: no signals here",
+            signal.name()
+        ),
+    ))
 }
 
 /// The scheduler state letter of each thread of `pid`, or `None` without a readable procfs.
@@ -360,8 +440,8 @@ fn spawn_error(e: io::Error, options: &MemcachedOptions) -> io::Error {
         io::Error::new(
             io::ErrorKind::NotFound,
             format!(
-                "memcached binary `{}` not found: install memcached (`apt-get install memcached`) \
-                 or run scripts/test, or point MEMCACHED_BIN at it",
+                "memcached binary `{}` not found: install memcached (e.g. `apt-get install \
+                 memcached`, `brew install memcached`) or point MEMCACHED_BIN at it",
                 options.binary.display()
             ),
         )
@@ -500,4 +580,42 @@ fn pid_of(reply: &[u8]) -> Option<u32> {
     text.lines()
         .find_map(|line| line.strip_prefix("STAT pid "))
         .and_then(|pid| pid.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn pids_that_name_a_group_are_refused_before_any_signal() {
+        // 0 is this process's group; as i32, u32::MAX is -1 (every process it may signal) and
+        // 1 << 31 a group id. SIGCONT, so that a broken guard here harms nothing.
+        for pid in [0, u32::MAX, 1 << 31] {
+            let e = send_signal(pid, Signal::Continue).expect_err("refused");
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{pid}: {e}");
+            assert!(e.raw_os_error().is_none(), "{pid}: refused before the call");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_refused_signal_is_a_typed_error_with_its_errno() {
+        // The largest pid there can be is far below i32::MAX (pid_max is at most 2^22): no such
+        // process.
+        let e = send_signal(i32::MAX as u32, Signal::Continue).expect_err("no such process");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot send SIGCONT to memcached {}: {}",
+                i32::MAX,
+                io::Error::from_raw_os_error(libc::ESRCH)
+            )
+        );
+        let os = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .expect("the OS error as source");
+        assert_eq!(os.raw_os_error(), Some(libc::ESRCH));
+        assert_eq!(e.kind(), os.kind());
+    }
 }

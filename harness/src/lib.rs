@@ -1,9 +1,15 @@
 //! A harness that drives the real [`Client`] through a script of bytes, for the fuzz target
-//! `connection` and the regression tests made from its findings. The client is built as any
-//! user builds it, with one node (`memory-node:11211`) and a [`Dial`] that opens in-memory
-//! pipes ([`tokio::io::duplex`]) instead of sockets, so the whole request path runs: key
-//! validation, encoding, routing, the node's connection task, decoding and the mapping of each
-//! reply to the call's typed result.
+//! `connection` (`fuzz/fuzz_targets/connection.rs`) and the regression tests made from its
+//! findings (`tests/connection_script.rs`). The client is built as any user builds it, with one
+//! node (`memory-node:11211`) and a [`Dial`] that opens in-memory pipes
+//! ([`tokio::io::duplex`]) instead of sockets, so the whole request path runs: key validation,
+//! encoding, routing, the node's connection task, decoding and the mapping of each reply to the
+//! call's typed result.
+//!
+//! It is a workspace crate of its own, not published and not part of the test kit
+//! (`memcached-autodiscovery-testkit`): it runs the client on tokio's paused clock, which needs
+//! tokio's `test-util` feature, and a published dev-dependency must not turn that on for the
+//! tests of everyone who uses it.
 //!
 //! The script makes calls of every kind (`get`, `gets`, `gat`, `get_many`, the stores, `cas`,
 //! `delete`, `incr`/`decr`, `touch`, `flush_all`, `stats`, and calls the client must refuse),
@@ -36,7 +42,7 @@
 //! its public API and the [`Dial`] seam.
 //!
 //! ```
-//! use memcached_autodiscovery_testkit::connection_harness::{
+//! use memcached_autodiscovery_harness::{
 //!     connection_session, Cancel, Kind, Op, ScriptBuilder, Setup,
 //! };
 //!
@@ -56,6 +62,9 @@
 //! [`Dial`]: memcached_autodiscovery::transport::Dial
 //! [`Error::Server`]: memcached_autodiscovery::Error::Server
 //! [`Error::Invalid`]: memcached_autodiscovery::Error::Invalid
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod caller;
 mod memory;
