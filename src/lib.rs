@@ -131,8 +131,8 @@
 //!
 //! | label | values |
 //! |---|---|
-//! | `op` | the call: `get`, `gets`, `gat`, `set`, `add`, `replace`, `append`, `prepend`, `cas`, `delete`, `incr`, `decr`, `touch`, `get_many`, `get_or_load`, `invalidate`, `flush_all`, `stats` |
-//! | `outcome` | `hit` and `miss` (one-key reads), `ok`, `server_error` (the server answered an error), `timeout`, `node_down` (failed at once: the node is in its backoff), `error` (any other failure), `cancelled` (the caller dropped the call before it finished) |
+//! | `op` | the call: `get`, `gets`, `gat`, `set`, `add`, `replace`, `append`, `prepend`, `cas`, `delete`, `incr`, `decr`, `touch`, `get_many`, `get_or_load`, `invalidate`, `flush_all`, `stats`, `get_json`, `set_json`, `get_decoded`, `set_encoded` (each call counted once, under its own name; one refused before anything was sent, e.g. for a bad key, counts as an error) |
+//! | `outcome` | `hit` and `miss` (calls that return an Option: one-key reads, and incr or decr, where an absent key is a miss), `ok`, `server_error` (the server answered an error), `timeout`, `node_down` (failed at once: the node is in its backoff), `error` (any other failure), `cancelled` (the caller dropped the call before it finished) |
 //! | `node` | the node, `host:port` |
 //!
 //! `tests/metrics.rs` drives a client through every call and outcome against real memcached and

@@ -200,8 +200,6 @@ mod on {
     impl ConnectionMeter {
         pub(crate) fn new(node: &str) -> ConnectionMeter {
             let node = node.to_string();
-            // Registered at zero: listed before the node is first marked down.
-            counter!(NODES_MARKED_DOWN, "node" => node.clone()).increment(0);
             ConnectionMeter {
                 sent: counter!(BYTES_SENT, "node" => node.clone()),
                 received: counter!(BYTES_RECEIVED, "node" => node.clone()),
@@ -262,7 +260,11 @@ mod on {
     pub(crate) struct QueueMeter(Gauge);
 
     impl QueueMeter {
+        /// Also registers the node's count of being marked down at zero, so that it is
+        /// listed before the node is first marked down (a queue is made with its connection,
+        /// before the connection's task first runs).
         pub(crate) fn new(node: &str) -> QueueMeter {
+            counter!(NODES_MARKED_DOWN, "node" => node.to_string()).increment(0);
             QueueMeter(gauge!(QUEUE_DEPTH, "node" => node.to_string()))
         }
 
@@ -278,8 +280,7 @@ mod on {
 
     /// Describes every metric (unit and meaning, for exporters that show them) and registers
     /// the client's own counters at zero, so that an exporter lists them before their first
-    /// event; each node's handles are registered when its connection starts
-    /// ([`ConnectionMeter::new`]).
+    /// event; each node's are registered when its connection is made ([`QueueMeter::new`]).
     pub(crate) fn describe(version: u64) {
         use ::metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
         describe_counter!(REQUESTS, Unit::Count, "Calls finished, by op and outcome");

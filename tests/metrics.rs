@@ -95,6 +95,26 @@ async fn recorded_metrics_are_the_documented_ones_and_hold_no_key_or_value() {
         .await
         .unwrap();
 
+    // Listed from the start, before their first event: the client's counters, and each
+    // node's count of being marked down; every metric is described.
+    let at_start: BTreeSet<String> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, ..)| key.key().name().to_string())
+        .collect();
+    for name in [
+        "memcached.topology.changes",
+        "memcached.topology.version",
+        "memcached.discovery.failures",
+        "memcached.nodes.marked_down",
+    ] {
+        assert!(
+            at_start.contains(name),
+            "{name} listed at build: {at_start:?}"
+        );
+    }
+
     // Every call, with marked keys and values.
     let key = |name: &str| format!("{MARKER}-{name}");
     let value = format!("{MARKER}-value");
@@ -124,6 +144,30 @@ async fn recorded_metrics_are_the_documented_ones_and_hold_no_key_or_value() {
     client.invalidate(key("loaded"), MINUTE).await.unwrap();
     client.stats(None).await.unwrap();
     client.flush_all().await.unwrap();
+
+    // The calls through a codec, each counted under its own op (not as the gets or set it
+    // makes).
+    client
+        .set_json(key("json"), &vec![1, 2, 3], MINUTE)
+        .await
+        .unwrap();
+    let back: Option<Vec<u32>> = client.get_json(key("json")).await.unwrap();
+    assert_eq!(back, Some(vec![1, 2, 3]));
+    let codec = memcached_autodiscovery::codec::Codec::default();
+    client
+        .set_encoded(&codec, key("encoded"), &value, MINUTE)
+        .await
+        .unwrap();
+    let absent = client.get_decoded(&codec, key("absent")).await.unwrap();
+    assert!(absent.is_none());
+
+    // Calls refused before anything is sent count as errors of their op.
+    assert!(matches!(
+        client.delete("a key with spaces").await,
+        Err(Error::Invalid(_))
+    ));
+    let too_long = Duration::from_secs(u64::from(u32::MAX) * 2);
+    assert!(client.set(key("c"), &value, too_long).await.is_err());
 
     // A server error: incr of a value that is not a number.
     client.set(key("text"), &value, MINUTE).await.unwrap();
@@ -168,8 +212,19 @@ async fn recorded_metrics_are_the_documented_ones_and_hold_no_key_or_value() {
     let mut recorded: BTreeMap<String, Row> = BTreeMap::new();
     let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut counted: BTreeMap<String, u64> = BTreeMap::new();
-    for (key, _unit, _description, value) in snapshotter.snapshot().into_vec() {
+    let mut calls: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for (key, _unit, description, value) in snapshotter.snapshot().into_vec() {
         let (kind, key) = key.into_parts();
+        assert!(description.is_some(), "{} described", key.name());
+        if let ("memcached.requests", DebugValue::Counter(n)) = (key.name(), &value) {
+            let label = |name: &str| {
+                key.labels()
+                    .find(|l| l.key() == name)
+                    .map(|l| l.value().to_string())
+                    .unwrap_or_default()
+            };
+            *calls.entry((label("op"), label("outcome"))).or_default() += n;
+        }
         let kind = match kind {
             MetricKind::Counter => "counter",
             MetricKind::Gauge => "gauge",
@@ -198,6 +253,26 @@ async fn recorded_metrics_are_the_documented_ones_and_hold_no_key_or_value() {
     for (name, n) in &counted {
         assert!(*n > 0, "{name} registered but never counted");
     }
+    let count = |op: &str, outcome: &str| calls.get(&(op.into(), outcome.into())).copied();
+    assert_eq!(
+        count("delete", "error"),
+        Some(1),
+        "a refused key: {calls:?}"
+    );
+    assert_eq!(count("set", "error"), Some(1), "a refused TTL: {calls:?}");
+    assert_eq!(count("set_json", "ok"), Some(1), "{calls:?}");
+    assert_eq!(count("get_json", "hit"), Some(1), "{calls:?}");
+    assert_eq!(count("set_encoded", "ok"), Some(1), "{calls:?}");
+    assert_eq!(count("get_decoded", "miss"), Some(1), "{calls:?}");
+    let gets: u64 = calls
+        .iter()
+        .filter(|((op, _), _)| op == "gets")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        gets, 1,
+        "only the one gets call is counted as gets: {calls:?}"
+    );
 
     let root = env!("CARGO_MANIFEST_DIR");
     let page = std::fs::read_to_string(format!("{root}/docs/observability.md")).unwrap();
