@@ -544,3 +544,23 @@ mod tests {
         }
     }
 }
+
+/// Without the `tls` feature, [`ClientBuilder::serverless`] is a compile error that names the
+/// feature (rather than rustc's "field, not a method").
+#[cfg(not(feature = "tls"))]
+#[diagnostic::on_unimplemented(
+    message = "`ClientBuilder::serverless` needs the cargo feature `tls` (ElastiCache Serverless is reached over TLS only)",
+    label = "needs the `tls` feature",
+    note = "enable it: memcached-autodiscovery = {{ version = \"...\", features = [\"tls\"] }}"
+)]
+trait NeedsTheTlsFeature {}
+
+#[cfg(not(feature = "tls"))]
+impl ClientBuilder {
+    /// ElastiCache Serverless needs the cargo feature `tls`: without it, calling this does
+    /// not compile, and the error names the feature.
+    #[allow(private_bounds)]
+    pub fn serverless<E: NeedsTheTlsFeature>(self, _endpoint: E) -> Self {
+        self
+    }
+}

@@ -111,7 +111,7 @@
 //! label holds a key or a value.
 //!
 //! ```toml
-//! memcached-autodiscovery = { version = "0.1", features = ["metrics"] }
+//! memcached-autodiscovery = { git = "https://github.com/memcached-autodiscovery/memcached-autodiscovery", features = ["metrics"] }  # once published: version = "0.1"
 //! ```
 //!
 //! | name | kind | labels | what it counts |

@@ -205,9 +205,7 @@ async fn handle(app: &App, _event: LambdaEvent<Value>) -> Result<Value, Error> {
         .cache
         .get_or_load(&app.key, CACHE_TTL, || async {
             let started = Instant::now();
-            // Boxed: the SDK's future nested in get_or_load's is deeper than rustc's default
-            // recursion limit allows when it lays out the handler's future.
-            let photos = Box::pin(scan(app)).await;
+            let photos = scan(app).await;
             let _ = scan_ms.set(started.elapsed().as_millis());
             photos
         })
