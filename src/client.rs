@@ -2,7 +2,8 @@
 //!
 //! Each call validates and encodes its request (a bad key is refused before anything is sent),
 //! takes the current snapshot from the [`Topology`] without locking, routes the key to its node,
-//! sends the request on that node's connection and maps the reply to a typed result. Misses,
+//! sends the request on that node's connection and maps the reply to a typed result (a one-key
+//! call through [`crate::exchange`], the one path they share). Misses,
 //! `NOT_STORED` (except for `set`), `EXISTS` and `NOT_FOUND` are values, not errors. Settings are
 //! in [`crate::builder`]; discovery and refresh in [`crate::topology`].
 //!
@@ -19,14 +20,12 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::{ClusterConfig, Node};
-use crate::connection::{accept_reply, Reply, Waiting};
+use crate::connection::accept_reply;
 use crate::error::Error;
 use crate::flight::Flights;
 use crate::lease::{self, Lease};
 use crate::pipeline::Frame;
-use crate::protocol::{
-    validate_key, Expect, Item, KeyAccess, Request, Response, Retrieval, StoreMode,
-};
+use crate::protocol::{validate_key, Item, Request, Response, Retrieval, StoreMode};
 use crate::routing::Route;
 use crate::topology::Topology;
 
@@ -68,71 +67,22 @@ impl fmt::Debug for Client {
     }
 }
 
-/// A one-key request, encoded and routed: what a call's future holds while it waits.
-struct Routed {
-    route: Route,
-    frame: Frame,
-    expect: Expect,
-    access: Option<KeyAccess>,
-    idempotent: bool,
-}
-
-impl Routed {
-    /// Sends the request: queued on its node's connection now, inside the call's span; or,
-    /// for a key that moved inside a warm-handoff window, kept for [`Routed::hand_off`].
-    fn send(self, op: &'static str) -> Sent {
-        if let (Some(_), Some(_)) = (self.route.moved(), self.access) {
-            return Sent::Moved(Some(Box::new(self)));
-        }
-        let conn = self.route.connection();
-        let span = crate::spans::one_node(op, conn.node());
-        let deadline = conn.deadline();
-        let queued =
-            span.in_scope(|| conn.queue(self.frame, self.expect, self.idempotent, deadline));
-        Sent::Queued {
-            route: self.route,
-            expect: self.expect,
-            queued: Some(queued),
-            span,
-        }
-    }
-
-    /// Sends the request of a key that moved, with what the warm handoff does around it on
-    /// the key's two owners ([`crate::handoff::Owners::before`] and `after`), and hands the
-    /// reply to `accept`.
-    async fn hand_off<T>(
-        self,
-        op: &'static str,
-        key: &[u8],
-        accept: impl FnOnce(Response) -> Result<T, Response>,
-    ) -> Result<T, Error> {
-        let conn = self.route.connection();
-        let (Some(owners), Some(access)) = (self.route.moved(), self.access) else {
-            unreachable!("`Routed::send` hands off only a moved key's write or read")
-        };
-        let around = async {
-            let deleted_before = owners.before(access, key).await;
-            let response = conn.call(self.frame, self.expect, self.idempotent).await?;
-            Ok::<_, Error>(owners.after(access, key, deleted_before, response).await)
-        };
-        let response = around
-            .instrument(crate::spans::one_node(op, conn.node()))
-            .await?;
-        accept_reply(conn.node(), self.expect, response, accept)
-    }
-}
-
-/// A one-key request on its way.
-enum Sent {
-    /// Queued on its node's connection (see [`Connection::queue`]).
-    Queued {
-        route: Route,
-        expect: Expect,
-        queued: Option<Result<Reply, Waiting>>,
-        span: tracing::Span,
-    },
-    /// A key that moved, inside a warm-handoff window: sent by [`Routed::hand_off`].
-    Moved(Option<Box<Routed>>),
+/// A store of `value` under `key` with `mode`, or why it cannot be made (a time to live out of
+/// range).
+fn store_request<'a>(
+    mode: StoreMode,
+    key: &'a [u8],
+    value: &'a [u8],
+    ttl: Duration,
+    flags: u32,
+) -> Result<Request<'a>, Error> {
+    Ok(Request::Store {
+        mode,
+        key,
+        flags,
+        exptime: exptime(ttl)?,
+        value,
+    })
 }
 
 /// memcached's exptime for `ttl` now (see [`crate::protocol::exptime`]).
@@ -180,84 +130,6 @@ impl Client {
     /// node list it does nothing and returns `false`.
     pub async fn refresh(&self) -> Result<bool, Error> {
         self.topology.refresh().await.map(|c| !c.is_empty())
-    }
-
-    /// Encodes `request` and routes it by `key` ([`Route`]; a write with [`Route::of_write`],
-    /// and with its time to live capped on a stand-in). Sends nothing.
-    fn route(&self, key: &[u8], request: Request<'_>) -> Result<Routed, Error> {
-        let limits = &self.topology.settings().limits;
-        let (mut frame, expect) = Frame::encode(|buf| request.encode(buf, limits))?;
-        let access = request.key_access();
-        let route = match access {
-            Some(KeyAccess::Overwrite | KeyAccess::Update | KeyAccess::Delete) => {
-                Route::of_write(&self.topology, key)?
-            }
-            Some(KeyAccess::Read) | None => Route::of(&self.topology, key)?,
-        };
-        if let Some(capped) = route.capped(&request) {
-            frame = Frame::encode(|buf| capped.encode(buf, limits))?.0;
-        }
-        Ok(Routed {
-            route,
-            frame,
-            expect,
-            access,
-            idempotent: request.is_idempotent(),
-        })
-    }
-
-    /// The one path of a one-key call, counted in the metrics as `op` (see [`Client::exchange`]).
-    fn call<'a, T: crate::metrics::Success + 'a>(
-        &'a self,
-        op: &'static str,
-        key: &'a [u8],
-        request: Result<Request<'_>, Error>,
-        accept: impl FnOnce(Response) -> Result<T, Response> + 'a,
-    ) -> impl Future<Output = Result<T, Error>> + 'a {
-        crate::metrics::timed(op, self.exchange(op, key, request, accept))
-    }
-
-    /// The one path of a one-key call: routes `request` (or fails with why it could not be
-    /// made: a time to live out of range), sends it — inside a warm-handoff window, for a moved
-    /// key, with what the handoff does around it ([`crate::handoff::Owners::before`] and
-    /// `after`) — and hands the reply to `accept`, which lists the call's success arms (see
-    /// [`accept_reply`]). Not counted in the metrics: the public call that uses it is.
-    ///
-    /// Not an `async fn`: the request is encoded and routed when this is called, so the future
-    /// holds the encoded frame and its route rather than the request's arguments (every
-    /// concurrent caller holds one; `examples/future_sizes.rs` prints their sizes). Called from
-    /// inside the public calls' futures, so nothing happens before those are polled.
-    fn exchange<'a, T: 'a>(
-        &'a self,
-        op: &'static str,
-        key: &'a [u8],
-        request: Result<Request<'_>, Error>,
-        accept: impl FnOnce(Response) -> Result<T, Response> + 'a,
-    ) -> impl Future<Output = Result<T, Error>> + 'a {
-        let mut sent = request.and_then(|request| self.route(key, request).map(|r| r.send(op)));
-        // `sent` is used in place (through `&mut`), not moved into locals: the future holds the
-        // request on its way once.
-        async move {
-            match &mut sent {
-                Err(error) => Err(std::mem::replace(error, Error::NoNodes)),
-                Ok(Sent::Queued {
-                    route,
-                    expect,
-                    queued,
-                    span,
-                }) => {
-                    let conn = route.connection();
-                    let queued = queued.take().expect("a call's future answers once");
-                    let response = conn.answer(queued).instrument(span.clone()).await?;
-                    accept_reply(conn.node(), *expect, response, accept)
-                }
-                // Inside a warm-handoff window only: on the heap, out of every call's future.
-                Ok(Sent::Moved(routed)) => {
-                    let routed = routed.take().expect("a call's future answers once");
-                    Box::pin(routed.hand_off(op, key, accept)).await
-                }
-            }
-        }
     }
 
     /// Reads one key with `kind` (or fails with why it cannot: a time to live out of range);
@@ -308,24 +180,18 @@ impl Client {
         Ok(item.map(|i| i.value))
     }
 
-    /// A store of `value` under `key` with `mode`, counted as `op`; whether it was stored.
-    fn store_as<'a>(
+    /// A store of `value` under `key` with `mode`, counted under the mode's name; whether it
+    /// was stored.
+    fn store_bytes<'a>(
         &'a self,
-        op: &'static str,
         mode: StoreMode,
         key: &'a [u8],
         value: &[u8],
         ttl: Duration,
         flags: u32,
     ) -> impl Future<Output = Result<bool, Error>> + 'a {
-        let request = exptime(ttl).map(|exptime| Request::Store {
-            mode,
-            key,
-            flags,
-            exptime,
-            value,
-        });
-        self.call(op, key, request, |response| match response {
+        let request = store_request(mode, key, value, ttl, flags);
+        self.call(mode.name(), key, request, |response| match response {
             Response::Stored => Ok(true),
             Response::NotStored | Response::NotFound | Response::Exists => Ok(false),
             other => Err(other),
@@ -344,8 +210,7 @@ impl Client {
         flags: u32,
     ) -> Result<bool, Error> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        self.store_as(mode.name(), mode, key, value, ttl, flags)
-            .await
+        self.store_bytes(mode, key, value, ttl, flags).await
     }
 
     /// Stores `value` under `key` (time to live zero: no expiry). A `NOT_STORED` answer (the
@@ -371,13 +236,7 @@ impl Client {
         ttl: Duration,
         flags: u32,
     ) -> impl Future<Output = Result<(), Error>> + 'a {
-        let request = exptime(ttl).map(|exptime| Request::Store {
-            mode: StoreMode::Set,
-            key,
-            flags,
-            exptime,
-            value,
-        });
+        let request = store_request(StoreMode::Set, key, value, ttl, flags);
         // `NOT_STORED`, refused here, is a server error (see `accept_reply`).
         self.exchange(op, key, request, |response| match response {
             Response::Stored => Ok(()),
@@ -393,8 +252,7 @@ impl Client {
         ttl: Duration,
     ) -> Result<bool, Error> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        self.store_as("add", StoreMode::Add, key, value, ttl, 0)
-            .await
+        self.store_bytes(StoreMode::Add, key, value, ttl, 0).await
     }
 
     /// Stores only if `key` is present; returns whether it was stored.
@@ -405,7 +263,7 @@ impl Client {
         ttl: Duration,
     ) -> Result<bool, Error> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        self.store_as("replace", StoreMode::Replace, key, value, ttl, 0)
+        self.store_bytes(StoreMode::Replace, key, value, ttl, 0)
             .await
     }
 
@@ -416,7 +274,7 @@ impl Client {
         value: impl AsRef<[u8]>,
     ) -> Result<bool, Error> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        self.store_as("append", StoreMode::Append, key, value, Duration::ZERO, 0)
+        self.store_bytes(StoreMode::Append, key, value, Duration::ZERO, 0)
             .await
     }
 
@@ -427,7 +285,7 @@ impl Client {
         value: impl AsRef<[u8]>,
     ) -> Result<bool, Error> {
         let (key, value) = (key.as_ref(), value.as_ref());
-        self.store_as("prepend", StoreMode::Prepend, key, value, Duration::ZERO, 0)
+        self.store_bytes(StoreMode::Prepend, key, value, Duration::ZERO, 0)
             .await
     }
 

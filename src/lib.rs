@@ -200,6 +200,7 @@ pub mod codec;
 mod connection;
 mod discovery;
 mod error;
+mod exchange;
 mod flight;
 mod handoff;
 mod jitter;

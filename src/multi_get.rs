@@ -152,12 +152,7 @@ impl Client {
                     keys: chunk,
                 };
                 let (frame, expect) = Frame::encode(|buf| request.encode(buf, &settings.limits))?;
-                // Queued at once in the usual case (see `Connection::queue`).
-                let queued = match conn.queue(frame, expect, true, deadline) {
-                    Ok(reply) => Ok(reply),
-                    Err(waiting) => waiting.await,
-                };
-                match queued {
+                match conn.send(frame, expect, true, deadline).await {
                     Ok(reply) => waiting.push((conn, chunk, expect, reply)),
                     Err(error) => {
                         for &key in chunk {

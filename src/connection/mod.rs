@@ -132,6 +132,15 @@ pub(crate) struct Reply {
 /// room in a full queue, or the error that refused it.
 pub(crate) type Waiting = Pin<Box<dyn Future<Output = Result<Reply, Error>> + Send>>;
 
+/// Where the reply of a request [`Connection::queue`] queued will arrive, once the rest of its
+/// sending (if any) is done.
+async fn sent(queued: Result<Reply, Waiting>) -> Result<Reply, Error> {
+    match queued {
+        Ok(reply) => Ok(reply),
+        Err(waiting) => waiting.await,
+    }
+}
+
 /// How far below the latest possible deadline a deadline still counts as the connection's own
 /// (the time between a caller reading the clock and queueing; tokio's timers have a resolution
 /// of 1 ms anyway).
@@ -230,17 +239,17 @@ impl Connection {
     /// requests may be sent a second time on a fresh connection if the connection breaks
     /// before their reply (see [`Request::is_idempotent`](crate::protocol::Request::is_idempotent)).
     /// Cancel-safe: a dropped future or receiver never affects another request.
-    pub(crate) async fn send(
+    ///
+    /// Not an `async fn`: the request is queued when this is called (see
+    /// [`Connection::queue`]); the future only finishes the sending of one that could not be.
+    pub(crate) fn send(
         &self,
-        frame: impl Into<Frame>,
+        frame: Frame,
         expect: Expect,
         idempotent: bool,
         deadline: Instant,
-    ) -> Result<Reply, Error> {
-        match self.queue(frame.into(), expect, idempotent, deadline) {
-            Ok(reply) => Ok(reply),
-            Err(waiting) => waiting.await,
-        }
+    ) -> impl Future<Output = Result<Reply, Error>> {
+        sent(self.queue(frame, expect, idempotent, deadline))
     }
 
     /// [`Connection::send`] without a future in the usual case: queues the request now when
@@ -340,10 +349,7 @@ impl Connection {
     /// The reply of a request [`Connection::queue`] queued (or, for one it could not queue
     /// at once, the rest of its sending first).
     pub(crate) async fn answer(&self, queued: Result<Reply, Waiting>) -> Result<Response, Error> {
-        let reply = match queued {
-            Ok(reply) => reply,
-            Err(waiting) => waiting.await?,
-        };
+        let reply = sent(queued).await?;
         self.reply(reply).await
     }
 
