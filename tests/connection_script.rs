@@ -278,41 +278,20 @@ fn a_lying_server_gets_a_protocol_error_and_the_next_connection_serves() {
 fn every_call_of_the_client_gets_its_own_typed_result() {
     let script = (0..4)
         .fold(ScriptBuilder::new(HONEST), |s, round| {
-            KINDS.iter().fold(s, |s, &kind| {
+            Kind::ALL.iter().fold(s, |s, &kind| {
                 s.then(call(kind, 1 + round, Cancel::Never))
                     .then(Op::ServeAll)
             })
         })
         .build();
     let report = connection_session(&script);
-    let calls = 4 * KINDS.len();
+    let calls = 4 * Kind::ALL.len();
     assert_eq!(report.calls, calls, "{report:?}");
     assert_eq!((report.checked, report.errors), (calls, 0), "{report:?}");
     // Four refused, never sent; every other call read once, then the final check.
     assert_eq!(report.refused, 4, "{report:?}");
     assert_eq!(report.requests_read, calls - 4 + 1, "{report:?}");
 }
-
-const KINDS: [Kind; 18] = [
-    Kind::Get,
-    Kind::Gets,
-    Kind::Gat,
-    Kind::GetMany,
-    Kind::Set,
-    Kind::Add,
-    Kind::Replace,
-    Kind::Append,
-    Kind::Prepend,
-    Kind::Cas,
-    Kind::Delete,
-    Kind::Incr,
-    Kind::Decr,
-    Kind::Touch,
-    Kind::FlushAll,
-    Kind::Store,
-    Kind::Stats,
-    Kind::Invalid,
-];
 
 #[test]
 fn calls_the_client_must_refuse_send_nothing_and_disturb_no_one() {

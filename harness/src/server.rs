@@ -69,7 +69,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order of the script byte that picks it.
-    pub(crate) const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 18] = [
         Kind::Get,
         Kind::Gets,
         Kind::Gat,
