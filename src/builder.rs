@@ -460,6 +460,7 @@ impl ClientBuilder {
             transport: Arc::new(transport),
             probe_down_nodes: self.failure_mode == FailureMode::Redistribute,
             serverless: self.serverless,
+            tasks: Arc::default(),
         });
         let placement = Placement {
             distribution: self.distribution,

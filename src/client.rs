@@ -122,14 +122,33 @@ impl Client {
         snapshot
             .route(key)
             .map(|n| n.node.clone())
-            .ok_or(Error::NoNodes)
+            .ok_or_else(|| self.topology.no_nodes())
     }
 
     /// Polls now (the cluster's nodes in turn, then the configuration endpoint if no node
     /// answers) and applies what it says. Returns whether the topology changed. With a static
-    /// node list it does nothing and returns `false`.
+    /// node list it does nothing and returns `false`. On a closed client, [`Error::Closed`].
     pub async fn refresh(&self) -> Result<bool, Error> {
         self.topology.refresh().await.map(|c| !c.is_empty())
+    }
+
+    /// Closes the client, every clone of it, and waits for its connections to end: for
+    /// graceful shutdown, and for tests that must know the sockets are gone.
+    ///
+    /// The poller stops; calls made from now on, on any clone, fail at once with
+    /// [`Error::Closed`]; requests already sent are answered (or time out, at most the request
+    /// timeout), then each connection is shut down. Returns when every connection task has
+    /// ended. Closing again returns at once. Dropping the last clone without `close` also
+    /// ends everything, without waiting.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: memcached_autodiscovery::Client) {
+    /// // At shutdown (a SIGTERM handler, the end of a test):
+    /// client.close().await;
+    /// # }
+    /// ```
+    pub async fn close(&self) {
+        self.topology.close().await;
     }
 
     /// Reads one key with `kind` (or fails with why it cannot: a time to live out of range);
@@ -486,6 +505,9 @@ impl Client {
         accept: impl Fn(Response) -> Result<T, Response>,
     ) -> Result<Vec<(String, T)>, Error> {
         let snapshot = self.topology.snapshot();
+        if snapshot.nodes.is_empty() {
+            return Err(self.topology.no_nodes());
+        }
         let settings = self.topology.settings();
         let idempotent = request.is_idempotent();
         let (frame, expect) = Frame::encode(|buf| request.encode(buf, &settings.limits))?;

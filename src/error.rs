@@ -293,6 +293,10 @@ pub enum Error {
     /// The topology holds no node to route to; nothing was sent.
     #[error("the cluster has no nodes")]
     NoNodes,
+    /// The client was closed with [`Client::close`](crate::Client::close) (by this clone or
+    /// another); nothing was sent. A closed client stays closed: build a new one.
+    #[error("the client was closed (Client::close); build a new client to send requests")]
+    Closed,
 }
 
 impl Error {
@@ -323,6 +327,7 @@ impl Error {
             Error::Invalid(_)
             | Error::DiscoveryUnsupported { .. }
             | Error::Settings { .. }
+            | Error::Closed
             | Error::Load { .. }
             | Error::Codec(_) => false,
         }

@@ -129,7 +129,8 @@ impl Client {
         // order), rather than one vector per node.
         let mut routed: Vec<(usize, &'k [u8])> = Vec::with_capacity(keys.len());
         for &key in keys {
-            routed.push((snapshot.route_index(key).ok_or(Error::NoNodes)?, key));
+            let index = snapshot.route_index(key);
+            routed.push((index.ok_or_else(|| self.topology().no_nodes())?, key));
         }
         routed.sort_by_key(|&(index, _)| index);
         let ordered: Vec<&'k [u8]> = routed.iter().map(|&(_, key)| key).collect();

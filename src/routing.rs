@@ -38,7 +38,9 @@ impl Route {
     /// Routes `key` in `topology`'s current snapshot.
     pub(crate) fn of(topology: &Topology, key: &[u8]) -> Result<Route, Error> {
         let snapshot = arc_swap::Guard::into_inner(topology.snapshot());
-        let (index, owner) = snapshot.route_and_owner(key).ok_or(Error::NoNodes)?;
+        let (index, owner) = snapshot
+            .route_and_owner(key)
+            .ok_or_else(|| topology.no_nodes())?;
         let moved = moved(topology, &snapshot, key);
         let connection = snapshot.nodes[index].pick();
         Ok(Route {

@@ -82,8 +82,10 @@ pub(crate) struct Topology {
     poll: Arc<PollState>,
     /// Which node a poll asks first (in turn), and the nodes that answered `ERROR`.
     nodes_asked: NodePolls,
-    /// One refresh at a time.
+    /// One refresh at a time (and no refresh while the topology closes).
     refreshing: tokio::sync::Mutex<()>,
+    /// Set by [`Topology::close`]: no node, no poll, ever again.
+    closed: AtomicBool,
 }
 
 impl Drop for Topology {
@@ -149,6 +151,7 @@ impl Topology {
             poll: Arc::new(PollState::new(interval)),
             nodes_asked: NodePolls::default(),
             refreshing: tokio::sync::Mutex::new(()),
+            closed: AtomicBool::new(false),
         });
         if polled {
             spawn_poller(Arc::downgrade(&topology), topology.poll.clone());
@@ -175,6 +178,38 @@ impl Topology {
         self.snapshot.load_full()
     }
 
+    /// Closes the topology and waits for its connections to end: the poller stops, the
+    /// snapshot becomes one without nodes (the connections' handles go with the old one, and
+    /// each connection's task ends once its requests in flight are answered, or have timed
+    /// out), and no refresh brings nodes back. Returns when every connection task has ended.
+    pub(crate) async fn close(&self) {
+        {
+            // Under the refresh lock: a poll in progress finishes first, none starts after.
+            let _no_refresh = self.refreshing.lock().await;
+            self.closed.store(true, Ordering::Release);
+            let placement = self.snapshot.load().placement.clone();
+            self.snapshot.store(Arc::new(Snapshot::empty(placement)));
+            self.handoff.store(None);
+        }
+        self.poll.wake.notify_one(); // the poller finds the topology closed and ends
+        self.settings.tasks.all_ended().await;
+    }
+
+    /// Whether [`Topology::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The error of a call that finds no node to route to: [`Error::Closed`] once the topology
+    /// is closed, [`Error::NoNodes`] otherwise.
+    pub(crate) fn no_nodes(&self) -> Error {
+        if self.is_closed() {
+            Error::Closed
+        } else {
+            Error::NoNodes
+        }
+    }
+
     /// The snapshot before the last change, while the warm handoff window is open.
     #[inline]
     pub(crate) fn handoff(&self) -> Option<Arc<Handoff>> {
@@ -194,12 +229,15 @@ impl Topology {
     /// snapshot are asked first, in turn, on their connections; the endpoint when none answers
     /// or a node answers a version older than the current one.
     /// The whole of it (asking, building) is bounded by the discovery timeout. With a static
-    /// node list it does nothing.
+    /// node list it does nothing. Once closed, it fails with [`Error::Closed`].
     pub(crate) async fn refresh(&self) -> Result<TopologyChange, Error> {
+        let _single_flight = self.refreshing.lock().await;
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
         let Some((endpoint, timeout)) = &self.endpoint else {
             return Ok(TopologyChange::default());
         };
-        let _single_flight = self.refreshing.lock().await;
         self.poll.attempted();
         let deadline = Instant::now() + *timeout;
         let span = tracing::info_span!("memcached.discovery", endpoint = %endpoint);
@@ -479,7 +517,7 @@ fn spawn_poller(topology: Weak<Topology>, poll: Arc<PollState>) {
                 () = tokio::time::sleep(jitter(poll.interval, 0.1)) => {}
                 () = poll.wake.notified() => {}
             }
-            let Some(topology) = topology.upgrade() else {
+            let Some(topology) = topology.upgrade().filter(|t| !t.is_closed()) else {
                 return;
             };
             poll.refresh_requested.store(false, Ordering::Release);

@@ -76,6 +76,27 @@ pub(crate) struct ConnectionSettings {
     pub probe_down_nodes: bool,
     /// Whether the one node is an ElastiCache Serverless endpoint (see [`crate::serverless`]).
     pub serverless: bool,
+    /// The client's connection tasks (its nodes' and discovery's), for
+    /// [`Client::close`](crate::Client::close) to wait for.
+    pub tasks: Arc<Tasks>,
+}
+
+/// The connection tasks of one client: each holds a token while it runs, so that
+/// [`Tasks::all_ended`] can wait for the last one.
+#[derive(Debug)]
+pub(crate) struct Tasks(tokio::sync::watch::Sender<()>);
+
+impl Default for Tasks {
+    fn default() -> Tasks {
+        Tasks(tokio::sync::watch::channel(()).0)
+    }
+}
+
+impl Tasks {
+    /// Completes once no task holds a token (at once if none does).
+    pub(crate) async fn all_ended(&self) {
+        self.0.closed().await;
+    }
 }
 
 /// Who waits for a request in the connection task: a caller (the sending end of its reply
@@ -177,13 +198,12 @@ impl Connection {
         let health = Arc::new(Health::new(role, node_id, settings.probe_down_nodes));
         let request_timeout = settings.request_timeout;
         let stale = Arc::new(Stale::new(tx.downgrade(), settings.limits, request_timeout));
-        tokio::spawn(task::run(
-            rx,
-            target,
-            settings,
-            health.clone(),
-            stale.clone(),
-        ));
+        let running = settings.tasks.0.subscribe();
+        let task = task::run(rx, target, settings, health.clone(), stale.clone());
+        tokio::spawn(async move {
+            task.await;
+            drop(running);
+        });
         Connection {
             tx,
             health,
