@@ -47,6 +47,7 @@ mod reply;
 mod server_thread;
 #[cfg(feature = "tls")]
 mod serverless;
+mod signal;
 #[cfg(feature = "tls")]
 mod test_ca;
 #[cfg(feature = "tls")]
