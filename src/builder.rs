@@ -84,6 +84,7 @@ pub struct ClientBuilder {
     stand_in_ttl: Duration,
     max_nodes: usize,
     warm_handoff: Option<Duration>,
+    near_cache: Option<crate::near_cache::NearCacheSettings>,
     dialer: Option<Arc<dyn Dial>>,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
@@ -113,6 +114,7 @@ impl fmt::Debug for ClientBuilder {
             .field("stand_in_ttl", &self.stand_in_ttl)
             .field("max_nodes", &self.max_nodes)
             .field("warm_handoff", &self.warm_handoff)
+            .field("near_cache", &self.near_cache)
             .field("custom_dialer", &self.dialer.is_some())
             .field("serverless", &self.serverless);
         // TlsConfig's Debug shows counts and names only, never key material.
@@ -142,6 +144,7 @@ impl Default for ClientBuilder {
             stand_in_ttl: Duration::from_secs(5),
             max_nodes: DEFAULT_MAX_NODES,
             warm_handoff: None,
+            near_cache: None,
             dialer: None,
             #[cfg(feature = "tls")]
             tls: None,
@@ -320,6 +323,38 @@ impl ClientBuilder {
         self
     }
 
+    /// Keeps the values of often-read keys in this process's memory, for at most `max_age`
+    /// each, in at most `max_bytes`: a hot key is then read from memory instead of from its one
+    /// node. Off by default; a zero budget or a zero age turns it off. See
+    /// docs/near-cache.md for what the staleness bound promises.
+    ///
+    /// * Served from memory only while younger than `max_age`: a write by another process (or
+    ///   an expiry on the node) is seen within `max_age`, not sooner.
+    /// * This client's own writes (`set`, `add`, `replace`, `append`, `prepend`, `cas`,
+    ///   `delete`, `touch`, `incr`, `decr`, `invalidate`, `flush_all`, and the store of a
+    ///   `get_or_load`) drop or replace the entry at once: a read that follows one of them in
+    ///   this process never returns the value from before it.
+    /// * Reads served: [`Client::get`](crate::Client::get), `get_decoded`/`get_json`,
+    ///   `get_many`/`get_many_partial` (what is in memory, the rest from the nodes) and
+    ///   `get_or_load`. `gets` (its CAS token must be the node's), `gat` and `gats` always ask
+    ///   the node.
+    /// * An admission policy (S3-FIFO) keeps keys that are read again: a scan of keys read once
+    ///   does not push out the hot ones. A value over a sixteenth of `max_bytes` (or over
+    ///   1 MiB) is never kept. The budget counts each entry's key, value and bookkeeping; a
+    ///   kept value is copied out of the connection's read buffer, so it holds nothing else.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = memcached_autodiscovery::Client::builder()
+    ///     .nodes(["127.0.0.1:11211"])
+    ///     .near_cache(16 << 20, Duration::from_secs(1));
+    /// # let _ = builder;
+    /// ```
+    pub fn near_cache(mut self, max_bytes: usize, max_age: Duration) -> Self {
+        self.near_cache = crate::near_cache::NearCacheSettings::new(max_bytes, max_age);
+        self
+    }
+
     /// Opens every connection (to the nodes and to the configuration endpoint) through `dialer`
     /// instead of TCP: see [`Dial`]. The connect timeout still applies. Cannot be combined with
     /// `tls(...)` (cargo feature `tls`): `build()` returns [`Error::Settings`].
@@ -434,7 +469,8 @@ impl ClientBuilder {
             warm_handoff: self.warm_handoff,
         };
         let topology = Topology::start(source, placement, settings, options).await?;
-        Ok(Client::new(topology, self.load_lease))
+        let near = self.near_cache.map(crate::near_cache::NearCache::new);
+        Ok(Client::new(topology, self.load_lease, near))
     }
 
     /// The connection settings and the placement, checked.

@@ -23,7 +23,9 @@ use crate::config::{ClusterConfig, Node};
 use crate::connection::accept_reply;
 use crate::error::Error;
 use crate::flight::Flights;
-use crate::lease::{self, Lease};
+use crate::cached_reads::Lookup;
+use crate::lease::{self, Fetched, Lease};
+use crate::near_cache::{NearCache, NearCacheStats};
 use crate::pipeline::Frame;
 use crate::protocol::{validate_key, Item, Request, Response, Retrieval, StoreMode};
 use crate::routing::Route;
@@ -52,9 +54,11 @@ impl crate::metrics::Success for CasOutcome {}
 pub struct Client {
     topology: Arc<Topology>,
     /// `get_or_load` flights in progress in this process.
-    flights: Arc<Flights>,
+    flights: Arc<Flights<Fetched>>,
     /// How long a `get_or_load` win holds its key.
     load_lease: Duration,
+    /// Values of hot keys kept in memory, if built with one.
+    near: Option<Arc<NearCache>>,
 }
 
 impl fmt::Debug for Client {
@@ -96,12 +100,28 @@ fn exptime(ttl: Duration) -> Result<u32, Error> {
 
 impl Client {
     /// A client over `topology`; `get_or_load` wins hold their key for `load_lease`.
-    pub(crate) fn new(topology: Arc<Topology>, load_lease: Duration) -> Client {
+    pub(crate) fn new(
+        topology: Arc<Topology>,
+        load_lease: Duration,
+        near: Option<NearCache>,
+    ) -> Client {
         Client {
             topology,
             flights: Arc::default(),
             load_lease,
+            near: near.map(Arc::new),
         }
+    }
+
+    /// The near cache, if built with one.
+    pub(crate) fn near(&self) -> Option<&NearCache> {
+        self.near.as_deref()
+    }
+
+    /// What the near cache has done ([`ClientBuilder::near_cache`](crate::ClientBuilder::near_cache)):
+    /// hits, misses, values kept and evicted, bytes held. `None` without a near cache.
+    pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
+        self.near().map(NearCache::stats)
     }
 
     /// The topology, for the calls defined in other modules.
@@ -180,9 +200,9 @@ impl Client {
     /// (by [`Client::set_json`] or [`Client::set_encoded`]) may be compressed (its flags say
     /// so); read those with [`Client::get_json`] or [`Client::get_decoded`].
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, Error> {
-        let read = self.retrieve_one("get", Ok(Retrieval::Get), key.as_ref());
-        let item = crate::metrics::timed("get", read).await?;
-        Ok(item.map(|item| item.value))
+        let read = self.read_value("get", key.as_ref(), false);
+        let found = crate::metrics::timed("get", read).await?;
+        Ok(found.map(|(value, _)| value))
     }
 
     /// The item of `key` with its flags and CAS token (for [`Client::cas`]), or `None`.
@@ -436,6 +456,10 @@ impl Client {
             let key = key.as_ref();
             validate_key(key)?;
             let exptime = exptime(ttl)?;
+            let pending = match self.near_lookup("get_or_load", key, false) {
+                Lookup::Hit(kept) => return Ok(kept.value),
+                Lookup::Miss(pending) => pending,
+            };
             // It may store: routed as a write.
             let route = Route::of_write(&self.topology, key)?;
             let exptime = route.cap_exptime(exptime);
@@ -464,7 +488,11 @@ impl Client {
                 // follower that shares another caller's flight never allocates them.
                 || Box::pin(lease.get_or_load(load)),
             );
-            flight.instrument(span).await
+            let fetched = flight.instrument(span).await?;
+            if let (Some(pending), true) = (&pending, fetched.current) {
+                pending.offer(key, &fetched.value, None);
+            }
+            Ok(fetched.value)
         };
         crate::metrics::timed("get_or_load", call).await
     }
@@ -478,6 +506,7 @@ impl Client {
             let key = key.as_ref();
             validate_key(key)?;
             let stale_ttl = exptime(grace.max(Duration::from_secs(1)))?;
+            let _write = self.near().map(|near| near.write(key));
             let route = Route::of_write(&self.topology, key)?;
             let stale_ttl = route.cap_exptime(stale_ttl);
             let connection = route.connection();
@@ -559,6 +588,8 @@ impl Client {
             let request = Request::FlushAll {
                 delay: (delay > 0).then_some(delay),
             };
+            // The near cache is emptied now, delayed or not (see `NearCache::write_all`).
+            let _write = self.near().map(NearCache::write_all);
             self.broadcast("flush_all", request, |response| match response {
                 Response::Ok => Ok(()),
                 other => Err(other),

@@ -140,10 +140,18 @@ impl Client {
         request: Result<Request<'_>, Error>,
         accept: impl FnOnce(Response) -> Result<T, Response> + 'a,
     ) -> impl Future<Output = Result<T, Error>> + 'a {
+        // A write drops the key's near-cache entry before it is sent and again when it ends
+        // (the guard lives in the future: answered, failed or cancelled).
+        let writes = matches!(
+            request.as_ref().map(Request::key_access),
+            Ok(Some(KeyAccess::Overwrite | KeyAccess::Update | KeyAccess::Delete))
+        );
+        let write = self.near().filter(|_| writes).map(|near| near.write(key));
         let mut sent = request.and_then(|request| self.route(key, request).map(|r| r.send(op)));
         // `sent` is used in place (through `&mut`), not moved into locals: the future holds the
         // request on its way once.
         async move {
+            let _write = write;
             match &mut sent {
                 Err(error) => Err(std::mem::replace(error, Error::NoNodes)),
                 Ok(Sent::Queued {

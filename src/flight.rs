@@ -14,28 +14,35 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 
-type Outcome = Option<Result<Bytes, Error>>;
+type Outcome<T> = Option<Result<T, Error>>;
 
 /// The flights in progress, by key.
-#[derive(Default)]
-pub(crate) struct Flights {
-    leaders: Mutex<HashMap<Bytes, watch::Receiver<Outcome>>>,
+pub(crate) struct Flights<T> {
+    leaders: Mutex<HashMap<Bytes, watch::Receiver<Outcome<T>>>>,
+}
+
+impl<T> Default for Flights<T> {
+    fn default() -> Self {
+        Flights {
+            leaders: Mutex::default(),
+        }
+    }
 }
 
 /// What a caller is in a flight.
-enum Role {
-    Leader(watch::Sender<Outcome>),
-    Follower(watch::Receiver<Outcome>),
+enum Role<T> {
+    Leader(watch::Sender<Outcome<T>>),
+    Follower(watch::Receiver<Outcome<T>>),
 }
 
 /// Removes the leader's entry when the leader finishes or is dropped (cancelled): waiters then
 /// see the flight end, with or without an outcome.
-struct Leading<'a> {
-    flights: &'a Flights,
+struct Leading<'a, T> {
+    flights: &'a Flights<T>,
     key: Bytes,
 }
 
-impl Drop for Leading<'_> {
+impl<T> Drop for Leading<'_, T> {
     fn drop(&mut self) {
         if let Ok(mut leaders) = self.flights.leaders.lock() {
             leaders.remove(&self.key);
@@ -43,8 +50,8 @@ impl Drop for Leading<'_> {
     }
 }
 
-impl Flights {
-    fn join(&self, key: &Bytes) -> Role {
+impl<T: Clone> Flights<T> {
+    fn join(&self, key: &Bytes) -> Role<T> {
         let mut leaders = self
             .leaders
             .lock()
@@ -70,10 +77,10 @@ impl Flights {
         deadline: Instant,
         timeout: impl Fn() -> Error,
         lead: F,
-    ) -> Result<Bytes, Error>
+    ) -> Result<T, Error>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, Error>>,
+        Fut: Future<Output = Result<T, Error>>,
     {
         let mut lead = Some(lead);
         loop {
@@ -129,7 +136,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_callers_share_one_flight() {
-        let flights = Arc::new(Flights::default());
+        let flights: Arc<Flights<Bytes>> = Arc::new(Flights::default());
         let runs = Arc::new(AtomicUsize::new(0));
         let deadline = Instant::now() + Duration::from_secs(1);
         let mut tasks = Vec::new();
@@ -154,7 +161,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_leader_hands_over_and_a_cancelled_one_frees_the_key() {
-        let flights = Arc::new(Flights::default());
+        let flights: Arc<Flights<Bytes>> = Arc::new(Flights::default());
         let deadline = Instant::now() + Duration::from_secs(1);
         // A leader that fails: its follower leads next and succeeds.
         let leader = {
@@ -216,7 +223,7 @@ mod tests {
 
     /// A leader of `key` whose load takes a minute, once its flight is in place.
     async fn spawn_leader(
-        flights: &Arc<Flights>,
+        flights: &Arc<Flights<Bytes>>,
         key: &'static [u8],
         deadline: Instant,
     ) -> tokio::task::JoinHandle<Result<Bytes, Error>> {
@@ -242,7 +249,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_follower_waits_no_longer_than_its_deadline() {
-        let flights = Arc::new(Flights::default());
+        let flights: Arc<Flights<Bytes>> = Arc::new(Flights::default());
         let far = Instant::now() + Duration::from_secs(60);
         let leader = {
             let flights = flights.clone();

@@ -49,8 +49,10 @@ const MIN_EARLY_REFRESH_TTL: u32 = 10;
 
 /// What one node said about a key.
 enum Lookup {
-    /// The value to return (a hit, or a stale value while another caller refreshes it).
+    /// The value to return: a hit.
     Value(Bytes),
+    /// A stale value to return while another caller refreshes it.
+    Stale(Bytes),
     /// This caller loads; `cas` guards the store. `current` is the value the item still holds
     /// when the win is an early refresh (not a miss, not a stale item).
     Win {
@@ -76,6 +78,25 @@ pub(crate) struct Lease<'a> {
     pub exptime: u32,
     /// How long a win holds the key (the placeholder's TTL).
     pub lease: Duration,
+}
+
+/// What a `get_or_load` returns: the value, and whether it is the node's current one (a
+/// value found, loaded and stored, or stored by another caller), not a stale value served
+/// while another caller refreshes it nor a loaded value the node did not keep. Only a current
+/// value may be kept in the near cache.
+#[derive(Clone)]
+pub(crate) struct Fetched {
+    pub value: Bytes,
+    pub current: bool,
+}
+
+impl Fetched {
+    fn current(value: Bytes) -> Fetched {
+        Fetched {
+            value,
+            current: true,
+        }
+    }
 }
 
 /// The error of a failed loader, as the caller's [`Error::Load`].
@@ -117,19 +138,21 @@ impl Lease<'_> {
     }
 
     /// Stores the loaded value, unless the item changed since the win; a value not stored gives
-    /// the key back ([`Lease::release`]).
-    async fn store(&self, value: &[u8], cas: Option<u64>) {
+    /// the key back ([`Lease::release`]). Returns whether it was stored.
+    async fn store(&self, value: &[u8], cas: Option<u64>) -> bool {
         let mut set = MetaSet::new(self.key, value).ttl(self.exptime);
         if let Some(cas) = cas {
             set = set.compare_cas(cas);
         }
         // The caller gets its value whether or not it could be kept.
-        if !self.send(set.into()).await {
+        let stored = self.send(set.into()).await;
+        if !stored {
             self.release(cas).await;
         }
         if let Some(owners) = self.moved {
             owners.forget_previous(self.key).await;
         }
+        stored
     }
 
     /// Inside a warm-handoff window, a moved key's value on its previous owner (a failure of
@@ -140,7 +163,7 @@ impl Lease<'_> {
     }
 
     /// Runs the load protocol: see the module docs.
-    pub(crate) async fn get_or_load<F, Fut, E>(&self, load: F) -> Result<Bytes, Error>
+    pub(crate) async fn get_or_load<F, Fut, E>(&self, load: F) -> Result<Fetched, Error>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, E>>,
@@ -166,7 +189,13 @@ impl Lease<'_> {
                 });
             }
             match self.lookup().await? {
-                Lookup::Value(value) => return Ok(value),
+                Lookup::Value(value) => return Ok(Fetched::current(value)),
+                Lookup::Stale(value) => {
+                    return Ok(Fetched {
+                        value,
+                        current: false,
+                    })
+                }
                 Lookup::NoMeta => {
                     self.connection.set_speaks_meta(false);
                     return Box::pin(self.without_meta(load)).await;
@@ -179,7 +208,7 @@ impl Lease<'_> {
                 Lookup::Win {
                     current: Some(value),
                     ..
-                } if waited => return Ok(value),
+                } if waited => return Ok(Fetched::current(value)),
                 Lookup::Win { cas, current } => {
                     self.connection.set_speaks_meta(true);
                     let release = Release {
@@ -191,18 +220,18 @@ impl Lease<'_> {
                     };
                     if current.is_none() && self.moved.is_some() {
                         if let Some(value) = Box::pin(self.previous_owners_value()).await {
-                            Box::pin(self.store(&value, cas)).await;
+                            let current = Box::pin(self.store(&value, cas)).await;
                             release.disarm();
-                            return Ok(value);
+                            return Ok(Fetched { value, current });
                         }
                     }
                     return match load().await {
                         Ok(value) => {
                             // Armed until the store is done: a winner cancelled before it gives
                             // the key back too (after it, the CAS has moved on).
-                            Box::pin(self.store(&value, cas)).await;
+                            let current = Box::pin(self.store(&value, cas)).await;
                             release.disarm();
-                            Ok(value)
+                            Ok(Fetched { value, current })
                         }
                         Err(e) => {
                             release.disarm();
@@ -239,7 +268,7 @@ impl Lease<'_> {
     }
 
     /// `get`, then on a miss the loader and `set`: for nodes without the meta protocol.
-    async fn without_meta<F, Fut, E>(&self, load: F) -> Result<Bytes, Error>
+    async fn without_meta<F, Fut, E>(&self, load: F) -> Result<Fetched, Error>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, E>>,
@@ -258,10 +287,14 @@ impl Lease<'_> {
             })
             .await?;
         if let Some(item) = found {
-            return Ok(item.value);
+            return Ok(Fetched::current(item.value));
         }
+        // Not copied to the new owner here: not the node's value yet.
         if let Some(value) = self.previous_owners_value().await {
-            return Ok(value);
+            return Ok(Fetched {
+                value,
+                current: false,
+            });
         }
         let value = load().await.map_err(load_error)?;
         let set = Request::Store {
@@ -272,8 +305,9 @@ impl Lease<'_> {
             value: &value,
         };
         // As above: the value is the caller's whether or not it could be kept.
-        let _ = self.connection.request(&set, self.limits, Ok).await;
-        Ok(value)
+        let stored = self.connection.request(&set, self.limits, Ok).await;
+        let current = matches!(stored, Ok(Response::Stored));
+        Ok(Fetched { value, current })
     }
 }
 
@@ -305,6 +339,8 @@ fn classify(reply: MetaReply) -> Lookup {
             let value = reply.value.unwrap_or_default();
             if value.is_empty() && (flags.win_taken || flags.stale) {
                 Lookup::Wait
+            } else if flags.stale {
+                Lookup::Stale(value)
             } else {
                 Lookup::Value(value)
             }
@@ -430,7 +466,7 @@ mod tests {
             f.win_taken = true;
             f.stale = true;
         }));
-        assert!(matches!(stale, Lookup::Value(v) if v == "old"));
+        assert!(matches!(stale, Lookup::Stale(v) if v == "old"));
         // A stale value this caller won: refresh, nothing current to offer.
         let refresh = classify(reply(MetaStatus::Value, Some(b"old"), |f| {
             f.win = true;

@@ -194,6 +194,7 @@
 use memcached_autodiscovery_proto::{config, distribution, pipeline, protocol};
 
 mod builder;
+mod cached_reads;
 mod client;
 
 pub mod codec;
@@ -207,6 +208,7 @@ mod jitter;
 mod lease;
 mod metrics;
 mod multi_get;
+mod near_cache;
 mod routing;
 mod serverless;
 mod snapshot;
@@ -228,6 +230,7 @@ pub use error::{
     TlsErrorKind,
 };
 pub use multi_get::MultiGet;
+pub use near_cache::NearCacheStats;
 pub use protocol::{Item, StoreMode};
 pub use snapshot::FailureMode;
 #[cfg(feature = "tls")]

@@ -41,6 +41,16 @@ mod names {
     pub(crate) const DISCOVERY_FAILURES: &str = "memcached.discovery.failures";
     /// Requests waiting in a node connection's queue when one was queued, by `node` (gauge).
     pub(crate) const QUEUE_DEPTH: &str = "memcached.queue.depth";
+    /// Reads served from the near cache (counter).
+    pub(crate) const NEAR_CACHE_HITS: &str = "memcached.near_cache.hits";
+    /// Reads the near cache could not serve, which asked a node (counter).
+    pub(crate) const NEAR_CACHE_MISSES: &str = "memcached.near_cache.misses";
+    /// Values the near cache kept (counter).
+    pub(crate) const NEAR_CACHE_ADMISSIONS: &str = "memcached.near_cache.admissions";
+    /// Values the near cache dropped to stay within its budget (counter).
+    pub(crate) const NEAR_CACHE_EVICTIONS: &str = "memcached.near_cache.evictions";
+    /// Bytes the near cache counts against its budget (gauge).
+    pub(crate) const NEAR_CACHE_BYTES: &str = "memcached.near_cache.bytes";
 }
 
 #[cfg(feature = "metrics")]
@@ -278,6 +288,75 @@ mod on {
         }
     }
 
+    /// The near cache's handles, registered (at zero) when a client with a near cache is
+    /// built.
+    #[derive(Clone)]
+    pub(crate) struct NearCacheMeter {
+        hits: Counter,
+        misses: Counter,
+        admissions: Counter,
+        evictions: Counter,
+        bytes: Gauge,
+    }
+
+    impl NearCacheMeter {
+        pub(crate) fn new() -> NearCacheMeter {
+            use ::metrics::{describe_counter, describe_gauge, Unit};
+            describe_counter!(NEAR_CACHE_HITS, Unit::Count, "Reads served from the near cache");
+            describe_counter!(
+                NEAR_CACHE_MISSES,
+                Unit::Count,
+                "Reads the near cache could not serve (absent, or older than its maximum age)"
+            );
+            describe_counter!(NEAR_CACHE_ADMISSIONS, Unit::Count, "Values the near cache kept");
+            describe_counter!(
+                NEAR_CACHE_EVICTIONS,
+                Unit::Count,
+                "Values the near cache dropped to stay within its budget"
+            );
+            describe_gauge!(
+                NEAR_CACHE_BYTES,
+                Unit::Bytes,
+                "Bytes the near cache counts against its budget (keys, values, bookkeeping)"
+            );
+            let meter = NearCacheMeter {
+                hits: counter!(NEAR_CACHE_HITS),
+                misses: counter!(NEAR_CACHE_MISSES),
+                admissions: counter!(NEAR_CACHE_ADMISSIONS),
+                evictions: counter!(NEAR_CACHE_EVICTIONS),
+                bytes: gauge!(NEAR_CACHE_BYTES),
+            };
+            for counter in [&meter.hits, &meter.misses, &meter.admissions, &meter.evictions] {
+                counter.increment(0);
+            }
+            meter.bytes.set(0.0);
+            meter
+        }
+
+        pub(crate) fn hit(&self) {
+            self.hits.increment(1);
+        }
+
+        pub(crate) fn miss(&self) {
+            self.misses.increment(1);
+        }
+
+        /// A value kept; `bytes`: what the cache counts now.
+        pub(crate) fn admitted(&self, bytes: u64) {
+            self.admissions.increment(1);
+            self.bytes.set(bytes as f64);
+        }
+
+        pub(crate) fn evicted(&self) {
+            self.evictions.increment(1);
+        }
+
+        /// What the cache counts now, after entries were dropped.
+        pub(crate) fn bytes(&self, bytes: u64) {
+            self.bytes.set(bytes as f64);
+        }
+    }
+
     /// Describes every metric (unit and meaning, for exporters that show them) and registers
     /// the client's own counters at zero, so that an exporter lists them before their first
     /// event; each node's are registered when its connection is made ([`QueueMeter::new`]).
@@ -399,6 +478,25 @@ mod off {
         }
         #[inline(always)]
         pub(crate) fn depth(&self, _waiting: usize) {}
+    }
+
+    #[derive(Clone)]
+    pub(crate) struct NearCacheMeter;
+
+    impl NearCacheMeter {
+        pub(crate) fn new() -> NearCacheMeter {
+            NearCacheMeter
+        }
+        #[inline(always)]
+        pub(crate) fn hit(&self) {}
+        #[inline(always)]
+        pub(crate) fn miss(&self) {}
+        #[inline(always)]
+        pub(crate) fn admitted(&self, _bytes: u64) {}
+        #[inline(always)]
+        pub(crate) fn evicted(&self) {}
+        #[inline(always)]
+        pub(crate) fn bytes(&self, _bytes: u64) {}
     }
 
     #[inline(always)]

@@ -6,13 +6,13 @@ use bytes::Bytes;
 
 use super::Codec;
 use crate::error::Error;
-use crate::protocol::Retrieval;
 use crate::Client;
 
 impl Client {
     /// The value of `key` decoded by `codec` (decompressed if its flags say so), or `None` on a
     /// miss. A value whose flags `codec` does not read fails with [`Error::Codec`], never
-    /// returning the stored bytes as if they were the value. Reads with `gets`.
+    /// returning the stored bytes as if they were the value. Served from the near cache when
+    /// the client has one ([`ClientBuilder::near_cache`](crate::ClientBuilder::near_cache)).
     pub async fn get_decoded(
         &self,
         codec: &Codec,
@@ -43,8 +43,8 @@ impl Client {
         codec: &Codec,
         key: &[u8],
     ) -> Result<Option<Bytes>, Error> {
-        match self.retrieve_one(op, Ok(Retrieval::Gets), key).await? {
-            Some(item) => Ok(Some(codec.decode(item.flags, item.value)?)),
+        match self.read_value(op, key, true).await? {
+            Some((value, flags)) => Ok(Some(codec.decode(flags, value)?)),
             None => Ok(None),
         }
     }
