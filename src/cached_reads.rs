@@ -40,7 +40,12 @@ pub(crate) enum Lookup<'a> {
 impl Client {
     /// Asks the near cache for `key` (for `op`, named in the trace when it serves it); a read
     /// that `needs_flags` is not served a value kept without them.
-    pub(crate) fn near_lookup(&self, op: &'static str, key: &[u8], needs_flags: bool) -> Lookup<'_> {
+    pub(crate) fn near_lookup(
+        &self,
+        op: &'static str,
+        key: &[u8],
+        needs_flags: bool,
+    ) -> Lookup<'_> {
         let Some(near) = self.near() else {
             return Lookup::Miss(None);
         };
@@ -72,5 +77,66 @@ impl Client {
             pending.offer(key, &item.value, Some(item.flags));
         }
         Ok(item.map(|item| (item.value, item.flags)))
+    }
+}
+
+/// The keys of a multi-get that the near cache could not serve, with what their reads need to
+/// offer what the nodes answer.
+pub(crate) struct PendingMany<'a> {
+    near: &'a NearCache,
+    sent: Instant,
+    /// One per key sent to the nodes, in their order.
+    tickets: Vec<Ticket>,
+}
+
+impl PendingMany<'_> {
+    /// Offers the values found for `keys` (the keys the tickets were taken for, in order).
+    pub(crate) fn offer(&self, keys: &[&[u8]], hits: &std::collections::HashMap<Bytes, Bytes>) {
+        for (key, ticket) in keys.iter().zip(&self.tickets) {
+            if let Some(value) = hits.get(*key) {
+                // A multi-get's reply is read into a map without flags: kept for `get`.
+                self.near.offer(*ticket, self.sent, key, value, None);
+            }
+        }
+    }
+}
+
+impl Client {
+    /// Serves what it can of `keys` (distinct) from the near cache into `hits`; returns the
+    /// keys left for the nodes, and what their reads need to offer what the nodes answer.
+    pub(crate) fn near_split<'k>(
+        &self,
+        keys: Vec<&'k [u8]>,
+        hits: &mut std::collections::HashMap<Bytes, Bytes>,
+    ) -> (Vec<&'k [u8]>, Option<PendingMany<'_>>) {
+        let Some(near) = self.near() else {
+            return (keys, None);
+        };
+        let mut left = Vec::with_capacity(keys.len());
+        let mut tickets = Vec::with_capacity(keys.len());
+        for key in keys {
+            match near.get(key, false) {
+                Some(kept) => {
+                    hits.insert(Bytes::copy_from_slice(key), kept.value);
+                }
+                None => {
+                    tickets.push(near.ticket(key));
+                    left.push(key);
+                }
+            }
+        }
+        if !hits.is_empty() {
+            tracing::debug!(
+                op = "get_many",
+                keys = hits.len(),
+                "served from the near cache"
+            );
+        }
+        let pending = PendingMany {
+            near,
+            sent: Instant::now(),
+            tickets,
+        };
+        (left, Some(pending))
     }
 }

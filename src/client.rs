@@ -19,11 +19,11 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::cached_reads::Lookup;
 use crate::config::{ClusterConfig, Node};
 use crate::connection::accept_reply;
 use crate::error::Error;
 use crate::flight::Flights;
-use crate::cached_reads::Lookup;
 use crate::lease::{self, Fetched, Lease};
 use crate::near_cache::{NearCache, NearCacheStats};
 use crate::pipeline::Frame;

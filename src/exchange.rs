@@ -144,7 +144,9 @@ impl Client {
         // (the guard lives in the future: answered, failed or cancelled).
         let writes = matches!(
             request.as_ref().map(Request::key_access),
-            Ok(Some(KeyAccess::Overwrite | KeyAccess::Update | KeyAccess::Delete))
+            Ok(Some(
+                KeyAccess::Overwrite | KeyAccess::Update | KeyAccess::Delete
+            ))
         );
         let write = self.near().filter(|_| writes).map(|near| near.write(key));
         let mut sent = request.and_then(|request| self.route(key, request).map(|r| r.send(op)));

@@ -302,13 +302,21 @@ mod on {
     impl NearCacheMeter {
         pub(crate) fn new() -> NearCacheMeter {
             use ::metrics::{describe_counter, describe_gauge, Unit};
-            describe_counter!(NEAR_CACHE_HITS, Unit::Count, "Reads served from the near cache");
+            describe_counter!(
+                NEAR_CACHE_HITS,
+                Unit::Count,
+                "Reads served from the near cache"
+            );
             describe_counter!(
                 NEAR_CACHE_MISSES,
                 Unit::Count,
                 "Reads the near cache could not serve (absent, or older than its maximum age)"
             );
-            describe_counter!(NEAR_CACHE_ADMISSIONS, Unit::Count, "Values the near cache kept");
+            describe_counter!(
+                NEAR_CACHE_ADMISSIONS,
+                Unit::Count,
+                "Values the near cache kept"
+            );
             describe_counter!(
                 NEAR_CACHE_EVICTIONS,
                 Unit::Count,
@@ -326,7 +334,12 @@ mod on {
                 evictions: counter!(NEAR_CACHE_EVICTIONS),
                 bytes: gauge!(NEAR_CACHE_BYTES),
             };
-            for counter in [&meter.hits, &meter.misses, &meter.admissions, &meter.evictions] {
+            for counter in [
+                &meter.hits,
+                &meter.misses,
+                &meter.admissions,
+                &meter.evictions,
+            ] {
                 counter.increment(0);
             }
             meter.bytes.set(0.0);

@@ -92,6 +92,10 @@ impl Client {
             }
             let keys = distinct(keys.iter().map(AsRef::as_ref));
             let mut found = MultiGet::default();
+            let (keys, near) = self.near_split(keys, &mut found.hits);
+            if keys.is_empty() {
+                return Ok(found);
+            }
             let mut round = self.read_round(&keys, &mut found).await?;
             // Keys whose node was found down before their request went out: once more, if they
             // now route elsewhere.
@@ -110,6 +114,9 @@ impl Client {
             if self.topology().handoff().is_some() {
                 // Inside a warm-handoff window only: on the heap, out of every call's future.
                 Box::pin(self.recover_moved(&keys, &mut found)).await;
+            }
+            if let Some(near) = near {
+                near.offer(&keys, &found.hits);
             }
             Ok(found)
         }

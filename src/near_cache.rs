@@ -316,3 +316,68 @@ impl NearCache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn near(max_age: Duration) -> NearCache {
+        NearCache::new(NearCacheSettings::new(1 << 20, max_age).unwrap())
+    }
+
+    fn entry(born: Instant, born_wall: SystemTime) -> Entry {
+        Entry {
+            value: Bytes::from_static(b"v"),
+            flags: Some(0),
+            born,
+            born_wall,
+        }
+    }
+
+    /// Served only while both clocks say it is younger than the maximum age: a monotonic
+    /// clock that stood still (a frozen environment) or a wall clock set back serves nothing.
+    #[test]
+    fn age_counts_on_both_clocks() {
+        let age = Duration::from_secs(1);
+        let near = near(age);
+        let (born, wall) = (Instant::now(), SystemTime::now());
+        let e = entry(born, wall);
+        let half = Duration::from_millis(500);
+        assert!(near.fresh(&e, born + half, wall + half));
+        assert!(
+            !near.fresh(&e, born + age, wall + half),
+            "monotonic age reached"
+        );
+        assert!(
+            !near.fresh(&e, born + half, wall + age),
+            "wall-clock age reached"
+        );
+        assert!(
+            !near.fresh(&e, born, wall + Duration::from_secs(600)),
+            "thawed"
+        );
+        assert!(
+            !near.fresh(&e, born + half, wall - half),
+            "wall clock set back"
+        );
+    }
+
+    #[test]
+    fn settings_turn_off_at_zero_and_cap_the_age() {
+        assert!(NearCacheSettings::new(0, Duration::from_secs(1)).is_none());
+        assert!(NearCacheSettings::new(1, Duration::ZERO).is_none());
+        let capped = NearCacheSettings::new(1, Duration::from_secs(u64::MAX)).unwrap();
+        assert_eq!(capped.max_age, Duration::from_secs(24 * 3600));
+    }
+
+    /// The limit on a kept value: a sixteenth of the budget, at most 1 MiB.
+    #[test]
+    fn the_largest_value_kept() {
+        let small =
+            NearCache::new(NearCacheSettings::new(64 << 10, Duration::from_secs(1)).unwrap());
+        assert_eq!(small.max_value, 4 << 10);
+        let large =
+            NearCache::new(NearCacheSettings::new(1 << 30, Duration::from_secs(1)).unwrap());
+        assert_eq!(large.max_value, MAX_KEPT_VALUE);
+    }
+}
