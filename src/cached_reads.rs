@@ -50,7 +50,7 @@ impl Client {
             return Lookup::Miss(None);
         };
         if let Some(kept) = near.get(key, needs_flags) {
-            tracing::debug!(op, "served from the near cache");
+            tracing::debug!(op, "memcached.near_cache.hit");
             return Lookup::Hit(kept);
         }
         Lookup::Miss(Some(Pending {
@@ -129,7 +129,7 @@ impl Client {
             tracing::debug!(
                 op = "get_many",
                 keys = hits.len(),
-                "served from the near cache"
+                "memcached.near_cache.hit"
             );
         }
         let pending = PendingMany {

@@ -94,6 +94,7 @@
 //! | `memcached.connect_failed` | event, warn | `node`, `error`, `backoff_ms` |
 //! | `memcached.connection_lost` | event, warn | `node`, `error` (without the bytes of the reply), `resent`, `node_down` |
 //! | `memcached.connected` | event, debug | `node` |
+//! | `memcached.near_cache.hit` | event, debug (a read served from the near cache, without asking a node) | `op`, and `keys` (a multi-get: how many of its keys) |
 //!
 //! The request span carries the fields of OpenTelemetry's semantic conventions for database
 //! client spans, so that `tracing-opentelemetry` exports a standard client span: `db.system.name`
@@ -128,6 +129,11 @@
 //! | `memcached.topology.changes` | counter | | topology changes applied |
 //! | `memcached.discovery.failures` | counter | | polls and `refresh()` calls that failed (a failed first discovery fails `build()` instead) |
 //! | `memcached.queue.depth` | gauge | `node` | requests waiting in a connection's queue when the last one was queued |
+//! | `memcached.near_cache.hits` | counter | | reads served from the near cache (a multi-get counts one per key) |
+//! | `memcached.near_cache.misses` | counter | | reads the near cache could not serve (absent, or older than its maximum age), which asked a node |
+//! | `memcached.near_cache.admissions` | counter | | values the near cache kept |
+//! | `memcached.near_cache.evictions` | counter | | values the near cache dropped to stay within its budget |
+//! | `memcached.near_cache.bytes` | gauge (bytes) | | bytes the near cache counts against its budget: keys, values and each entry's bookkeeping |
 //!
 //! | label | values |
 //! |---|---|

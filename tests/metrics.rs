@@ -118,6 +118,63 @@ async fn recorded_metrics_are_the_documented_ones_and_hold_no_key_or_value() {
     // Every call, with marked keys and values.
     let key = |name: &str| format!("{MARKER}-{name}");
     let value = format!("{MARKER}-value");
+
+    // A client with a near cache, whose budget (4 KiB) holds a few values: hits, misses, values
+    // kept and evicted, bytes held. Its metrics are listed when it is built. (Before the other
+    // calls: a snapshot drains the counters.)
+    let near = Client::builder()
+        .config_endpoint(cluster.config_endpoint().to_string())
+        .near_cache(4 << 10, MINUTE)
+        .build()
+        .await
+        .unwrap();
+    let listed: BTreeSet<String> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, ..)| key.key().name().to_string())
+        .collect();
+    assert!(
+        listed.contains("memcached.near_cache.evictions"),
+        "{listed:?}"
+    );
+    let scan: Vec<String> = (0..64).map(|i| key(&format!("near-{i}"))).collect();
+    for k in &scan {
+        client.set(k, &value, MINUTE).await.unwrap();
+    }
+    for _ in 0..2 {
+        for k in &scan {
+            near.get(k).await.unwrap();
+        }
+    }
+    let near_stats = near.near_cache_stats().unwrap();
+    assert!(
+        near_stats.hits > 0 && near_stats.evictions > 0,
+        "{near_stats:?}"
+    );
+    // One snapshot: each drains the counters.
+    let counters: BTreeMap<String, DebugValue> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, .., value)| (key.key().name().to_string(), value))
+        .collect();
+    assert_eq!(
+        counters.get("memcached.near_cache.hits"),
+        Some(&DebugValue::Counter(near_stats.hits))
+    );
+    assert_eq!(
+        counters.get("memcached.near_cache.evictions"),
+        Some(&DebugValue::Counter(near_stats.evictions))
+    );
+    // Counted again after that snapshot, for the checks at the end.
+    for _ in 0..2 {
+        for k in &scan {
+            near.get(k).await.unwrap();
+        }
+    }
+    drop(near);
+
     client.set(key("a"), &value, MINUTE).await.unwrap();
     assert!(client.get(key("a")).await.unwrap().is_some(), "a hit");
     assert!(client.get(key("absent")).await.unwrap().is_none(), "a miss");

@@ -196,7 +196,10 @@ async fn staleness_is_bounded() {
     // and reads did see replaced values (the bound is what is tested, not their absence).
     assert!(writes as u64 > 10 * KEYS, "the writer wrote {writes} times");
     assert!(stats.hits > stats.misses, "{stats:?}");
-    assert!(stale_reads > 0, "no read saw a replaced value: the test tests nothing");
+    assert!(
+        stale_reads > 0,
+        "no read saw a replaced value: the test tests nothing"
+    );
     assert!(
         worst <= MAX_AGE + round_trip,
         "a read returned a value replaced {worst:?} before it, over max age {MAX_AGE:?} + one \

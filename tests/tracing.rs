@@ -258,6 +258,19 @@ async fn emitted_spans_and_events_are_the_documented_ones_and_hold_no_key_or_val
         .await
         .unwrap());
 
+    // Reads served from a near cache: one key, and part of a multi-get.
+    let near = Client::builder()
+        .config_endpoint(cluster.config_endpoint().to_string())
+        .near_cache(1 << 20, Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert!(near.get(&keys[2]).await.unwrap().is_some());
+    }
+    assert_eq!(near.get_many(&keys[2..4]).await.unwrap().len(), 2);
+    drop(near);
+
     // A node joins: the topology changes.
     cluster.add_node().await.unwrap();
     assert!(client.refresh().await.unwrap());
