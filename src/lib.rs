@@ -70,6 +70,14 @@
 //! refreshes it while the others are still served. On servers without the meta protocol both
 //! fall back to the text protocol (one load per key per client).
 //!
+//! # Hot keys: the near cache
+//!
+//! [`ClientBuilder::near_cache`] (off by default) keeps the values of often-read keys in this
+//! process's memory, each for at most a maximum age, within a byte budget: a hot key is then
+//! read from memory instead of from its one node. Other processes' writes are seen within the
+//! maximum age, this client's own writes at once. docs/near-cache.md says exactly what the
+//! bound promises.
+//!
 //! # Refresh rules
 //!
 //! A fetched configuration is applied when its version is higher, or when the version is equal
@@ -262,6 +270,8 @@ pub mod doc_pages {
     pub struct Interop;
     #[doc = include_str!("../docs/lambda.md")]
     pub struct Lambda;
+    #[doc = include_str!("../docs/near-cache.md")]
+    pub struct NearCache;
     #[doc = include_str!("../docs/observability.md")]
     pub struct Observability;
     #[doc = include_str!("../docs/performance-summary.md")]
