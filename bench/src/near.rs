@@ -591,6 +591,7 @@ fn preload_scan(servers: &[SocketAddr], value: &[u8], count: usize) -> std::io::
 /// Runs the whole mode and writes the report.
 pub async fn run(o: NearOptions) -> Result<(), String> {
     let started = Instant::now();
+    let (started_utc, load_start) = (utc_now(), load_average());
     // Every key on every node: memcached stores a 100-byte value with its key in a 192-byte
     // chunk; 256 bytes a key leaves room for the slab pages.
     let keys_per_node = o.key_count + o.scan;
@@ -712,7 +713,14 @@ pub async fn run(o: NearOptions) -> Result<(), String> {
         }
     }
 
-    let md = markdown(&o, &memcached, started.elapsed(), &runs, &hits, &scans);
+    let meta = Meta {
+        memcached,
+        started_utc,
+        elapsed: started.elapsed(),
+        load_start,
+        load_end: load_average(),
+    };
+    let md = markdown(&o, &meta, &runs, &hits, &scans);
     println!();
     print!("{md}");
     std::fs::create_dir_all(&o.out)
@@ -837,10 +845,26 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
+/// When and where the run happened.
+struct Meta {
+    memcached: String,
+    started_utc: String,
+    elapsed: Duration,
+    /// `/proc/loadavg` at the start and at the end: other work on the machine shows there.
+    load_start: String,
+    load_end: String,
+}
+
+/// The 1, 5 and 15-minute load averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn markdown(
     o: &NearOptions,
-    memcached: &str,
-    elapsed: Duration,
+    meta: &Meta,
     runs: &[Run],
     hits: &[HitCost],
     scans: &[Scan],
@@ -851,16 +875,19 @@ fn markdown(
     let _ = writeln!(md, "Command: `{}`\n", o.command);
     let _ = writeln!(
         md,
-        "Run {} ({:.0} s), on a machine with {cores} cores; the clients share one tokio runtime ({}); \
-         {} local memcached nodes ({memcached}).\n",
-        utc_now(),
-        elapsed.as_secs_f64(),
+        "Started {} ({:.0} s), on a machine with {cores} cores (load average {} at the start, {} at the end); \
+         the clients share one tokio runtime ({}); {} local memcached nodes ({}).\n",
+        meta.started_utc,
+        meta.elapsed.as_secs_f64(),
+        meta.load_start,
+        meta.load_end,
         if o.current_thread {
             "current-thread".to_string()
         } else {
             "2 worker threads".to_string()
         },
         o.nodes,
+        meta.memcached,
     );
     let zipf = Zipf::new(o.key_count, o.zipf);
     let _ = writeln!(
