@@ -4,7 +4,7 @@
 //!
 //! See `--help`, and docs/performance/README.md for the method and the latest results.
 //! `loadbench --near-cache` is another mode: the near cache on and off side by side (see
-//! `near.rs`).
+//! `near/mod.rs`).
 
 mod chart;
 mod coldstart;
