@@ -3,10 +3,13 @@
 //! in one run.
 //!
 //! See `--help`, and docs/performance/README.md for the method and the latest results.
+//! `loadbench --near-cache` is another mode: the near cache on and off side by side (see
+//! `near/mod.rs`).
 
 mod chart;
 mod coldstart;
 mod load;
+mod near;
 mod peers;
 mod raw;
 mod report;
@@ -50,6 +53,30 @@ USAGE: loadbench [OPTIONS]
   --current-thread      run every async client on a current-thread runtime (one thread)
                         instead of the default 2-worker runtime
   --help
+
+NEAR-CACHE MODE: loadbench --near-cache [OPTIONS]
+
+  This crate with ClientBuilder::near_cache and without it, side by side in one run: get of
+  Zipf-distributed keys, unthrottled and at a fixed total rate (reads/s, latency, client and
+  memcached CPU per read, get requests per node, near-cache counters), the cost of a hit, and
+  resident memory during a scan of distinct keys. Writes near-cache.md and near-cache.csv.
+
+  --zipf S              Zipf exponent of the key ranks        (default: 1.1)
+  --key-count N         keys hot:000000 ... read by rank      (default: 100000)
+  --concurrency C       callers                               (default: 64)
+  --budget BYTES        near cache max_bytes                  (default: 16777216)
+  --max-age-ms MS       near cache max_age                    (default: 1000)
+  --rate R              total reads/s of the throttled runs   (default: 40000)
+  --secs S              length of every timed run             (default: 5)
+  --repeats N           (off, on) pairs, order alternating    (default: 3)
+  --hit-reads N         reads of one held key for the hit cost (0: skip)
+                                                              (default: 2000000)
+  --scan N              distinct keys read once while memory is watched (0: skip)
+                                                              (default: 1000000)
+  --nodes N             memcached nodes                       (default: 3)
+  --out DIR             where near-cache.md and near-cache.csv go
+                        (default: docs/performance)
+  --current-thread      a current-thread runtime instead of 2 workers
 ";
 
 /// Everything the command line decides.
@@ -145,16 +172,53 @@ fn parse_args() -> Result<Options, String> {
     Ok(o)
 }
 
-fn main() {
-    let options = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("loadbench: {e}");
-            std::process::exit(2);
+/// The options of `--near-cache` mode.
+fn parse_near_args(args: &[String]) -> Result<near::NearOptions, String> {
+    let command = format!("loadbench {}", args[1..].join(" "));
+    let mut o = near::NearOptions::defaults(command.trim_end().to_string());
+    let mut it = args.iter().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        let number = |v: &String| v.parse::<u64>().map_err(|_| format!("not a number: {v}"));
+        let real = |v: &String| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .ok_or_else(|| format!("not a positive number: {v}"))
+        };
+        match flag.as_str() {
+            "--help" | "-h" => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            "--near-cache" => {}
+            "--zipf" => o.zipf = real(value()?)?,
+            "--key-count" => o.key_count = number(value()?)?.max(1) as usize,
+            "--concurrency" => o.concurrency = number(value()?)?.max(1) as usize,
+            "--budget" => o.budget = number(value()?)? as usize,
+            "--max-age-ms" => o.max_age = Duration::from_millis(number(value()?)?),
+            "--rate" => o.rate = real(value()?)?,
+            "--secs" => o.secs = Duration::from_secs_f64(real(value()?)?),
+            "--repeats" => o.repeats = number(value()?)?.max(1) as usize,
+            "--hit-reads" => o.hit_reads = number(value()?)?,
+            "--scan" => o.scan = number(value()?)? as usize,
+            "--nodes" => o.nodes = number(value()?)?.max(1) as usize,
+            "--out" => o.out = PathBuf::from(value()?),
+            "--current-thread" => o.current_thread = true,
+            other => {
+                return Err(format!(
+                    "unknown option of --near-cache {other}; see --help"
+                ))
+            }
         }
-    };
-    // The clients share one runtime with two workers, as many as the machine has cores.
-    let runtime = if options.current_thread {
+    }
+    Ok(o)
+}
+
+/// The runtime every client runs on: two workers (as many as the machine has cores), or one
+/// thread.
+fn runtime(current_thread: bool) -> tokio::runtime::Runtime {
+    if current_thread {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -164,8 +228,30 @@ fn main() {
             .enable_all()
             .build()
     }
-    .expect("tokio runtime");
-    if let Err(e) = runtime.block_on(run(options)) {
+    .expect("tokio runtime")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--near-cache") {
+        let options = parse_near_args(&args).unwrap_or_else(|e| {
+            eprintln!("loadbench: {e}");
+            std::process::exit(2);
+        });
+        if let Err(e) = runtime(options.current_thread).block_on(near::run(options)) {
+            eprintln!("loadbench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let options = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("loadbench: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = runtime(options.current_thread).block_on(run(options)) {
         eprintln!("loadbench: {e}");
         std::process::exit(1);
     }

@@ -95,3 +95,42 @@ impl Drop for SocketSampler {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`), in KiB; 0 if it cannot be read.
+fn status_kib(field: &str) -> u64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident memory of this process now (`VmRSS`), in KiB.
+pub fn rss_kib() -> u64 {
+    status_kib("VmRSS")
+}
+
+/// The highest resident memory of this process since it started or since [`reset_peak_rss`]
+/// (`VmHWM`), in KiB.
+pub fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM")
+}
+
+/// Resets `VmHWM` to the current resident memory (writes `5` to `/proc/self/clear_refs`);
+/// false if the kernel refused.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Gives the allocator's free memory back to the system (glibc `malloc_trim(0)`), so that a
+/// reading of [`rss_kib`] taken next holds little that is free; does nothing elsewhere.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
