@@ -339,9 +339,10 @@ impl ClientBuilder {
     ///   `get_or_load`. `gets` (its CAS token must be the node's), `gat` and `gats` always ask
     ///   the node.
     /// * An admission policy (S3-FIFO) keeps keys that are read again: a scan of keys read once
-    ///   does not push out the hot ones. A value over a sixteenth of `max_bytes` (or over
-    ///   1 MiB) is never kept. The budget counts each entry's key, value and bookkeeping; a
-    ///   kept value is copied out of the connection's read buffer, so it holds nothing else.
+    ///   does not push out the hot ones. The budget counts each entry's key, value and 400
+    ///   bytes of bookkeeping (measured: what the process holds per entry); an entry over a
+    ///   sixteenth of `max_bytes` (or over 1 MiB) is never kept. A kept value is copied out of
+    ///   the connection's read buffer, so it holds nothing else.
     ///
     /// ```
     /// use std::time::Duration;

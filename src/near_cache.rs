@@ -27,13 +27,15 @@ use tokio::time::Instant;
 /// Stripes of write generations: keys share one by hash. More stripes only make a read less
 /// likely to keep nothing because another key of its stripe was written meanwhile.
 const STRIPES: usize = 256;
-/// Bytes counted per entry beyond its key and value: the entry in the cache's table and slab,
-/// and the allocator's share of the key's and the value's own allocations (measured with
-/// `loadbench --near-cache`'s scan, see docs/performance/near-cache.md).
-pub(crate) const ENTRY_OVERHEAD: usize = 160;
+/// Bytes counted per entry beyond its key and value: the entry's slot in the cache's slab and
+/// table, its share of the ghost queue (keys recently evicted, S3-FIFO's memory), and the
+/// allocator's share of the key's and the value's own allocations. Measured with
+/// `loadbench --near-cache`'s scan of 1M keys: with 160 counted, the process grew 462 bytes per
+/// entry held, 190 more than counted; with 400, 413 (docs/performance/near-cache.md).
+pub(crate) const ENTRY_OVERHEAD: usize = 400;
 /// The cache's shards (locks), each with an eighth of the budget.
 const SHARDS: usize = 8;
-/// The largest value kept, whatever the budget.
+/// The heaviest entry kept, whatever the budget.
 const MAX_KEPT_VALUE: usize = 1 << 20;
 
 /// What `ClientBuilder::near_cache` was given, checked.
@@ -126,7 +128,8 @@ type Entries = quick_cache::sync::Cache<Bytes, Entry, Weigh, RandomState, CountE
 pub(crate) struct NearCache {
     entries: Entries,
     max_age: Duration,
-    max_value: usize,
+    /// The heaviest entry kept (key, value and [`ENTRY_OVERHEAD`]).
+    max_entry: usize,
     /// Write generations, by stripe of keys (see the module docs).
     generations: Box<[Mutex<u64>]>,
     stripe_of: RandomState,
@@ -172,7 +175,7 @@ impl NearCache {
             // Each shard holds an eighth of the budget, at least twice the largest value kept.
             .shards(SHARDS)
             // A guess of the entries it holds (100-byte values): the table grows if needed.
-            .estimated_items_capacity((settings.max_bytes / 256).max(64))
+            .estimated_items_capacity((settings.max_bytes / (ENTRY_OVERHEAD + 128)).max(64))
             .weight_capacity(budget)
             .build()
             .expect("a non-zero capacity is valid");
@@ -180,7 +183,7 @@ impl NearCache {
         NearCache {
             entries,
             max_age: settings.max_age,
-            max_value: (settings.max_bytes / 16).min(MAX_KEPT_VALUE),
+            max_entry: (settings.max_bytes / 16).min(MAX_KEPT_VALUE),
             generations: (0..STRIPES).map(|_| Mutex::new(0)).collect(),
             stripe_of: RandomState::new(),
             hits: AtomicU64::new(0),
@@ -252,7 +255,7 @@ impl NearCache {
         value: &Bytes,
         flags: Option<u32>,
     ) {
-        if value.len() > self.max_value {
+        if key.len() + value.len() + ENTRY_OVERHEAD > self.max_entry {
             return;
         }
         let entry = Entry {
@@ -370,14 +373,14 @@ mod tests {
         assert_eq!(capped.max_age, Duration::from_secs(24 * 3600));
     }
 
-    /// The limit on a kept value: a sixteenth of the budget, at most 1 MiB.
+    /// The limit on a kept entry: a sixteenth of the budget, at most 1 MiB.
     #[test]
     fn the_largest_value_kept() {
         let small =
             NearCache::new(NearCacheSettings::new(64 << 10, Duration::from_secs(1)).unwrap());
-        assert_eq!(small.max_value, 4 << 10);
+        assert_eq!(small.max_entry, 4 << 10);
         let large =
             NearCache::new(NearCacheSettings::new(1 << 30, Duration::from_secs(1)).unwrap());
-        assert_eq!(large.max_value, MAX_KEPT_VALUE);
+        assert_eq!(large.max_entry, MAX_KEPT_VALUE);
     }
 }

@@ -119,12 +119,12 @@ async fn recorded_metrics_are_the_documented_ones_and_hold_no_key_or_value() {
     let key = |name: &str| format!("{MARKER}-{name}");
     let value = format!("{MARKER}-value");
 
-    // A client with a near cache, whose budget (4 KiB) holds a few values: hits, misses, values
+    // A client with a near cache, whose budget (16 KiB) holds a few values: hits, misses, values
     // kept and evicted, bytes held. Its metrics are listed when it is built. (Before the other
     // calls: a snapshot drains the counters.)
     let near = Client::builder()
         .config_endpoint(cluster.config_endpoint().to_string())
-        .near_cache(4 << 10, MINUTE)
+        .near_cache(16 << 10, MINUTE)
         .build()
         .await
         .unwrap();

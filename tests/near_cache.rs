@@ -273,12 +273,11 @@ async fn get_or_load_is_served_from_memory_and_its_store_is_kept() {
 #[tokio::test]
 async fn a_value_over_the_size_limit_is_never_kept() {
     let cluster = LocalCluster::start(1).await.unwrap();
-    // A 64 KiB budget keeps values up to 4 KiB.
+    // A 64 KiB budget keeps entries up to 4 KiB: key, value and 400 bytes of bookkeeping.
     let near = near_client(&cluster, 64 << 10, AGE).await;
-    near.set("small", vec![b's'; 4 << 10], TTL).await.unwrap();
-    near.set("large", vec![b'l'; (4 << 10) + 1], TTL)
-        .await
-        .unwrap();
+    let fits = (4 << 10) - 400 - "small".len();
+    near.set("small", vec![b's'; fits], TTL).await.unwrap();
+    near.set("large", vec![b'l'; fits + 1], TTL).await.unwrap();
     near.get("small").await.unwrap();
     near.get("large").await.unwrap();
     let s = stats(&near);
