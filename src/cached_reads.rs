@@ -7,12 +7,17 @@
 //! [`crate::near_cache`]'s; the writes that drop entries are in [`crate::exchange`] (one-key
 //! writes) and [`crate::client`] (`invalidate`, `flush_all`).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::error::Error;
+use crate::lease::Fetched;
 use crate::near_cache::{Kept, NearCache, Ticket};
-use crate::protocol::Retrieval;
+use crate::protocol::{Item, Request, Response, Retrieval};
 use crate::Client;
 
 /// A read the near cache could not serve, on its way to a node.
@@ -60,23 +65,103 @@ impl Client {
         }))
     }
 
-    /// The value of `key` and, if `needs_flags`, its flags (`get`; `op` names its span), from
-    /// the near cache when it holds them. Not counted in the metrics: the public call is.
-    pub(crate) async fn read_value(
+    /// The value of `key` (for `op`, `get_or_load`) from the near cache when it holds it;
+    /// otherwise what `fetch` fetches, kept when it is the node's current value.
+    pub(crate) async fn near_or_fetch<Fut>(
         &self,
         op: &'static str,
         key: &[u8],
-        needs_flags: bool,
-    ) -> Result<Option<(Bytes, u32)>, Error> {
-        let pending = match self.near_lookup(op, key, needs_flags) {
-            Lookup::Hit(Kept { value, flags }) => return Ok(Some((value, flags.unwrap_or(0)))),
+        fetch: impl FnOnce() -> Fut,
+    ) -> Result<Bytes, Error>
+    where
+        Fut: Future<Output = Result<Fetched, Error>>,
+    {
+        let pending = match self.near_lookup(op, key, false) {
+            Lookup::Hit(kept) => return Ok(kept.value),
             Lookup::Miss(pending) => pending,
         };
-        let item = self.retrieve_one(op, Ok(Retrieval::Get), key).await?;
-        if let (Some(pending), Some(item)) = (&pending, &item) {
-            pending.offer(key, &item.value, Some(item.flags));
+        let fetched = fetch().await?;
+        if let (Some(pending), true) = (&pending, fetched.current) {
+            pending.offer(key, &fetched.value, None);
         }
-        Ok(item.map(|item| (item.value, item.flags)))
+        Ok(fetched.value)
+    }
+
+    /// Reads one key with `kind` (or fails with why it cannot: a time to live out of range);
+    /// a reply for another key is refused. What it finds is offered to the near cache through
+    /// `pending` (a read the near cache could not serve). Not counted in the metrics: the
+    /// public call is.
+    pub(crate) fn retrieve_one<'a>(
+        &'a self,
+        op: &'static str,
+        kind: Result<Retrieval, Error>,
+        key: &'a [u8],
+        pending: Option<Pending<'a>>,
+    ) -> impl Future<Output = Result<Option<Item>, Error>> + 'a {
+        let keys = [key];
+        let request = kind.map(|kind| Request::Retrieve { kind, keys: &keys });
+        self.exchange(op, key, request, move |response| match response {
+            Response::Values(mut items) => match items.pop() {
+                None => Ok(None),
+                Some(item) if item.key == key && items.is_empty() => {
+                    if let Some(pending) = &pending {
+                        pending.offer(key, &item.value, Some(item.flags));
+                    }
+                    Ok(Some(item))
+                }
+                Some(item) => {
+                    items.push(item);
+                    Err(Response::Values(items))
+                }
+            },
+            other => Err(other),
+        })
+    }
+
+    /// The value of `key` and, if `needs_flags`, its flags (`get`; `op` names its span), from
+    /// the near cache when it holds them. Not counted in the metrics: the public call is.
+    ///
+    /// Not an `async fn`: the near cache is asked, and on a miss the request queued, when this
+    /// is called; the future holds the hit or the read on its way (see
+    /// `examples/future_sizes.rs`).
+    pub(crate) fn read_value<'a>(
+        &'a self,
+        op: &'static str,
+        key: &'a [u8],
+        needs_flags: bool,
+    ) -> ReadValue<impl Future<Output = Result<Option<Item>, Error>> + 'a> {
+        match self.near_lookup(op, key, needs_flags) {
+            Lookup::Hit(kept) => ReadValue::Hit { kept: Some(kept) },
+            Lookup::Miss(pending) => ReadValue::Miss {
+                read: self.retrieve_one(op, Ok(Retrieval::Get), key, pending),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Client::read_value`]'s future: a value served from memory, or the read of it from its
+    /// node.
+    #[project = ReadValueProj]
+    pub(crate) enum ReadValue<F> {
+        Hit { kept: Option<Kept> },
+        Miss { #[pin] read: F },
+    }
+}
+
+impl<F: Future<Output = Result<Option<Item>, Error>>> Future for ReadValue<F> {
+    type Output = Result<Option<(Bytes, u32)>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ReadValueProj::Hit { kept } => {
+                let kept = kept.take().expect("a hit is answered once");
+                Poll::Ready(Ok(Some((kept.value, kept.flags.unwrap_or(0)))))
+            }
+            ReadValueProj::Miss { read } => read
+                .poll(cx)
+                .map(|found| found.map(|item| item.map(|item| (item.value, item.flags)))),
+        }
     }
 }
 

@@ -19,7 +19,6 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::cached_reads::Lookup;
 use crate::config::{ClusterConfig, Node};
 use crate::connection::accept_reply;
 use crate::error::Error;
@@ -171,29 +170,6 @@ impl Client {
         self.topology.close().await;
     }
 
-    /// Reads one key with `kind` (or fails with why it cannot: a time to live out of range);
-    /// a reply for another key is refused. Not counted in the metrics: the public call is.
-    pub(crate) fn retrieve_one<'a>(
-        &'a self,
-        op: &'static str,
-        kind: Result<Retrieval, Error>,
-        key: &'a [u8],
-    ) -> impl Future<Output = Result<Option<Item>, Error>> + 'a {
-        let keys = [key];
-        let request = kind.map(|kind| Request::Retrieve { kind, keys: &keys });
-        self.exchange(op, key, request, move |response| match response {
-            Response::Values(mut items) => match items.pop() {
-                None => Ok(None),
-                Some(item) if item.key == key && items.is_empty() => Ok(Some(item)),
-                Some(item) => {
-                    items.push(item);
-                    Err(Response::Values(items))
-                }
-            },
-            other => Err(other),
-        })
-    }
-
     /// The value of `key`, or `None` on a miss.
     ///
     /// The value's bytes as stored, whatever wrote them: a value written through a [`Codec`](crate::codec::Codec)
@@ -207,14 +183,14 @@ impl Client {
 
     /// The item of `key` with its flags and CAS token (for [`Client::cas`]), or `None`.
     pub async fn gets(&self, key: impl AsRef<[u8]>) -> Result<Option<Item>, Error> {
-        let read = self.retrieve_one("gets", Ok(Retrieval::Gets), key.as_ref());
+        let read = self.retrieve_one("gets", Ok(Retrieval::Gets), key.as_ref(), None);
         crate::metrics::timed("gets", read).await
     }
 
     /// The value of `key`, also setting its time to live (get-and-touch), or `None`.
     pub async fn gat(&self, key: impl AsRef<[u8]>, ttl: Duration) -> Result<Option<Bytes>, Error> {
         let kind = exptime(ttl).map(Retrieval::Gat);
-        let read = self.retrieve_one("gat", kind, key.as_ref());
+        let read = self.retrieve_one("gat", kind, key.as_ref(), None);
         let item = crate::metrics::timed("gat", read).await?;
         Ok(item.map(|i| i.value))
     }
@@ -456,43 +432,40 @@ impl Client {
             let key = key.as_ref();
             validate_key(key)?;
             let exptime = exptime(ttl)?;
-            let pending = match self.near_lookup("get_or_load", key, false) {
-                Lookup::Hit(kept) => return Ok(kept.value),
-                Lookup::Miss(pending) => pending,
+            // From the near cache when it holds the key; otherwise the load protocol, whose
+            // value is kept when it is the node's current one.
+            let fetch = || async {
+                // It may store: routed as a write.
+                let route = Route::of_write(&self.topology, key)?;
+                let exptime = route.cap_exptime(exptime);
+                let connection = route.connection();
+                let limits = self.topology.settings().limits;
+                let wait = self.load_lease * 2;
+                let deadline = Instant::now() + wait;
+                let span = crate::spans::one_node("get_or_load", connection.node());
+                let lease = Lease {
+                    connection,
+                    moved: route.moved(),
+                    limits: &limits,
+                    key,
+                    exptime,
+                    lease: self.load_lease,
+                };
+                let flight = self.flights.run(
+                    Bytes::copy_from_slice(key),
+                    deadline,
+                    || Error::Timeout {
+                        node: connection.node().to_string(),
+                        timeout: wait,
+                    },
+                    // On the heap: the load protocol and the loader's own future (a database
+                    // query's can be kilobytes) are not part of every caller's future, and a
+                    // follower that shares another caller's flight never allocates them.
+                    || Box::pin(lease.get_or_load(load)),
+                );
+                flight.instrument(span).await
             };
-            // It may store: routed as a write.
-            let route = Route::of_write(&self.topology, key)?;
-            let exptime = route.cap_exptime(exptime);
-            let connection = route.connection();
-            let limits = self.topology.settings().limits;
-            let wait = self.load_lease * 2;
-            let deadline = Instant::now() + wait;
-            let span = crate::spans::one_node("get_or_load", connection.node());
-            let lease = Lease {
-                connection,
-                moved: route.moved(),
-                limits: &limits,
-                key,
-                exptime,
-                lease: self.load_lease,
-            };
-            let flight = self.flights.run(
-                Bytes::copy_from_slice(key),
-                deadline,
-                || Error::Timeout {
-                    node: connection.node().to_string(),
-                    timeout: wait,
-                },
-                // On the heap: the load protocol and the loader's own future (a database
-                // query's can be kilobytes) are not part of every caller's future, and a
-                // follower that shares another caller's flight never allocates them.
-                || Box::pin(lease.get_or_load(load)),
-            );
-            let fetched = flight.instrument(span).await?;
-            if let (Some(pending), true) = (&pending, fetched.current) {
-                pending.offer(key, &fetched.value, None);
-            }
-            Ok(fetched.value)
+            self.near_or_fetch("get_or_load", key, fetch).await
         };
         crate::metrics::timed("get_or_load", call).await
     }

@@ -153,7 +153,8 @@ impl Client {
         // `sent` is used in place (through `&mut`), not moved into locals: the future holds the
         // request on its way once.
         async move {
-            let _write = write;
+            // Held to the end (answered, failed or cancelled), without a second copy.
+            let _write = &write;
             match &mut sent {
                 Err(error) => Err(std::mem::replace(error, Error::NoNodes)),
                 Ok(Sent::Queued {

@@ -151,7 +151,7 @@ pub(crate) struct Ticket {
 /// failed or cancelled) moves the generation on and drops the entry again.
 pub(crate) struct Write<'a> {
     near: &'a NearCache,
-    key: Option<Bytes>,
+    key: Option<&'a [u8]>,
 }
 
 impl Drop for Write<'_> {
@@ -274,11 +274,11 @@ impl NearCache {
 
     /// Before a write of `key` is sent: drops its entry and makes every read in progress keep
     /// nothing; the returned guard does both again when the write ends.
-    pub(crate) fn write(&self, key: &[u8]) -> Write<'_> {
+    pub(crate) fn write<'a>(&'a self, key: &'a [u8]) -> Write<'a> {
         self.forget(key);
         Write {
             near: self,
-            key: Some(Bytes::copy_from_slice(key)),
+            key: Some(key),
         }
     }
 
