@@ -3,7 +3,9 @@
 //! `get_decoded`, `get_json`) and the first step of `get_or_load`; `get_many` asks it key by
 //! key in [`crate::multi_get`]. Each asks [`NearCache::get`] first, takes a
 //! [`Ticket`](crate::near_cache::Ticket) before its request is sent, and offers what the node
-//! answered. Without a near cache each is the plain read. The cache's own rules are
+//! answered. Without a near cache each is the plain read. The one-key read itself
+//! ([`Client::retrieve_one`], which `gets` and `gat` use without the near cache) is here too.
+//! The cache's own rules are
 //! [`crate::near_cache`]'s; the writes that drop entries are in [`crate::exchange`] (one-key
 //! writes) and [`crate::client`] (`invalidate`, `flush_all`).
 
