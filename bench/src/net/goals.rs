@@ -1,0 +1,224 @@
+//! The goals table and the cold-start section of network.md.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::measure::{event_text, Cold, Net, NetMix, Ping};
+use super::report::{best_other, key, median_u, ours, verdict, Key, Sum};
+use super::NetOptions;
+use crate::report::{si, time_us, Spread};
+
+/// The median `version` round trip through the line at the start of the run, µs.
+pub(super) fn measured_rtt(pings: &[Vec<Ping>]) -> Option<f64> {
+    pings
+        .first()?
+        .iter()
+        .find(|p| p.net == Net::Delay)
+        .map(|p| Ping::at(&p.rtt_us, 0.5))
+}
+
+pub(super) fn goals(
+    o: &NetOptions,
+    sums: &BTreeMap<Key, Sum>,
+    colds: &[Cold],
+    rtt: Option<f64>,
+) -> String {
+    let mut md = String::from(
+        "## Goals, measured in this run\n\n| goal | this crate | best other client | ratio | |\n|---|---|---|---:|---|\n",
+    );
+    let mut row = |goal: String, mine: String, reference: String, ratio: f64, ok: bool| {
+        let _ = writeln!(
+            md,
+            "| {goal} | {mine} | {reference} | {ratio:.2} | {} |",
+            verdict(ok)
+        );
+    };
+    let ct = o.current_thread;
+    for p in ours(o) {
+        // Throughput through the line, with the sockets each side used.
+        for (c, want, what) in [
+            (256, 2.0, "≥ 2 × the best peer"),
+            (64, 0.95, "the same as the best peer (≥ 0.95 ×)"),
+        ] {
+            let block = (NetMix::Get, c, ct, Net::Delay);
+            let Some(me) = sums.get(&key(NetMix::Get, c, ct, Net::Delay, &p)) else {
+                continue;
+            };
+            if let Some((name, best)) = best_other(sums, block, |s| s.ops.median, true) {
+                let r = me.ops.median / best.ops.median;
+                row(
+                    format!("get C={c} through the line: ops/s {what}"),
+                    format!("{p} {}, {} sockets", si(me.ops.median), me.sockets),
+                    format!("{name} {}, {} sockets", si(best.ops.median), best.sockets),
+                    r,
+                    r >= want,
+                );
+            }
+            if let Some((name, best)) = best_other(sums, block, |s| s.p99, false) {
+                let r = me.p99 / best.p99;
+                row(
+                    format!("get C={c} through the line: p99 no worse than the best peer's"),
+                    format!("{p} {}", time_us(me.p99)),
+                    format!("{name} {}", time_us(best.p99)),
+                    r,
+                    r <= 1.0,
+                );
+            }
+        }
+        for net in [Net::Loopback, Net::Delay] {
+            for &c in &o.hol_concurrency {
+                let block = (NetMix::Hol, c, ct, net);
+                let Some(me) = sums.get(&key(NetMix::Hol, c, ct, net, &p)) else {
+                    continue;
+                };
+                if let Some((name, best)) = best_other(sums, block, |s| s.small_p99, false) {
+                    let r = me.small_p99 / best.small_p99;
+                    row(
+                        format!(
+                            "hol C={c} {}: p99 of the small gets ≤ 1.5 × the best peer's",
+                            net.name()
+                        ),
+                        format!("{p} {}", time_us(me.small_p99)),
+                        format!("{name} {}", time_us(best.small_p99)),
+                        r,
+                        r <= 1.5,
+                    );
+                }
+            }
+        }
+        for net in [Net::Loopback, Net::Delay] {
+            let block = (NetMix::Get, 1, true, net);
+            let Some(me) = sums.get(&key(NetMix::Get, 1, true, net, &p)) else {
+                continue;
+            };
+            for (what, figure) in [
+                ("p50", (|s: &Sum| s.p50) as fn(&Sum) -> f64),
+                ("p99", |s| s.p99),
+            ] {
+                if let Some((name, best)) = best_other(sums, block, figure, false) {
+                    let r = figure(me) / figure(best);
+                    row(
+                        format!(
+                            "lone caller (current-thread) {}: {what} no worse than the best peer's",
+                            net.name()
+                        ),
+                        format!("{p} {}", time_us(figure(me))),
+                        format!("{name} {}", time_us(figure(best))),
+                        r,
+                        r <= 1.0,
+                    );
+                }
+            }
+        }
+    }
+    for c in colds.iter().filter(|c| c.net == Net::Delay) {
+        let trips = median_u(&c.endpoint_connects)
+            + median_u(&c.endpoint_turns)
+            + median_u(&c.node_connects)
+            + median_u(&c.node_turns);
+        let total = Spread::of(c.total_us.clone()).median;
+        let beyond = total - trips * c.rtt_us;
+        row(
+            "cold start through the line: ≤ 4 round trips (connects + turns)".into(),
+            format!("mcad {trips:.0}"),
+            "4".into(),
+            trips / 4.0,
+            trips <= 4.0,
+        );
+        row(
+            "cold start through the line: time beyond the round trips (nominal RTT) ≤ 0.5 ms"
+                .into(),
+            format!(
+                "mcad {} − {trips:.0} × {} = {}",
+                time_us(total),
+                time_us(c.rtt_us),
+                time_us(beyond)
+            ),
+            "0.5 ms".into(),
+            beyond / 500.0,
+            beyond <= 500.0,
+        );
+        if let Some(rtt) = rtt {
+            let beyond = total - trips * rtt;
+            row(
+                "cold start through the line: time beyond the round trips (measured RTT, ping p50) ≤ 0.5 ms".into(),
+                format!("mcad {} − {trips:.0} × {} = {}", time_us(total), time_us(rtt), time_us(beyond)),
+                "0.5 ms".into(),
+                beyond / 500.0,
+                beyond <= 500.0,
+            );
+        }
+    }
+    md.push('\n');
+    md
+}
+
+pub(super) fn cold_section(md: &mut String, colds: &[Cold], rtt: Option<f64>) {
+    if colds.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Cold start: `build()` → first `get` answered ({} samples per network)\n\n| network | `build()` | first `get` | total (min–max) | async-memcached: connect + `get` (no discovery) |\n|---|---:|---:|---:|---:|",
+        colds[0].total_us.len()
+    );
+    for c in colds {
+        let t = Spread::of(c.total_us.clone());
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} ({}–{}) | {} |",
+            c.net.name(),
+            time_us(Spread::of(c.build_us.clone()).median),
+            time_us(Spread::of(c.first_get_us.clone()).median),
+            time_us(t.median),
+            time_us(t.min),
+            time_us(t.max),
+            time_us(Spread::of(c.peer_us.clone()).median)
+        );
+    }
+    for c in colds.iter().filter(|c| c.net == Net::Delay) {
+        let trips = median_u(&c.endpoint_connects)
+            + median_u(&c.endpoint_turns)
+            + median_u(&c.node_connects)
+            + median_u(&c.node_turns);
+        let total = Spread::of(c.total_us.clone()).median;
+        let _ = writeln!(
+            md,
+            "\nRound trips the line counted up to the answer (medians; a *turn* is a reply read after a request on the same connection):\n\n| | connects | turns |\n|---|---:|---:|\n| endpoint | {} | {} |\n| nodes | {} | {} |\n\nTotal {trips:.0} round trips × {} (the line's nominal RTT) = {}; the median total {} leaves **{}** beyond them ({} with the measured RTT of {}, the ping's p50).\n",
+            median_u(&c.endpoint_connects),
+            median_u(&c.endpoint_turns),
+            median_u(&c.node_connects),
+            median_u(&c.node_turns),
+            time_us(c.rtt_us),
+            time_us(trips * c.rtt_us),
+            time_us(total),
+            time_us(total - trips * c.rtt_us),
+            rtt.map_or("–".into(), |r| time_us(total - trips * r)),
+            rtt.map_or("–".into(), time_us)
+        );
+        // The timeline of the sample with the median total.
+        let mut order: Vec<usize> = (0..c.total_us.len()).collect();
+        order.sort_by(|&a, &b| c.total_us[a].total_cmp(&c.total_us[b]));
+        if let Some(&i) = order.get(order.len() / 2) {
+            let _ = writeln!(
+                md,
+                "What the line saw in the median sample (sample {}, total {}; times from the call of `build()`, when the line read each chunk; it leaves half an RTT later):\n\n| at | event |\n|---:|---|",
+                i + 1,
+                time_us(c.total_us[i])
+            );
+            for e in &c.timelines[i] {
+                let _ = writeln!(
+                    md,
+                    "| {:.3} ms | {} |",
+                    e.at_ns as f64 / 1e6,
+                    event_text(e, c.nodes)
+                );
+            }
+            let _ = writeln!(
+                md,
+                "| {:.3} ms | the `get` returned |\n",
+                c.total_us[i] / 1e3
+            );
+        }
+    }
+}
