@@ -430,12 +430,13 @@ pub async fn ping(bench: &Bench, pings: usize, when: &'static str) -> Result<Vec
 /// Cold-start samples of one network.
 pub struct Cold {
     pub net: Net,
+    pub tls: bool,
     pub nodes: usize,
     /// µs per sample.
     pub build_us: Vec<f64>,
     pub first_get_us: Vec<f64>,
     pub total_us: Vec<f64>,
-    /// async-memcached: connect to the key's node and one get (no discovery).
+    /// async-memcached: connect to the key's node and one get (no discovery; plaintext only).
     pub peer_us: Vec<f64>,
     /// Through the line, per sample up to the first get's answer: connections accepted and
     /// turns, to the endpoint and to the nodes.
@@ -449,12 +450,31 @@ pub struct Cold {
     pub rtt_us: f64,
 }
 
-pub async fn cold_start(bench: &Bench, net: Net, samples: usize) -> Result<Cold, String> {
-    let t = bench.target(net);
-    let line = &bench.line.shared;
+/// `build()` → first `get`, `samples` times, with clients from `builder` (plaintext or TLS);
+/// through the line, with what it counted. The keys read must be on the nodes.
+impl Cold {
+    /// The network, and TLS when it was.
+    pub fn label(&self) -> String {
+        if self.tls {
+            format!("{}, TLS", self.net.name())
+        } else {
+            self.net.name().to_string()
+        }
+    }
+}
+
+pub async fn cold_start(
+    t: &Target,
+    keys: &Keys,
+    samples: usize,
+    tls: bool,
+    builder: impl Fn() -> memcached_autodiscovery::ClientBuilder,
+) -> Result<Cold, String> {
+    let net = t.net;
     let n = t.servers.len();
     let mut cold = Cold {
         net,
+        tls,
         nodes: n,
         build_us: Vec::new(),
         first_get_us: Vec::new(),
@@ -465,8 +485,13 @@ pub async fn cold_start(bench: &Bench, net: Net, samples: usize) -> Result<Cold,
         node_connects: Vec::new(),
         node_turns: Vec::new(),
         timelines: Vec::new(),
-        rtt_us: 2.0 * line.one_way_ns as f64 / 1000.0,
+        rtt_us: t
+            .line
+            .as_ref()
+            .map_or(0.0, |l| 2.0 * l.one_way_ns as f64 / 1000.0),
     };
+    let idle = Arc::new(Shared::idle(n + 1));
+    let line = t.line.as_ref().unwrap_or(&idle);
     let sum = |v: &[(u64, u64)]| -> [u64; 4] {
         let nodes = &v[..n];
         [
@@ -477,14 +502,14 @@ pub async fn cold_start(bench: &Bench, net: Net, samples: usize) -> Result<Cold,
         ]
     };
     for i in 0..samples {
-        let key = &bench.keys.get.keys[(i * 7919) % KEY_COUNT];
+        let key = &keys.get.keys[(i * 7919) % KEY_COUNT];
         tokio::time::sleep(Duration::from_millis(50)).await;
         line.log.lock().unwrap_or_else(|p| p.into_inner()).clear();
         line.logging.store(true, Ordering::SeqCst);
         let before = sum(&line.totals());
         let start_ns = now_ns();
         let start = Instant::now();
-        let client = memcached_autodiscovery::Client::builder()
+        let client = builder()
             .config_endpoint(t.endpoint.to_string())
             .build()
             .await
@@ -520,6 +545,9 @@ pub async fn cold_start(bench: &Bench, net: Net, samples: usize) -> Result<Cold,
         cold.node_connects.push(after[2] - before[2]);
         cold.node_turns.push(after[3] - before[3]);
 
+        if tls {
+            continue;
+        }
         let server = t.servers[crate::load::route(key, n)];
         let start = Instant::now();
         let mut peer = async_memcached::Client::new(format!("tcp://{server}"))

@@ -26,6 +26,9 @@
 //!   and request/response turns the line saw, per target, and the time beyond them; the same
 //!   on loopback for reference.
 //!
+//! With `--tls` (a build with the feature `tls`), cold start is also measured over TLS: a TLS
+//! cluster of its own behind a line of its own (`tls.rs`).
+//!
 //! Files: this one (options, run order), `delay.rs` (the line), `measure.rs` (runs, ping, cold
 //! start), `report.rs` (network.md and network.csv), `goals.rs` (its goals table and cold-start
 //! section).
@@ -34,6 +37,8 @@ mod delay;
 mod goals;
 mod measure;
 mod report;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -70,6 +75,7 @@ pub struct NetOptions {
     pub cold_start: usize,
     pub pings: usize,
     pub lone: bool,
+    pub tls: bool,
     pub out: PathBuf,
     pub current_thread: bool,
     pub command: String,
@@ -97,7 +103,10 @@ NETWORK MODE: loadbench --rtt-ms R [OPTIONS]
                         so that the lone caller's runs stay short (default: 2)
   --cap-secs S          time cap of a timed run               (default: 6)
   --no-lone             skip the lone caller on a current-thread runtime
+  --no-load             no load runs (ping and cold start only)
   --cold-start N        cold-start samples per network (0: skip)   (default: 20)
+  --tls                 cold start over TLS too, on a TLS cluster behind a line of its own
+                        (a build with the feature tls)
   --pings N             round trips of each ping probe        (default: 200)
   --nodes N             memcached nodes                       (default: 3)
   --quick               get at C=64 and hol at C=64, 1 repeat, 5 cold starts, results to
@@ -128,6 +137,7 @@ pub fn parse_args(args: &[String]) -> Result<NetOptions, String> {
         cold_start: 20,
         pings: 200,
         lone: true,
+        tls: false,
         out: PathBuf::from("docs/performance"),
         current_thread: false,
         command: command.trim_end().to_string(),
@@ -160,6 +170,12 @@ pub fn parse_args(args: &[String]) -> Result<NetOptions, String> {
             "--delay-secs" => o.delay_secs = real(value()?)?,
             "--cap-secs" => o.cap = Duration::from_secs_f64(real(value()?)?),
             "--no-lone" => o.lone = false,
+            "--no-load" => {
+                o.mixes.clear();
+                o.lone = false;
+            }
+            "--tls" if cfg!(feature = "tls") => o.tls = true,
+            "--tls" => return Err("--tls needs a build with the feature tls (cargo build --release -p memcached-autodiscovery-bench --features tls)".into()),
             "--cold-start" => o.cold_start = number(value()?)? as usize,
             "--pings" => o.pings = number(value()?)?.max(1) as usize,
             "--nodes" => o.nodes = number(value()?)?.max(1) as usize,
@@ -216,10 +232,12 @@ impl Bench {
     }
 }
 
-/// Starts the second endpoint and the line: a front for the endpoint on 127.0.1.1 and one per
+/// Starts the line in front of `cluster` and `endpoint` (a second endpoint, serving nothing yet),
+/// and has the endpoint list the nodes at the line's addresses: a front for the endpoint on 127.0.1.1 and one per
 /// node on 127.0.1.(k+1), node k keeping its host name.
-fn start_line(
+pub(super) fn start_line(
     cluster: &LocalCluster,
+    endpoint: ConfigEndpoint,
     rtt: Duration,
 ) -> Result<(DelayLine, ConfigEndpoint), String> {
     let nodes = cluster.nodes();
@@ -232,8 +250,6 @@ fn start_line(
         .enumerate()
         .map(|(k, &a)| (SocketAddr::new(front_ip(k + 1), 0), a))
         .collect();
-    let endpoint = ConfigEndpoint::start(ClusterConfig::new(1, Vec::new()))
-        .map_err(|e| format!("starting the second endpoint: {e}"))?;
     routes.push((SocketAddr::new(front_ip(0), 0), endpoint.addr()));
     let line = DelayLine::start(&routes, rtt / 2).map_err(|e| format!("delay line: {e}"))?;
     let listed = nodes
@@ -260,7 +276,9 @@ pub async fn run(o: NetOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("starting memcached: {e}"))?;
     let pids: Vec<u32> = (0..o.nodes).filter_map(|i| cluster.pid(i)).collect();
-    let (line, endpoint) = start_line(&cluster, o.rtt)?;
+    let endpoint = ConfigEndpoint::start(ClusterConfig::new(1, Vec::new()))
+        .map_err(|e| format!("starting the second endpoint: {e}"))?;
+    let (line, endpoint) = start_line(&cluster, endpoint, o.rtt)?;
     let n = o.nodes;
     let bench = Arc::new(Bench {
         loopback: Target {
@@ -353,7 +371,22 @@ pub async fn run(o: NetOptions) -> Result<(), String> {
     let mut colds = Vec::new();
     if o.cold_start > 0 {
         for &net in &o.nets {
-            let c = cold_start(&bench, net, o.cold_start).await?;
+            let t = bench.target(net);
+            let c = cold_start(
+                t,
+                &bench.keys,
+                o.cold_start,
+                false,
+                memcached_autodiscovery::Client::builder,
+            )
+            .await?;
+            println!("# {}", report::cold_line(&c));
+            colds.push(c);
+        }
+    }
+    if o.tls && o.cold_start > 0 {
+        #[cfg(feature = "tls")]
+        for c in tls::cold_starts(&o, &bench.keys).await? {
             println!("# {}", report::cold_line(&c));
             colds.push(c);
         }

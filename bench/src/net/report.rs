@@ -70,7 +70,7 @@ pub(super) fn median_u(v: &[u64]) -> f64 {
 pub fn cold_line(c: &Cold) -> String {
     format!(
         "cold start {}: build() {:.0} µs, first get {:.0} µs, total {:.0} µs (median of {}); through the line: connects {} + {}, turns {} + {} (endpoint + nodes, medians)",
-        c.net.name(),
+        c.label(),
         Spread::of(c.build_us.clone()).median,
         Spread::of(c.first_get_us.clone()).median,
         Spread::of(c.total_us.clone()).median,
@@ -146,6 +146,17 @@ pub(super) fn summarize(runs: &[Run]) -> BTreeMap<Key, Sum> {
             (k, sum)
         })
         .collect()
+}
+
+/// ` ‡` when the line fell behind in these runs: its p99 release came more than a quarter of
+/// the RTT late (a line short of CPU adds to the latency, and caps the throughput, of the
+/// clients that send the most chunks).
+pub(super) fn behind(s: &Sum, o: &NetOptions) -> &'static str {
+    if s.late_p99 > o.rtt.as_secs_f64() * 1e6 / 4.0 {
+        " ‡"
+    } else {
+        ""
+    }
 }
 
 pub(super) fn verdict(ok: bool) -> &'static str {
@@ -271,7 +282,7 @@ fn load_table(
                 }
             };
             let late = if net == Net::Delay {
-                time_us(s.late_p99)
+                format!("{}{}", time_us(s.late_p99), behind(s, o))
             } else {
                 "–".into()
             };
@@ -330,7 +341,7 @@ pub fn markdown(
     );
     let _ = writeln!(
         md,
-        "- Started {} and took {:.0} s; {cores} cores; load average (1, 5, 15 min) {} at the start, {} at the end.\n- {} memcached nodes ({}), keys preloaded on every node: `pb:00000`… with {} B values (mix `get`), `hol:00000`… with every {BIG_EVERY}th value {BIG_LEN} B and the rest {} B (mix `hol`).\n- Every run: a fresh client, a warm-up (at least 2000 ops, at most 1 s), then a timed phase of `--ops` {} operations (through the line at most C × {} s / RTT) with a {} s cap (runs that reached it: †). Figures are medians over {} repeat(s). Peer order rotates per block; loopback and delayed blocks alternate. Pooled peers get a pool per node sized to C; this crate discovers the nodes from the endpoint (through the line: a second endpoint listing the line's addresses, itself behind the line).\n- Client CPU is this process's CPU (`getrusage`) less the line thread's; the line's own CPU is reported apart. Sockets through the line: the most client connections the line held at once (this crate's include its endpoint connection, if it keeps one). *Line late p99*: how late the line released chunks against their due time (timer wake-up and scheduling on a busy machine), p99 over the timed phase.\n",
+        "- Started {} and took {:.0} s; {cores} cores; load average (1, 5, 15 min) {} at the start, {} at the end.\n- {} memcached nodes ({}), keys preloaded on every node: `pb:00000`… with {} B values (mix `get`), `hol:00000`… with every {BIG_EVERY}th value {BIG_LEN} B and the rest {} B (mix `hol`).\n- Every run: a fresh client, a warm-up (at least 2000 ops, at most 1 s), then a timed phase of `--ops` {} operations (through the line at most C × {} s / RTT) with a {} s cap (runs that reached it: †). Figures are medians over {} repeat(s). Peer order rotates per block; loopback and delayed blocks alternate. Pooled peers get a pool per node sized to C; this crate discovers the nodes from the endpoint (through the line: a second endpoint listing the line's addresses, itself behind the line).\n- Client CPU is this process's CPU (`getrusage`) less the line thread's; the line's own CPU is reported apart. Sockets through the line: the most client connections the line held at once (this crate's include its endpoint connection, if it keeps one). *Line late p99*: how late the line released chunks against their due time (timer wake-up and scheduling on a busy machine), p99 over the timed phase; ‡ marks runs where it exceeded RTT/4, i.e. where the line itself, short of CPU, added to the latency and capped the throughput.\n",
         meta.started_utc,
         meta.elapsed.as_secs_f64(),
         meta.load_start,

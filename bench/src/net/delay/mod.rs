@@ -90,6 +90,22 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// A record of no line (`targets` counters that stay 0), for the loopback network.
+    pub fn idle(targets: usize) -> Shared {
+        Shared {
+            one_way_ns: 0,
+            counters: (0..targets).map(|_| Counters::default()).collect(),
+            open: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            lateness: Mutex::new(
+                Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds"),
+            ),
+            logging: AtomicBool::new(false),
+            log: Mutex::new(Vec::new()),
+            tid: AtomicI64::new(0),
+        }
+    }
+
     pub fn reset_peak(&self) {
         self.peak
             .store(self.open.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -150,15 +166,7 @@ impl DelayLine {
         }
         let shared = Arc::new(Shared {
             one_way_ns: one_way.as_nanos() as u64,
-            counters: routes.iter().map(|_| Counters::default()).collect(),
-            open: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
-            lateness: Mutex::new(
-                Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds"),
-            ),
-            logging: AtomicBool::new(false),
-            log: Mutex::new(Vec::new()),
-            tid: AtomicI64::new(0),
+            ..Shared::idle(routes.len())
         });
         // SAFETY: eventfd has no preconditions; the fd is owned at once.
         let stop = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
