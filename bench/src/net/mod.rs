@@ -319,6 +319,12 @@ pub async fn run(o: NetOptions) -> Result<(), String> {
         "# preloaded get keys pb:* ({VALUE_LEN} B) and hol keys hol:* (every {BIG_EVERY}th {BIG_LEN} B, the rest {VALUE_LEN} B) on every node"
     );
 
+    let hold = calibrate(&bench, o.rtt).await?;
+    println!(
+        "# the line holds each chunk {:.1} µs (one-way {:.1} µs less its own wake-ups, calibrated)",
+        hold / 1e3,
+        o.rtt.as_secs_f64() * 1e6 / 2.0
+    );
     let mut pings = vec![ping(&bench, o.pings, "start").await?];
     for p in &pings {
         println!("# {}", report::ping_line(p));
@@ -397,6 +403,12 @@ pub async fn run(o: NetOptions) -> Result<(), String> {
         elapsed: started.elapsed(),
         load_start,
         load_end: crate::near::report::load_average(),
+        hold_us: hold / 1e3,
+        realtime: bench
+            .line
+            .shared
+            .realtime
+            .load(std::sync::atomic::Ordering::Relaxed),
     };
     let md = report::markdown(&o, &meta, &runs, &pings, &colds);
     println!();
@@ -409,6 +421,26 @@ pub async fn run(o: NetOptions) -> Result<(), String> {
     drop(bench);
     drop(cluster);
     Ok(())
+}
+
+/// Sets how long the line holds each chunk so that the median `version` round trip through
+/// it exceeds the one straight to the node by the RTT asked for: the line's own wake-ups (on
+/// reading a chunk, on releasing it) would otherwise add to every round trip. Three rounds of
+/// 200 pings; returns the hold, ns.
+async fn calibrate(bench: &Bench, rtt: Duration) -> Result<f64, String> {
+    let line = &bench.line.shared;
+    let target_us = rtt.as_secs_f64() * 1e6;
+    for _ in 0..3 {
+        let p = ping(bench, 200, "calibration").await?;
+        let (direct, through) = (
+            measure::Ping::at(&p[0].rtt_us, 0.5),
+            measure::Ping::at(&p[1].rtt_us, 0.5),
+        );
+        let excess_ns = ((through - direct) - target_us) * 1e3;
+        let hold = (line.hold_ns() as f64 - excess_ns / 2.0).clamp(0.0, line.one_way_ns as f64);
+        line.set_hold_ns(hold as u64);
+    }
+    Ok(line.hold_ns() as f64)
 }
 
 /// One run on a current-thread runtime of its own (a new OS thread), as a lone caller on

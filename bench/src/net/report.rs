@@ -89,6 +89,9 @@ pub struct Meta {
     pub elapsed: Duration,
     pub load_start: String,
     pub load_end: String,
+    /// What the line held each chunk, µs, and whether its thread ran SCHED_FIFO.
+    pub hold_us: f64,
+    pub realtime: bool,
 }
 
 /// The repeats of one (mix, C, runtime, network, peer).
@@ -356,6 +359,13 @@ pub fn markdown(
         o.repeats
     );
     md.push_str("## The delay line's real RTT\n\n");
+    let _ = writeln!(
+        md,
+        "The line held each chunk **{:.1} µs** each way: the one-way delay of {:.1} µs less the line's own wake-ups, calibrated at the start (three rounds of 200 `version` pings) so that the median round trip through the line exceeds the one straight to the node by the RTT asked for. Its thread ran {}. Through the line, `version` on one connection measures the RTT a client sees; connect + first `version` is two round trips (the line charges a new connection's first bytes the handshake).\n",
+        meta.hold_us,
+        o.rtt.as_secs_f64() * 1e6 / 2.0,
+        if meta.realtime { "SCHED_FIFO (priority 1), so that it stays on time on a busy machine" } else { "at nice −10 (SCHED_FIFO was refused)" }
+    );
     ping_table(&mut md, pings);
     md.push_str(&goals(o, &sums, colds, measured_rtt(pings)));
     md.push_str("## Load\n\n");

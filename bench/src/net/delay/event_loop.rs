@@ -94,7 +94,12 @@ impl Line {
             let tid = libc::syscall(libc::SYS_gettid);
             shared.tid.store(tid, Ordering::Relaxed);
             libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64);
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, -10);
+            let fifo = libc::sched_param { sched_priority: 1 };
+            let rt = libc::sched_setscheduler(0, libc::SCHED_FIFO, &fifo) == 0;
+            shared.realtime.store(rt, Ordering::Relaxed);
+            if !rt {
+                libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, -10);
+            }
         }
         // SAFETY: epoll_create1 has no preconditions; the fd is owned at once.
         let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -307,7 +312,7 @@ impl Line {
 
     /// Reads what socket `side` has into direction `side`; false when the pair must close.
     fn read(&mut self, slot: usize, side: usize) -> bool {
-        let one_way = self.shared.one_way_ns;
+        let one_way = self.shared.hold_ns();
         loop {
             let pair = self.slots[slot].as_mut().expect("live pair");
             let dir = &mut pair.dirs[side];

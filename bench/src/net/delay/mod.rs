@@ -12,9 +12,11 @@
 //! first). A direction stops reading while 4 MiB wait in it.
 //!
 //! The loop is `epoll_pwait2` (a nanosecond timeout, timer slack 1 ns), level-triggered,
-//! non-blocking sockets. The thread runs at nice −10 so that the line stays on time on a busy
-//! machine; how late each release really left is kept ([`Shared::lateness`]). Its CPU time is
-//! read from `/proc/self/task/TID/schedstat`, so that it can be taken out of the client's.
+//! non-blocking sockets. The thread runs SCHED_FIFO (priority 1; nice −10 if that is refused)
+//! so that the line stays on time on a busy machine; how late each release really left is kept
+//! ([`Shared::lateness`]). The hold is the one-way delay less the line's own wake-ups, as the
+//! harness calibrates it ([`Shared::set_hold_ns`]). Its CPU time is read from
+//! `/proc/self/task/TID/schedstat`, so that it can be taken out of the client's.
 //!
 //! Files: this one (the line's handle, what it shares with the harness), `event_loop.rs` (the
 //! loop).
@@ -77,7 +79,11 @@ pub struct Counters {
 
 /// What the line and the harness share.
 pub struct Shared {
+    /// The one-way delay asked for.
     pub one_way_ns: u64,
+    /// What the line holds each chunk: the one-way delay less the line's own wake-up time, as
+    /// calibrated ([`Shared::set_hold_ns`]); starts at the one-way delay.
+    hold_ns: AtomicU64,
     pub counters: Vec<Counters>,
     /// Client connections open now, and the most open at once since [`Shared::reset_peak`].
     pub open: AtomicUsize,
@@ -87,6 +93,8 @@ pub struct Shared {
     pub logging: AtomicBool,
     pub log: Mutex<Vec<Event>>,
     pub(super) tid: AtomicI64,
+    /// Whether the line's thread runs SCHED_FIFO (else nice −10).
+    pub realtime: AtomicBool,
 }
 
 impl Shared {
@@ -94,6 +102,7 @@ impl Shared {
     pub fn idle(targets: usize) -> Shared {
         Shared {
             one_way_ns: 0,
+            hold_ns: AtomicU64::new(0),
             counters: (0..targets).map(|_| Counters::default()).collect(),
             open: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
@@ -103,7 +112,16 @@ impl Shared {
             logging: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
             tid: AtomicI64::new(0),
+            realtime: AtomicBool::new(false),
         }
+    }
+
+    pub fn hold_ns(&self) -> u64 {
+        self.hold_ns.load(Ordering::Relaxed)
+    }
+
+    pub fn set_hold_ns(&self, ns: u64) {
+        self.hold_ns.store(ns, Ordering::Relaxed);
     }
 
     pub fn reset_peak(&self) {
@@ -166,6 +184,7 @@ impl DelayLine {
         }
         let shared = Arc::new(Shared {
             one_way_ns: one_way.as_nanos() as u64,
+            hold_ns: AtomicU64::new(one_way.as_nanos() as u64),
             ..Shared::idle(routes.len())
         });
         // SAFETY: eventfd has no preconditions; the fd is owned at once.
