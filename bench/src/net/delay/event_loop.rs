@@ -326,9 +326,11 @@ impl Line {
                 Err(_) => return false,
             };
             let now = now_ns();
-            // The client's first bytes cannot leave before its handshake would have completed.
+            // The client's first bytes cannot leave before its handshake would have completed:
+            // a full nominal RTT after the accept (the hold then adds the one-way trip; the
+            // accept was seen as late as a read is, which the calibrated hold makes up for).
             let start = if side == 0 {
-                now.max(pair.accepted_ns + 2 * one_way)
+                now.max(pair.accepted_ns + 2 * self.shared.one_way_ns)
             } else {
                 now
             };
