@@ -15,8 +15,10 @@ pub async fn cold_starts(o: &NetOptions, keys: &Keys) -> Result<Vec<Cold>, Strin
     let mut names: Vec<String> = (1..=o.nodes)
         .map(|k| format!("node-{k}.local-cluster.test"))
         .collect();
-    // The kit's endpoint, and the front of the line's endpoint.
+    // The kit's endpoint, the front of the line's endpoint, and the nodes' own IPs (the kit
+    // gives node k 127.0.0.(k+1)), which the preload reaches them by.
     names.extend(["127.0.0.1".to_string(), "127.0.1.1".to_string()]);
+    names.extend((1..=o.nodes).map(|k| format!("127.0.0.{}", k + 1)));
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let (chain, key) = ca.issue(&names);
     let cluster = LocalCluster::builder()
@@ -55,20 +57,23 @@ pub async fn cold_starts(o: &NetOptions, keys: &Keys) -> Result<Vec<Cold>, Strin
     ];
     let tls = TlsConfig::with_ca_pem(ca.pem.as_bytes()).map_err(|e| e.to_string())?;
     let builder = || Client::builder().tls(tls.clone());
-    // The keys cold start reads, stored through a TLS client (the nodes speak only TLS).
-    let client = builder()
-        .config_endpoint(targets[0].endpoint.to_string())
-        .build()
-        .await
-        .map_err(|e| format!("TLS preload: {e}"))?;
-    for i in 0..o.cold_start {
-        let key = &keys.get.keys[(i * 7919) % KEY_COUNT];
-        client
-            .set(key, &keys.get.value, std::time::Duration::ZERO)
+    // The keys cold start reads, on every node (a client reaching the nodes through the line
+    // may route a key elsewhere than one reaching them directly), stored through a TLS client
+    // of that node alone (the nodes speak only TLS).
+    for addr in &targets[0].servers {
+        let client = builder()
+            .nodes([addr.to_string()])
+            .build()
             .await
             .map_err(|e| format!("TLS preload: {e}"))?;
+        for i in 0..o.cold_start {
+            let key = &keys.get.keys[(i * 7919) % KEY_COUNT];
+            client
+                .set(key, &keys.get.value, std::time::Duration::ZERO)
+                .await
+                .map_err(|e| format!("TLS preload: {e}"))?;
+        }
     }
-    drop(client);
     let mut colds = Vec::new();
     for net in &o.nets {
         let t = targets
