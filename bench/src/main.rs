@@ -4,12 +4,14 @@
 //!
 //! See `--help`, and docs/performance/README.md for the method and the latest results.
 //! `loadbench --near-cache` is another mode: the near cache on and off side by side (see
-//! `near/mod.rs`).
+//! `near/mod.rs`). `loadbench --rtt-ms R` is a third: every client on loopback and through a
+//! delay line of round-trip time R (see `net/mod.rs`).
 
 mod chart;
 mod coldstart;
 mod load;
 mod near;
+mod net;
 mod peers;
 mod raw;
 mod report;
@@ -97,7 +99,11 @@ pub struct Options {
     pub command: String,
 }
 
-fn list<T>(value: &str, parse: impl Fn(&str) -> Option<T>, what: &str) -> Result<Vec<T>, String> {
+pub(crate) fn list<T>(
+    value: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> Result<Vec<T>, String> {
     value
         .split(',')
         .filter(|s| !s.is_empty())
@@ -134,7 +140,7 @@ fn parse_args() -> Result<Options, String> {
         let number = |v: String| v.parse::<u64>().map_err(|_| format!("not a number: {v}"));
         match flag.as_str() {
             "--help" | "-h" => {
-                print!("{HELP}");
+                print!("{HELP}\n{}", net::HELP);
                 std::process::exit(0);
             }
             "--quick" => {
@@ -233,6 +239,17 @@ fn runtime(current_thread: bool) -> tokio::runtime::Runtime {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--rtt-ms") {
+        let options = net::parse_args(&args).unwrap_or_else(|e| {
+            eprintln!("loadbench: {e}");
+            std::process::exit(2);
+        });
+        if let Err(e) = runtime(options.current_thread).block_on(net::run(options)) {
+            eprintln!("loadbench: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if args.iter().any(|a| a == "--near-cache") {
         let options = parse_near_args(&args).unwrap_or_else(|e| {
             eprintln!("loadbench: {e}");

@@ -92,6 +92,16 @@ impl PeerKind {
     }
 }
 
+/// A `get` that reports the length of the value it found (`Ok(None)`: a miss; `Err`: the call
+/// failed), for mixes whose values are not all [`VALUE_LEN`](crate::load::VALUE_LEN) bytes
+/// (`loadbench --rtt-ms`'s head-of-line mix). The same call as [`AsyncPeer::get`] makes.
+pub trait SizedGet: AsyncPeer {
+    fn get_len(
+        &self,
+        key: &str,
+    ) -> impl std::future::Future<Output = Result<Option<usize>, ()>> + Send;
+}
+
 // ---------------------------------------------------------------------------------------------
 // This crate.
 
@@ -128,6 +138,16 @@ impl AsyncPeer for Mcad {
             Ok(found) => Outcome::hits(found.len()),
             Err(_) => Outcome::ERROR,
         }
+    }
+}
+
+impl SizedGet for Mcad {
+    async fn get_len(&self, key: &str) -> Result<Option<usize>, ()> {
+        self.0
+            .get(key)
+            .await
+            .map(|found| found.map(|v| v.len()))
+            .map_err(|_| ())
     }
 }
 
@@ -187,7 +207,7 @@ impl<C: Dial> Pools<C> {
         Ok(Pools { pools })
     }
 
-    async fn checkout(&self, key: &str) -> Option<Object<Dialer<C>>> {
+    pub(crate) async fn checkout(&self, key: &str) -> Option<Object<Dialer<C>>> {
         self.pools[route(key, self.pools.len())].get().await.ok()
     }
 
@@ -321,6 +341,19 @@ impl AsyncPeer for AsyncMemcached {
     }
 }
 
+impl SizedGet for AsyncMemcached {
+    async fn get_len(&self, key: &str) -> Result<Option<usize>, ()> {
+        let mut conn = self.checkout(key).await.ok_or(())?;
+        match conn.get(key).await {
+            Ok(value) => Ok(value.map(|v| v.data.map_or(0, |d| d.len()))),
+            Err(_) => {
+                let _ = Object::take(conn);
+                Err(())
+            }
+        }
+    }
+}
+
 // memcache-async 0.10 -------------------------------------------------------------------------
 
 pub struct McAsyncConn(memcache_async::ascii::Protocol<TcpStream>);
@@ -378,6 +411,20 @@ impl AsyncPeer for MemcacheAsync {
     }
 }
 
+impl SizedGet for MemcacheAsync {
+    async fn get_len(&self, key: &str) -> Result<Option<usize>, ()> {
+        let mut conn = self.checkout(key).await.ok_or(())?;
+        match conn.0.get(key).await {
+            Ok(value) => Ok(Some(value.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(_) => {
+                let _ = Object::take(conn);
+                Err(())
+            }
+        }
+    }
+}
+
 // memcache 0.21, exp::AsyncMemcache -----------------------------------------------------------
 
 pub struct MemcacheExp(memcache::exp::AsyncMemcache);
@@ -414,6 +461,16 @@ impl AsyncPeer for MemcacheExp {
             Ok(found) => Outcome::hits(found.len()),
             Err(_) => Outcome::ERROR,
         }
+    }
+}
+
+impl SizedGet for MemcacheExp {
+    async fn get_len(&self, key: &str) -> Result<Option<usize>, ()> {
+        self.0
+            .get::<Vec<u8>>(key)
+            .await
+            .map(|found| found.map(|v| v.len()))
+            .map_err(|_| ())
     }
 }
 

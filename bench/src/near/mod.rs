@@ -33,7 +33,7 @@
 //! what is read around them), `report.rs` (near-cache.md and near-cache.csv).
 
 mod measure;
-mod report;
+pub(crate) mod report;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

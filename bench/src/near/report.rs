@@ -54,7 +54,7 @@ pub(super) fn mib(kib: f64) -> String {
 }
 
 /// `1970-01-01T00:00:00Z` style, from the system clock.
-pub(super) fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     let secs = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -138,7 +138,7 @@ pub(super) struct Meta {
 }
 
 /// The 1, 5 and 15-minute load averages.
-pub(super) fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
