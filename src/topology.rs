@@ -11,8 +11,8 @@
 //! that lag would otherwise hide a newer version the endpoint serves. An answer of the version
 //! held, its nodes changed or not, is an answer, so the polls of a settled cluster stay off the
 //! endpoint. The refresh applies the rules ([`decide`]), builds the next snapshot from the
-//! current one (reusing live connections and placement work) on tokio's blocking pool, and
-//! stores it whole. A poll, build included, ends within the discovery timeout; a configuration
+//! current one (reusing live connections and placement work; for more than 16 nodes on
+//! tokio's blocking pool), and stores it whole. A poll, build included, ends within the discovery timeout; a configuration
 //! listing more than `max_nodes` nodes is refused before any work. A failed, malformed or
 //! refused poll keeps the last good topology (after a stale node answer, an endpoint that fails
 //! fails the poll). After a change, the previous snapshot is kept for the warm handoff window,
@@ -389,8 +389,14 @@ impl NodePolls {
     }
 }
 
+/// Configurations of up to this many distinct nodes are built on the async worker that asked
+/// (a full build of 30 nodes takes 140 µs with the default distribution: docs/performance/core.md); larger
+/// ones on tokio's blocking pool.
+const INLINE_BUILD_NODES: usize = 16;
+
 /// Builds the snapshot for `config` from `base` (reusing its connections and placement work)
-/// on tokio's blocking pool, off the async workers, and waits for it until `deadline`.
+/// — for more than [`INLINE_BUILD_NODES`] nodes on tokio's blocking pool, off the async
+/// workers — and waits for it until `deadline`.
 /// Refuses a configuration with more than `max_nodes` distinct nodes before any work.
 async fn build_bounded(
     source: &str,
@@ -419,11 +425,18 @@ async fn build_bounded(
     }
     let (settings, per_node) = (settings.clone(), options.connections_per_node);
     let nodes = config.nodes().len();
-    let work = tokio::task::spawn_blocking(move || {
+    let build = move || {
         let (next, mut change) = base.next(config, &settings, per_node);
         change.moved_share = base.moved_share(&next);
         (Arc::new(next), change)
-    });
+    };
+    // A small cluster's snapshot takes tens of microseconds: built here, where a hop to the
+    // blocking pool (a thread to start or wake) would cost more than the work, on the path of
+    // `build()` and so of a cold start's first request.
+    if distinct <= INLINE_BUILD_NODES {
+        return Ok(build());
+    }
+    let work = tokio::task::spawn_blocking(build);
     match tokio::time::timeout_at(deadline, work).await {
         Ok(Ok(built)) => Ok(built),
         Ok(Err(e)) => Err(Error::discovery(
