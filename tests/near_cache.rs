@@ -347,3 +347,72 @@ async fn a_topology_change_keeps_the_entries() {
     }
     assert_eq!(stats(&near).hits - hits, 50);
 }
+
+/// A value held in memory is served while its node is down (within max age); a read the near
+/// cache cannot serve fails as it would without one (the default failure mode: fail fast).
+#[tokio::test]
+async fn a_held_value_is_served_while_its_node_is_down_and_misses_fail_as_without() {
+    let cluster = LocalCluster::start(2).await.unwrap();
+    let near = Client::builder()
+        .config_endpoint(cluster.config_endpoint().to_string())
+        .near_cache(1 << 20, AGE)
+        .request_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    // Two keys of the node that will be killed.
+    let port = cluster.node_addrs()[0].port();
+    let mut on_node = (0..)
+        .map(|i| format!("down:{i}"))
+        .filter(|k| near.node_for(k).unwrap().port() == port);
+    let (held, other) = (on_node.next().unwrap(), on_node.next().unwrap());
+    near.set(&held, "kept", TTL).await.unwrap();
+    near.set(&other, "not kept", TTL).await.unwrap();
+    near.get(&held).await.unwrap();
+    cluster.kill(0);
+    assert_eq!(near.get(&held).await.unwrap().unwrap(), "kept");
+    let error = near.get(&other).await.unwrap_err();
+    assert!(error.is_retryable(), "a node error: {error}");
+}
+
+/// Inside a warm-handoff window a miss on a moved key goes through the handoff as without a
+/// near cache: found on its previous owner, and then kept.
+#[tokio::test]
+async fn a_miss_on_a_moved_key_goes_through_the_warm_handoff() {
+    let cluster = LocalCluster::start(3).await.unwrap();
+    let near = Client::builder()
+        .config_endpoint(cluster.config_endpoint().to_string())
+        .near_cache(1 << 20, AGE)
+        .warm_handoff(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..300).map(|i| format!("moved:{i}")).collect();
+    let mut owners = Vec::new();
+    for key in &keys {
+        near.set(key, key, TTL).await.unwrap();
+        owners.push(near.node_for(key).unwrap().id());
+    }
+    cluster.add_node().await.unwrap();
+    assert!(near.refresh().await.unwrap());
+    let moved: Vec<&String> = keys
+        .iter()
+        .zip(&owners)
+        .filter(|(k, owner)| near.node_for(k).unwrap().id() != **owner)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(!moved.is_empty(), "no key moved");
+    for key in &moved {
+        // Not in memory (never read): from the previous owner, through the handoff.
+        assert_eq!(near.get(key).await.unwrap().unwrap(), key.as_bytes());
+    }
+    let hits = stats(&near).hits;
+    for key in &moved {
+        assert_eq!(near.get(key).await.unwrap().unwrap(), key.as_bytes());
+    }
+    assert_eq!(
+        stats(&near).hits - hits,
+        moved.len() as u64,
+        "kept after the handoff"
+    );
+}
