@@ -354,19 +354,20 @@ mod on {
             self.misses.increment(1);
         }
 
-        /// A value kept; `bytes`: what the cache counts now.
-        pub(crate) fn admitted(&self, bytes: u64) {
+        /// A value kept; `bytes`: what the cache counts now (asked only with the feature).
+        pub(crate) fn admitted(&self, bytes: impl FnOnce() -> u64) {
             self.admissions.increment(1);
-            self.bytes.set(bytes as f64);
+            self.bytes.set(bytes() as f64);
         }
 
         pub(crate) fn evicted(&self) {
             self.evictions.increment(1);
         }
 
-        /// What the cache counts now, after entries were dropped.
-        pub(crate) fn bytes(&self, bytes: u64) {
-            self.bytes.set(bytes as f64);
+        /// What the cache counts now, after entries were dropped (asked only with the
+        /// feature).
+        pub(crate) fn bytes(&self, bytes: impl FnOnce() -> u64) {
+            self.bytes.set(bytes() as f64);
         }
     }
 
@@ -505,11 +506,11 @@ mod off {
         #[inline(always)]
         pub(crate) fn miss(&self) {}
         #[inline(always)]
-        pub(crate) fn admitted(&self, _bytes: u64) {}
+        pub(crate) fn admitted(&self, _bytes: impl FnOnce() -> u64) {}
         #[inline(always)]
         pub(crate) fn evicted(&self) {}
         #[inline(always)]
-        pub(crate) fn bytes(&self, _bytes: u64) {}
+        pub(crate) fn bytes(&self, _bytes: impl FnOnce() -> u64) {}
     }
 
     #[inline(always)]

@@ -32,7 +32,7 @@ const STRIPES: usize = 256;
 /// allocator's share of the key's and the value's own allocations. Measured with
 /// `loadbench --near-cache`'s scan of 1M keys: with 160 counted, the process grew 462 bytes per
 /// entry held, 190 more than counted; with 400, 413 (docs/performance/near-cache.md).
-pub(crate) const ENTRY_OVERHEAD: usize = 400;
+const ENTRY_OVERHEAD: usize = 400;
 /// The cache's shards (locks), each with an eighth of the budget.
 const SHARDS: usize = 8;
 /// The heaviest entry kept, whatever the budget.
@@ -94,13 +94,18 @@ pub(crate) struct Kept {
     pub flags: Option<u32>,
 }
 
-/// The budget's unit: key, value and [`ENTRY_OVERHEAD`].
+/// What an entry of `key_len` and `value_len` bytes counts against the budget.
+fn weight(key_len: usize, value_len: usize) -> usize {
+    key_len + value_len + ENTRY_OVERHEAD
+}
+
+/// The budget's unit: key, value and [`ENTRY_OVERHEAD`] ([`weight`]).
 #[derive(Clone)]
 struct Weigh;
 
 impl quick_cache::Weighter<Bytes, Entry> for Weigh {
     fn weight(&self, key: &Bytes, entry: &Entry) -> u64 {
-        (key.len() + entry.value.len() + ENTRY_OVERHEAD) as u64
+        weight(key.len(), entry.value.len()) as u64
     }
 }
 
@@ -255,7 +260,7 @@ impl NearCache {
         value: &Bytes,
         flags: Option<u32>,
     ) {
-        if key.len() + value.len() + ENTRY_OVERHEAD > self.max_entry {
+        if weight(key.len(), value.len()) > self.max_entry {
             return;
         }
         let entry = Entry {
@@ -268,7 +273,7 @@ impl NearCache {
         if *generation == ticket.generation {
             self.entries.insert(Bytes::copy_from_slice(key), entry);
             self.admissions.fetch_add(1, Ordering::Relaxed);
-            self.meter.admitted(self.entries.weight());
+            self.meter.admitted(|| self.entries.weight());
         }
     }
 
@@ -295,7 +300,7 @@ impl NearCache {
         let mut generation = self.generation(self.stripe(key));
         *generation += 1;
         if self.entries.remove(key).is_some() {
-            self.meter.bytes(self.entries.weight());
+            self.meter.bytes(|| self.entries.weight());
         }
     }
 
@@ -305,7 +310,7 @@ impl NearCache {
             **generation += 1;
         }
         self.entries.clear();
-        self.meter.bytes(0);
+        self.meter.bytes(|| 0);
     }
 
     pub(crate) fn stats(&self) -> NearCacheStats {
