@@ -23,6 +23,32 @@ pub struct ColdStart {
     pub peer_total_us: Vec<f64>,
 }
 
+/// One cold start: a client from `builder` built on the configuration endpoint `endpoint`,
+/// then its first `get` of `key`, which must find a value. Returns the client (for the caller
+/// to drop once it has read what it measures) with when `build()` returned and when the `get`
+/// was answered.
+pub async fn sample(
+    builder: memcached_autodiscovery::ClientBuilder,
+    endpoint: &str,
+    key: &str,
+) -> Result<(memcached_autodiscovery::Client, Instant, Instant), String> {
+    let client = builder
+        .config_endpoint(endpoint)
+        .build()
+        .await
+        .map_err(|e| format!("cold start build: {e}"))?;
+    let built = Instant::now();
+    let value = client
+        .get(key)
+        .await
+        .map_err(|e| format!("cold start get: {e}"))?;
+    let answered = Instant::now();
+    if value.is_none() {
+        return Err("cold start: the first get missed".into());
+    }
+    Ok((client, built, answered))
+}
+
 pub async fn measure(bench: &Bench, samples: usize) -> Result<ColdStart, String> {
     let mut cold = ColdStart {
         samples,
@@ -34,20 +60,12 @@ pub async fn measure(bench: &Bench, samples: usize) -> Result<ColdStart, String>
     for i in 0..samples {
         let key = &bench.keys.keys[(i * 7919) % bench.keys.keys.len()];
         let start = Instant::now();
-        let client = memcached_autodiscovery::Client::builder()
-            .config_endpoint(bench.endpoint.to_string())
-            .build()
-            .await
-            .map_err(|e| format!("cold start build: {e}"))?;
-        let built = Instant::now();
-        let value = client
-            .get(key)
-            .await
-            .map_err(|e| format!("cold start get: {e}"))?;
-        let answered = Instant::now();
-        if value.is_none() {
-            return Err("cold start: the first get missed".into());
-        }
+        let (client, built, answered) = sample(
+            memcached_autodiscovery::Client::builder(),
+            &bench.endpoint.to_string(),
+            key,
+        )
+        .await?;
         drop(client);
         cold.build_us
             .push(built.duration_since(start).as_secs_f64() * 1e6);

@@ -99,6 +99,19 @@ pub struct Options {
     pub command: String,
 }
 
+/// A whole number given on the command line.
+pub(crate) fn number(v: &str) -> Result<u64, String> {
+    v.parse::<u64>().map_err(|_| format!("not a number: {v}"))
+}
+
+/// A positive, finite number given on the command line.
+pub(crate) fn real(v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x > 0.0)
+        .ok_or_else(|| format!("not a positive number: {v}"))
+}
+
 pub(crate) fn list<T>(
     value: &str,
     parse: impl Fn(&str) -> Option<T>,
@@ -137,7 +150,6 @@ fn parse_args() -> Result<Options, String> {
     let mut it = args.into_iter().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<u64>().map_err(|_| format!("not a number: {v}"));
         match flag.as_str() {
             "--help" | "-h" => {
                 print!("{HELP}\n{}", net::HELP);
@@ -153,12 +165,12 @@ fn parse_args() -> Result<Options, String> {
             "--mixes" => o.mixes = list(&value()?, Mix::parse, "mix")?,
             "--concurrency" => o.concurrency = list(&value()?, |s| s.parse().ok(), "concurrency")?,
             "--peers" => o.peers = list(&value()?, PeerKind::parse, "peer")?,
-            "--repeats" => o.repeats = number(value()?)?.max(1) as usize,
-            "--ops" => o.ops = number(value()?)?.max(1),
-            "--raw-ops" => o.raw_ops = Some(number(value()?)?.max(1)),
-            "--cap-secs" => o.cap = Duration::from_secs_f64(number(value()?)? as f64),
-            "--nodes" => o.nodes = number(value()?)?.max(1) as usize,
-            "--cold-start" => o.cold_start = number(value()?)? as usize,
+            "--repeats" => o.repeats = number(&value()?)?.max(1) as usize,
+            "--ops" => o.ops = number(&value()?)?.max(1),
+            "--raw-ops" => o.raw_ops = Some(number(&value()?)?.max(1)),
+            "--cap-secs" => o.cap = Duration::from_secs_f64(number(&value()?)? as f64),
+            "--nodes" => o.nodes = number(&value()?)?.max(1) as usize,
+            "--cold-start" => o.cold_start = number(&value()?)? as usize,
             "--out" => {
                 o.out = PathBuf::from(value()?);
                 out_given = true;
@@ -185,13 +197,6 @@ fn parse_near_args(args: &[String]) -> Result<near::NearOptions, String> {
     let mut it = args.iter().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let number = |v: &String| v.parse::<u64>().map_err(|_| format!("not a number: {v}"));
-        let real = |v: &String| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite() && *x > 0.0)
-                .ok_or_else(|| format!("not a positive number: {v}"))
-        };
         match flag.as_str() {
             "--help" | "-h" => {
                 print!("{HELP}");

@@ -144,10 +144,8 @@ pub(super) fn goals(
         }
     }
     for c in colds.iter().filter(|c| c.net == Net::Delay) {
-        let trips = median_u(&c.endpoint_connects)
-            + median_u(&c.endpoint_turns)
-            + median_u(&c.node_connects)
-            + median_u(&c.node_turns);
+        let (connects, turns) = round_trips(c);
+        let trips = connects + turns;
         let total = Spread::of(c.total_us.clone()).median;
         let beyond = total - trips * c.rtt_us;
         // Plaintext: connect and one exchange to each of the endpoint and the node; TLS adds
@@ -178,8 +176,6 @@ pub(super) fn goals(
             beyond <= limit_us,
         );
         if let Some(m) = rtt {
-            let connects = median_u(&c.endpoint_connects) + median_u(&c.node_connects);
-            let turns = median_u(&c.endpoint_turns) + median_u(&c.node_turns);
             let beyond = total - m.trips(connects, turns);
             row(
                 format!("cold start through the line, {what}: time beyond the round trips (as measured by the ping: a connect {}, a turn {}) ≤ {limit}", time_us(m.connect), time_us(m.rtt)),
@@ -192,6 +188,15 @@ pub(super) fn goals(
     }
     md.push('\n');
     md
+}
+
+/// A cold start's round trips through the line, medians: connects and turns, to the endpoint
+/// and to the nodes together.
+fn round_trips(c: &Cold) -> (f64, f64) {
+    (
+        median_u(&c.endpoint_connects) + median_u(&c.node_connects),
+        median_u(&c.endpoint_turns) + median_u(&c.node_turns),
+    )
 }
 
 pub(super) fn cold_section(md: &mut String, colds: &[Cold], rtt: Option<Measured>) {
@@ -222,10 +227,8 @@ pub(super) fn cold_section(md: &mut String, colds: &[Cold], rtt: Option<Measured
         );
     }
     for c in colds.iter().filter(|c| c.net == Net::Delay) {
-        let trips = median_u(&c.endpoint_connects)
-            + median_u(&c.endpoint_turns)
-            + median_u(&c.node_connects)
-            + median_u(&c.node_turns);
+        let (connects, turns) = round_trips(c);
+        let trips = connects + turns;
         let total = Spread::of(c.total_us.clone()).median;
         let _ = writeln!(
             md,
@@ -239,13 +242,7 @@ pub(super) fn cold_section(md: &mut String, colds: &[Cold], rtt: Option<Measured
             time_us(trips * c.rtt_us),
             time_us(total),
             time_us(total - trips * c.rtt_us),
-            rtt.map_or("–".into(), |m| time_us(
-                total
-                    - m.trips(
-                        median_u(&c.endpoint_connects) + median_u(&c.node_connects),
-                        median_u(&c.endpoint_turns) + median_u(&c.node_turns)
-                    )
-            )),
+            rtt.map_or("–".into(), |m| time_us(total - m.trips(connects, turns))),
             rtt.map_or("–".into(), |m| time_us(m.connect)),
             rtt.map_or("–".into(), |m| time_us(m.rtt))
         );

@@ -509,23 +509,11 @@ pub async fn cold_start(
         let before = sum(&line.totals());
         let start_ns = now_ns();
         let start = Instant::now();
-        let client = builder()
-            .config_endpoint(t.endpoint.to_string())
-            .build()
-            .await
-            .map_err(|e| format!("cold start build: {e}"))?;
-        let built = Instant::now();
-        let value = client
-            .get(key)
-            .await
-            .map_err(|e| format!("cold start get: {e}"))?;
-        let answered = Instant::now();
+        let (client, built, answered) =
+            crate::coldstart::sample(builder(), &t.endpoint.to_string(), key).await?;
         let answered_ns = now_ns();
         let after = sum(&line.totals());
         line.logging.store(false, Ordering::SeqCst);
-        if value.is_none() {
-            return Err("cold start: the first get missed".into());
-        }
         drop(client);
         let mut events: Vec<Event> =
             std::mem::take(&mut *line.log.lock().unwrap_or_else(|p| p.into_inner()));

@@ -146,29 +146,22 @@ pub fn parse_args(args: &[String]) -> Result<NetOptions, String> {
     let mut it = args.iter().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let number = |v: &String| v.parse::<u64>().map_err(|_| format!("not a number: {v}"));
-        let real = |v: &String| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite() && *x > 0.0)
-                .ok_or_else(|| format!("not a positive number: {v}"))
-        };
         let callers = |v: &String| crate::list(v, |s| s.parse().ok().filter(|c| *c > 0), "C");
         match flag.as_str() {
             "--help" | "-h" => {
                 print!("{HELP}");
                 std::process::exit(0);
             }
-            "--rtt-ms" => o.rtt = Duration::from_secs_f64(real(value()?)? / 1000.0),
+            "--rtt-ms" => o.rtt = Duration::from_secs_f64(crate::real(value()?)? / 1000.0),
             "--mixes" => o.mixes = crate::list(value()?, NetMix::parse, "mix")?,
             "--concurrency" => o.concurrency = callers(value()?)?,
             "--hol-concurrency" => o.hol_concurrency = callers(value()?)?,
             "--peers" => o.peers = crate::list(value()?, PeerKind::parse, "peer")?,
             "--networks" => o.nets = crate::list(value()?, Net::parse, "network")?,
-            "--repeats" => o.repeats = number(value()?)?.max(1) as usize,
-            "--ops" => o.ops = number(value()?)?.max(1),
-            "--delay-secs" => o.delay_secs = real(value()?)?,
-            "--cap-secs" => o.cap = Duration::from_secs_f64(real(value()?)?),
+            "--repeats" => o.repeats = crate::number(value()?)?.max(1) as usize,
+            "--ops" => o.ops = crate::number(value()?)?.max(1),
+            "--delay-secs" => o.delay_secs = crate::real(value()?)?,
+            "--cap-secs" => o.cap = Duration::from_secs_f64(crate::real(value()?)?),
             "--no-lone" => o.lone = false,
             "--no-load" => {
                 o.mixes.clear();
@@ -176,9 +169,9 @@ pub fn parse_args(args: &[String]) -> Result<NetOptions, String> {
             }
             "--tls" if cfg!(feature = "tls") => o.tls = true,
             "--tls" => return Err("--tls needs a build with the feature tls (cargo build --release -p memcached-autodiscovery-bench --features tls)".into()),
-            "--cold-start" => o.cold_start = number(value()?)? as usize,
-            "--pings" => o.pings = number(value()?)?.max(1) as usize,
-            "--nodes" => o.nodes = number(value()?)?.max(1) as usize,
+            "--cold-start" => o.cold_start = crate::number(value()?)? as usize,
+            "--pings" => o.pings = crate::number(value()?)?.max(1) as usize,
+            "--nodes" => o.nodes = crate::number(value()?)?.max(1) as usize,
             "--quick" => quick = true,
             "--out" => {
                 o.out = PathBuf::from(value()?);
