@@ -13,16 +13,21 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use memcached_autodiscovery::{CasOutcome, Client, NearCacheStats};
+use memcached_autodiscovery::{CasOutcome, Client, ClientBuilder, NearCacheStats};
 use memcached_autodiscovery_testkit::LocalCluster;
 
 const AGE: Duration = Duration::from_secs(30);
 const TTL: Duration = Duration::from_secs(300);
 
-async fn near_client(cluster: &LocalCluster, max_bytes: usize, max_age: Duration) -> Client {
+/// A builder for `cluster` with a near cache; [`near_client`] builds it as it is.
+fn near_builder(cluster: &LocalCluster, max_bytes: usize, max_age: Duration) -> ClientBuilder {
     Client::builder()
         .config_endpoint(cluster.config_endpoint().to_string())
         .near_cache(max_bytes, max_age)
+}
+
+async fn near_client(cluster: &LocalCluster, max_bytes: usize, max_age: Duration) -> Client {
+    near_builder(cluster, max_bytes, max_age)
         .build()
         .await
         .unwrap()
@@ -353,9 +358,7 @@ async fn a_topology_change_keeps_the_entries() {
 #[tokio::test]
 async fn a_held_value_is_served_while_its_node_is_down_and_misses_fail_as_without() {
     let cluster = LocalCluster::start(2).await.unwrap();
-    let near = Client::builder()
-        .config_endpoint(cluster.config_endpoint().to_string())
-        .near_cache(1 << 20, AGE)
+    let near = near_builder(&cluster, 1 << 20, AGE)
         .request_timeout(Duration::from_millis(500))
         .build()
         .await
@@ -380,9 +383,7 @@ async fn a_held_value_is_served_while_its_node_is_down_and_misses_fail_as_withou
 #[tokio::test]
 async fn a_miss_on_a_moved_key_goes_through_the_warm_handoff() {
     let cluster = LocalCluster::start(3).await.unwrap();
-    let near = Client::builder()
-        .config_endpoint(cluster.config_endpoint().to_string())
-        .near_cache(1 << 20, AGE)
+    let near = near_builder(&cluster, 1 << 20, AGE)
         .warm_handoff(Duration::from_secs(60))
         .build()
         .await
