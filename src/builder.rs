@@ -323,26 +323,19 @@ impl ClientBuilder {
         self
     }
 
-    /// Keeps the values of often-read keys in this process's memory, for at most `max_age`
-    /// each, in at most `max_bytes`: a hot key is then read from memory instead of from its one
-    /// node. Off by default; a zero budget or a zero age turns it off. See
-    /// docs/near-cache.md for what the staleness bound promises.
+    /// Keeps the values of often-read keys in this process's memory, each for at most
+    /// `max_age`, in at most `max_bytes`: a hot key is read from memory instead of from its
+    /// node. Off by default; a zero budget or age leaves it off. docs/near-cache.md says what
+    /// the staleness bound promises.
     ///
-    /// * Served from memory only while younger than `max_age`: a write by another process (or
-    ///   an expiry on the node) is seen within `max_age`, not sooner.
-    /// * This client's own writes (`set`, `add`, `replace`, `append`, `prepend`, `cas`,
-    ///   `delete`, `touch`, `incr`, `decr`, `invalidate`, `flush_all`, and the store of a
-    ///   `get_or_load`) drop or replace the entry at once: a read that follows one of them in
-    ///   this process never returns the value from before it.
-    /// * Reads served: [`Client::get`](crate::Client::get), `get_decoded`/`get_json`,
-    ///   `get_many`/`get_many_partial` (what is in memory, the rest from the nodes) and
-    ///   `get_or_load`. `gets` (its CAS token must be the node's), `gat` and `gats` always ask
-    ///   the node.
-    /// * An admission policy (S3-FIFO) keeps keys that are read again: a scan of keys read once
-    ///   does not push out the hot ones. The budget counts each entry's key, value and 400
-    ///   bytes of bookkeeping (measured: what the process holds per entry); an entry over a
-    ///   sixteenth of `max_bytes` (or over 1 MiB) is never kept. A kept value is copied out of
-    ///   the connection's read buffer, so it holds nothing else.
+    /// * Writes by other processes (and expiry on the node) are seen within `max_age`, not
+    ///   sooner. This client's own writes (every store, `cas`, `delete`, `touch`, `incr`,
+    ///   `decr`, `invalidate`, `flush_all`, a `get_or_load`'s store) are seen at once.
+    /// * Served: `get`, `get_decoded`/`get_json`, `get_many`/`get_many_partial` (the rest from
+    ///   the nodes) and `get_or_load`; `gets` and `gat` always ask the node.
+    /// * S3-FIFO admission keeps keys that are read again, so a scan does not push out hot
+    ///   ones. The budget counts each entry's key, value and 400 bytes of bookkeeping
+    ///   (measured); an entry over a sixteenth of `max_bytes` (or 1 MiB) is never kept.
     ///
     /// ```
     /// use std::time::Duration;
