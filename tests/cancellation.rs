@@ -239,6 +239,11 @@ async fn a_request_dropped_after_it_was_queued_but_before_it_was_written_is_not_
         .unwrap();
     client.set("k", "v", Duration::from_secs(60)).await.unwrap();
     let before = support::stat(cluster.node_addrs()[0], "cmd_set").await;
+    // A caller alone on its connection writes its request in its first poll (it polls the
+    // connection's task itself). With another caller waiting (this get, polled once and held),
+    // requests go through the task's queue.
+    let mut waiting = Box::pin(client.get("k"));
+    assert!(poll_once(waiting.as_mut()).await.is_pending());
     // On this single-threaded runtime the connection task runs only when this task yields: each
     // set below is queued by its first poll and dropped before the task can write it.
     for i in 0..100 {
@@ -251,6 +256,7 @@ async fn a_request_dropped_after_it_was_queued_but_before_it_was_written_is_not_
     let mut kept = Box::pin(client.set("k", "kept", Duration::from_secs(60)));
     assert!(poll_once(kept.as_mut()).await.is_pending());
     kept.await.unwrap();
+    assert_eq!(waiting.await.unwrap().as_deref(), Some(&b"v"[..]));
     assert_eq!(
         client.get("k").await.unwrap().as_deref(),
         Some(&b"kept"[..])
@@ -416,4 +422,75 @@ async fn a_million_requests_with_random_cancellations() {
             .unwrap();
         assert_eq!(client.get(&key).await.unwrap().unwrap(), key.as_bytes());
     }
+}
+
+/// A caller alone on its connection polls the connection's task itself: its request is written
+/// in its first poll. Dropped then, the request has reached the server, and its reply is read
+/// and discarded: the next call on the connection gets its own.
+#[tokio::test]
+async fn a_lone_callers_request_is_written_in_its_first_poll_and_its_reply_discarded() {
+    let cluster = LocalCluster::start(1).await.unwrap();
+    let client = Client::builder()
+        .config_endpoint(cluster.config_endpoint().to_string())
+        .build()
+        .await
+        .unwrap();
+    client.set("k", "v", Duration::from_secs(60)).await.unwrap();
+    for i in 0..100 {
+        let value = format!("lone-{i}");
+        let mut set = Box::pin(client.set("k", &value, Duration::from_secs(60)));
+        assert!(poll_once(set.as_mut()).await.is_pending());
+        drop(set);
+        assert_eq!(
+            client.get("k").await.unwrap().as_deref(),
+            Some(value.as_bytes())
+        );
+    }
+}
+
+/// A lone caller polled once and then held without being polled must not stall the callers
+/// after it: the connection's own task serves them (and the held caller's reply waits for it).
+async fn held_lone_caller_does_not_stall_the_next_ones() {
+    let cluster = LocalCluster::start(1).await.unwrap();
+    let client = Client::builder()
+        .config_endpoint(cluster.config_endpoint().to_string())
+        .build()
+        .await
+        .unwrap();
+    client.set("k", "v", Duration::from_secs(60)).await.unwrap();
+    // On two workers the node may answer within the first poll (then nothing is held): go on
+    // until 50 callers were held.
+    let mut held_callers = 0;
+    for i in 0..5_000 {
+        if held_callers == 50 {
+            break;
+        }
+        let mut held = Box::pin(client.get("k"));
+        if let Poll::Ready(value) = poll_once(held.as_mut()).await {
+            assert_eq!(value.unwrap().as_deref(), Some(&b"v"[..]));
+            continue;
+        }
+        held_callers += 1;
+        let key = format!("next-{i}");
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            client.set(&key, "x", Duration::from_secs(60)),
+        )
+        .await
+        .expect("the next caller is served while the first is held")
+        .unwrap();
+        assert_eq!(client.get(&key).await.unwrap().as_deref(), Some(&b"x"[..]));
+        assert_eq!(held.await.unwrap().as_deref(), Some(&b"v"[..]));
+    }
+    assert_eq!(held_callers, 50, "callers were held after their first poll");
+}
+
+#[tokio::test]
+async fn a_held_lone_caller_does_not_stall_the_next_ones() {
+    held_lone_caller_does_not_stall_the_next_ones().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lone_caller_does_not_stall_the_next_ones_on_two_workers() {
+    held_lone_caller_does_not_stall_the_next_ones().await;
 }

@@ -319,11 +319,17 @@ fn callers_dropped_after_a_few_polls_leave_the_connection_in_sync() {
         queue_depth: 1,
         ..HONEST
     };
+    // A get first, unanswered until the server serves: the callers below are never alone on
+    // the connection, so none of them polls the connection's task itself (a lone caller writes
+    // its request in its first poll) and each waits for the task's queue as described.
     let script = (1..=4)
-        .fold(ScriptBuilder::new(setup), |s, polls| {
-            s.then(call(Kind::GetMany, 2, Cancel::AfterPolls(polls)))
-                .then(get(Cancel::Never))
-        })
+        .fold(
+            ScriptBuilder::new(setup).then(get(Cancel::Never)),
+            |s, polls| {
+                s.then(call(Kind::GetMany, 2, Cancel::AfterPolls(polls)))
+                    .then(get(Cancel::Never))
+            },
+        )
         .then(Op::Yield(7))
         .then(Op::ServeAll)
         .then(Op::Answer(4))
@@ -332,11 +338,80 @@ fn callers_dropped_after_a_few_polls_leave_the_connection_in_sync() {
     let report = connection_session(&script);
     assert_eq!(report.errors, 0, "{report:?}");
     // Dropped after one poll (waiting for room) and after two (queued, waiting for the
-    // reply); after three the reply had come.
-    assert_eq!((report.checked, report.cancelled), (6, 2), "{report:?}");
+    // reply); after three the reply had come. The first get is checked too.
+    assert_eq!((report.checked, report.cancelled), (1 + 6, 2), "{report:?}");
     // Both dropped callers left before the connection took their requests: nothing of them
     // was written.
-    assert_eq!(report.requests_read, 6 + 1, "{report:?}");
+    assert_eq!(report.requests_read, 1 + 6 + 1, "{report:?}");
+}
+
+/// A caller alone on the connection polls the connection's task itself: its request is written
+/// during its first poll. Dropped right after, its request was sent and its reply is read and
+/// discarded; the next caller gets its own.
+#[test]
+fn a_lone_caller_dropped_between_write_and_read_leaves_the_connection_in_sync() {
+    let script = ScriptBuilder::new(HONEST)
+        .then(get(Cancel::AfterPolls(1)))
+        .then(Op::Yield(3))
+        .then(get(Cancel::Never))
+        .then(Op::ServeAll)
+        .build();
+    let report = connection_session(&script);
+    assert_eq!(report.errors, 0, "{report:?}");
+    assert_eq!((report.checked, report.cancelled), (1, 1), "{report:?}");
+    // The dropped get reached the server (written in its first poll), then the second get and
+    // the final check.
+    assert_eq!(report.requests_read, 3, "{report:?}");
+}
+
+/// A second caller arrives while the lone caller has read part of its reply: the connection's
+/// own task takes over (the lone caller may be held unpolled), and each gets its own reply.
+#[test]
+fn a_second_caller_arriving_mid_read_is_served_with_the_first() {
+    // Waiting for its reply, or dropped after its second poll (which read the first bytes).
+    for first in [Cancel::Never, Cancel::AfterPolls(2)] {
+        let script = ScriptBuilder::new(HONEST)
+            .then(get(first))
+            .then(Op::Answer(1))
+            .then(Op::Flush(Some(3)))
+            .then(Op::Yield(3))
+            .then(call(Kind::GetMany, 3, Cancel::Never))
+            .then(Op::Yield(2))
+            .then(Op::Flush(Some(4)))
+            .then(Op::Yield(2))
+            .then(Op::ServeAll)
+            .build();
+        let report = connection_session(&script);
+        let cancelled = usize::from(first != Cancel::Never);
+        assert_eq!(report.errors, 0, "{first:?}: {report:?}");
+        assert_eq!(
+            (report.checked, report.cancelled),
+            (2 - cancelled, cancelled),
+            "{first:?}: {report:?}"
+        );
+        assert_eq!(report.requests_read, 3, "{first:?}: {report:?}");
+    }
+}
+
+/// The connection breaks while the lone caller reads its reply: the connection's task handles
+/// the break as it does any other (the caller gets an error, as the connection gave no good
+/// reply yet), and the next caller is served on a fresh connection.
+#[test]
+fn a_break_while_the_lone_caller_reads_is_handled_by_the_connection() {
+    let script = ScriptBuilder::new(HONEST)
+        .then(get(Cancel::Never))
+        .then(Op::Answer(1))
+        .then(Op::Flush(Some(3)))
+        .then(Op::Yield(3))
+        .then(Op::Close)
+        .then(Op::Yield(3))
+        .then(Op::Sleep(255))
+        .then(get(Cancel::Never))
+        .then(Op::ServeAll)
+        .build();
+    let report = connection_session(&script);
+    assert_eq!((report.checked, report.errors), (1, 1), "{report:?}");
+    assert_eq!(report.connections, 2, "{report:?}");
 }
 
 /// Every input the fuzzer kept for `connection` (the findings, once fixed, among them) is

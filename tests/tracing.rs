@@ -38,7 +38,21 @@ struct Recorded {
     values: Vec<String>,
     /// The fields of each `memcached.request` span, by name.
     requests: Vec<BTreeMap<String, String>>,
+    /// Events of a connection's task (`memcached.connected`, ...) and whether each had no
+    /// parent span: the task is polled by whichever caller is alone on the connection, and its
+    /// events must not land in that caller's request span.
+    connection_events: Vec<(String, bool)>,
 }
+
+/// The events of a connection's task.
+const CONNECTION_EVENTS: [&str; 6] = [
+    "memcached.connected",
+    "memcached.connection_lost",
+    "memcached.connect_failed",
+    "memcached.discovery.connect_failed",
+    "memcached.stale.flush",
+    "memcached.stale.delete",
+];
 
 /// Ids above this are request spans (`REQUEST_IDS + 1` is the first); other spans are id 1.
 const REQUEST_IDS: u64 = 1 << 32;
@@ -144,6 +158,11 @@ impl Subscriber for Recorder {
             event.metadata().level().to_string(),
         );
         let mut recorded = self.0.lock().unwrap();
+        if CONNECTION_EVENTS.contains(&kind.0.as_str()) {
+            recorded
+                .connection_events
+                .push((kind.0.clone(), event.is_root()));
+        }
         recorded.kinds.entry(kind).or_default().extend(fields.names);
     }
 
@@ -317,6 +336,21 @@ async fn emitted_spans_and_events_are_the_documented_ones_and_hold_no_key_or_val
         "keys or values reached the logs: {leaks:?}"
     );
     assert!(recorded.values.len() > 20, "the recorder saw the library");
+    // A connection's events have no parent span, whoever polled its task.
+    assert!(
+        recorded
+            .connection_events
+            .iter()
+            .any(|(name, _)| name == "memcached.connected"),
+        "{:?}",
+        recorded.connection_events
+    );
+    let nested: Vec<_> = recorded
+        .connection_events
+        .iter()
+        .filter(|(_, root)| !root)
+        .collect();
+    assert!(nested.is_empty(), "connection events in a span: {nested:?}");
 
     // OpenTelemetry's fields on every request span.
     assert!(recorded.requests.len() > 10, "request spans were recorded");

@@ -6,7 +6,8 @@
 //! deadlines, discarding the replies of callers that left, what to replay after a break), over
 //! a stream from the [`Transport`]. A caller that gives up (timeout, dropped future) only drops
 //! its end of the slot: its request keeps its place and its reply is read and discarded, so no later
-//! caller can ever receive it.
+//! caller can ever receive it. The task's future is polled by a tokio task of its own, or, while
+//! one caller is alone on the connection, by that caller ([`drive`]): no hop between tasks then.
 //!
 //! **Deadlines.** Every request carries its deadline into the task, which answers it: a request
 //! whose deadline has passed when the task takes it from the queue fails with
@@ -26,6 +27,7 @@
 //! ([`stale`]): the write path names them, this module does not route them. It does not know
 //! about routing or the cluster.
 
+mod drive;
 mod health;
 mod request;
 mod slot;
@@ -38,6 +40,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -47,6 +50,7 @@ use crate::error::Error;
 use crate::pipeline::{Caller, Frame, Pending};
 use crate::protocol::{Expect, Limits, Response};
 use crate::transport::{Target, Transport};
+use drive::{Driver, Ticket};
 use health::Health;
 use stale::Stale;
 
@@ -140,13 +144,31 @@ impl Caller for Waiter {
     }
 }
 
-/// Where the reply of a queued request arrives, and until when it is awaited.
+/// Where the reply of a queued request arrives, and until when it is awaited. As a future, the
+/// reply (`Err` when the task dropped the request unanswered); while its caller claims the
+/// connection ([`drive`]), polling it polls the socket task.
 pub(crate) struct Reply {
     rx: slot::Receiver,
     /// A deadline of the caller's own, shorter than the connection's (the request timeout from
     /// when it was queued); `None` for the connection's own, which the socket task watches: the
     /// caller then needs no timer.
     deadline: Option<Instant>,
+    ticket: Ticket,
+}
+
+impl Future for Reply {
+    type Output = Result<Result<Response, Error>, slot::Closed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        // The caller polls the task itself: the task answering its slot need not wake it (it
+        // takes the reply below), but anybody else answering it must.
+        if this.ticket.claims() {
+            this.rx.quiet();
+            this.ticket.drive(cx);
+        }
+        Pin::new(&mut this.rx).poll(cx)
+    }
 }
 
 /// The rest of [`Connection::queue`] when a request could not be queued at once: the wait for
@@ -172,6 +194,7 @@ const WATCH_SLACK: Duration = Duration::from_millis(1);
 #[derive(Clone)]
 pub(crate) struct Connection {
     tx: mpsc::Sender<Pending<Waiter>>,
+    driver: Arc<Driver>,
     health: Arc<Health>,
     /// What the node must forget when it returns, while it is down.
     stale: Arc<Stale>,
@@ -200,12 +223,10 @@ impl Connection {
         let stale = Arc::new(Stale::new(tx.downgrade(), settings.limits, request_timeout));
         let running = settings.tasks.0.subscribe();
         let task = task::run(rx, target, settings, health.clone(), stale.clone());
-        tokio::spawn(async move {
-            task.await;
-            drop(running);
-        });
+        let driver = Driver::spawn(task, running);
         Connection {
             tx,
+            driver,
             health,
             stale,
             request_timeout,
@@ -289,6 +310,7 @@ impl Connection {
         let latest = self.deadline();
         let watched = deadline + WATCH_SLACK >= latest;
         let deadline = deadline.min(latest);
+        let ticket = self.driver.enter();
         let (reply, rx) = slot::slot();
         let pending = Pending::new(
             frame,
@@ -297,9 +319,10 @@ impl Connection {
             idempotent,
             Waiter::Caller(reply),
         );
-        let reply = Reply {
+        let mut reply = Reply {
             rx,
             deadline: (!watched).then_some(deadline),
+            ticket,
         };
         match self.tx.try_send(pending) {
             Ok(()) => {
@@ -311,6 +334,8 @@ impl Connection {
                 Err(Box::pin(std::future::ready(Err(self.closed()))))
             }
             Err(mpsc::error::TrySendError::Full(pending)) => {
+                // Waiting for room is waiting for the task: the caller does not poll it.
+                reply.ticket.unclaim();
                 let conn = self.clone();
                 Err(Box::pin(async move {
                     conn.wait_for_room(pending, deadline).await?;
@@ -341,10 +366,10 @@ impl Connection {
     /// shorter deadline waits under a timer of its own.
     pub(crate) async fn reply(&self, reply: Reply) -> Result<Response, Error> {
         let outcome = match reply.deadline {
-            None => reply.rx.await,
+            None => reply.await,
             // A deadline of the caller's own (shorter than the request timeout; not the hot
             // path): its timer lives on the heap, out of every call's future.
-            Some(deadline) => match Box::pin(tokio::time::timeout_at(deadline, reply.rx)).await {
+            Some(deadline) => match Box::pin(tokio::time::timeout_at(deadline, reply)).await {
                 Ok(outcome) => outcome,
                 Err(_) => return Err(self.timeout()),
             },

@@ -123,6 +123,16 @@ pub(crate) struct Receiver {
 #[derive(Debug)]
 pub(crate) struct Closed;
 
+impl Receiver {
+    /// Forgets the waker of the last poll: an outcome sent from now on wakes nobody until the
+    /// next poll (which finds it).
+    pub(crate) fn quiet(&self) {
+        if let Some(slot) = self.slot.as_ref() {
+            slot.lock().waker = None;
+        }
+    }
+}
+
 impl Future for Receiver {
     type Output = Result<Outcome, Closed>;
 

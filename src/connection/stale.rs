@@ -174,13 +174,13 @@ impl Stale {
         let deadline = self.probe_deadline();
         let mut requests = Vec::with_capacity(round.keys.len() + 1);
         if round.flush {
-            tracing::warn!(node = %health.node(), "memcached.stale.flush");
+            tracing::warn!(parent: None, node = %health.node(), "memcached.stale.flush");
             let (frame, expect) = self.encode(&Request::FlushAll { delay: None });
             let waiter = Waiter::Cleanup(self.clone(), None);
             requests.push(Pending::new(frame, expect, deadline, false, waiter));
         } else {
             if !round.keys.is_empty() {
-                tracing::debug!(node = %health.node(), keys = round.keys.len(), "memcached.stale.delete");
+                tracing::debug!(parent: None, node = %health.node(), keys = round.keys.len(), "memcached.stale.delete");
             }
             for key in round.keys.keys() {
                 let waiter = Waiter::Cleanup(self.clone(), Some(key.clone()));

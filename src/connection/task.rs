@@ -81,9 +81,9 @@ pub(super) async fn run(
                 let delay = backoff.failed();
                 meter.connect_failed();
                 if health.role() == Role::Node {
-                    tracing::warn!(node = %health.node(), error = %err, backoff_ms = delay.as_millis() as u64, "memcached.connect_failed");
+                    tracing::warn!(parent: None, node = %health.node(), error = %err, backoff_ms = delay.as_millis() as u64, "memcached.connect_failed");
                 } else {
-                    tracing::debug!(endpoint = %health.node(), error = %err, "memcached.discovery.connect_failed");
+                    tracing::debug!(parent: None, endpoint = %health.node(), error = %err, "memcached.discovery.connect_failed");
                 }
                 retry_at = Some(health.mark_down(delay, &err));
                 fail_queued(&mut replay, &mut rx, &err);
@@ -92,7 +92,7 @@ pub(super) async fn run(
         };
         retry_at = None;
         meter.opened();
-        tracing::debug!(node = %health.node(), "memcached.connected");
+        tracing::debug!(parent: None, node = %health.node(), "memcached.connected");
         let mut first = std::mem::take(&mut replay);
         if health.probes() && health.is_down() {
             // A node that accepts a connection may still not answer (a stopped process: the
@@ -124,6 +124,7 @@ pub(super) async fn run(
         // Without reply bytes: they may hold keys and values.
         if health.role() == Role::Node {
             tracing::warn!(
+                parent: None,
                 node = %health.node(),
                 error = %error.without_data(),
                 resent = closed.replay.len(),

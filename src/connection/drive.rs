@@ -1,0 +1,341 @@
+//! Who polls a connection's task: the task's own tokio task (the *shell*), or a lone caller.
+//!
+//! A request normally crosses two tasks: the caller queues it and waits for its reply slot, and
+//! the socket task writes it, reads the reply and answers the slot — two extra task polls per
+//! request and, on a multi-thread runtime, a wake of another thread each way. When a caller is
+//! the only one with a request on the connection, it *claims* the connection and polls the
+//! socket task's future itself, from its own task: the request is written during the caller's
+//! own poll, and the reply's arrival wakes the caller, which reads it and takes it from its slot
+//! in the same poll. Nothing else changes: the socket task's future is the same state machine
+//! (pipeline, deadlines, replays, reconnects), only polled by another task.
+//!
+//! How the two share one future:
+//!
+//! * **One poller at a time.** The future sits behind a lock and a three-state flag (idle,
+//!   polling, polled again): whoever finds it being polled leaves a note, and the poller wakes
+//!   the connection's waker after its poll, so no wake is lost and the future's own yields
+//!   still yield.
+//! * **One waker, routed.** The future is always polled with the connection's waker, which
+//!   wakes the claiming caller while there is one, else the shell. Nothing the future waits for
+//!   (the socket, its timer, the queue) needs registering again when the poller changes.
+//! * **A claim ends** when its caller has its reply or is dropped, and as soon as a second
+//!   request is queued (the claiming caller may be a future polled once and then held without
+//!   being polled: it must never stall anyone else). A wake meant for a claim that ended before
+//!   the claiming caller polled goes to the shell.
+//!
+//! This module does not know what the future does; [`super::task`] does not know who polls it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+
+type TaskFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Nobody polls the task.
+const IDLE: u8 = 0;
+/// Somebody polls the task.
+const POLLING: u8 = 1;
+/// Somebody polls the task, and it was woken meanwhile: wake it again after this poll.
+const REPOLL: u8 = 2;
+
+/// A connection's task and who is woken for it.
+pub(super) struct Driver {
+    /// The socket task's future; `None` once it ended (or its shell was dropped).
+    task: Mutex<Option<TaskFuture>>,
+    state: AtomicU8,
+    /// A wake went to a claiming caller since the task's last poll.
+    missed: AtomicBool,
+    /// The task's future completed.
+    ended: AtomicBool,
+    route: Mutex<Route>,
+    /// The runtime the connection lives in: its task's sockets and timers belong to it, whoever
+    /// polls.
+    runtime: tokio::runtime::Handle,
+}
+
+#[derive(Default)]
+struct Route {
+    /// The shell's waker, from its last poll.
+    shell: Option<Waker>,
+    /// The caller that polls the task while it has the only request queued.
+    claim: Option<Claim>,
+    next_claim: u64,
+    /// Requests queued through [`Driver::enter`] whose callers still wait.
+    waiting: usize,
+}
+
+struct Claim {
+    id: u64,
+    /// `None` until the claiming caller first polls.
+    waker: Option<Waker>,
+}
+
+/// A caller's place among those waiting for a reply on one connection: its claim, if it has one.
+/// Dropping it (the reply taken, or the caller gone) ends the wait and the claim.
+pub(crate) struct Ticket {
+    driver: Arc<Driver>,
+    claim: Option<u64>,
+}
+
+impl Driver {
+    /// Spawns the shell that polls `task` when no caller does. Must be called within a tokio
+    /// runtime. `running` is dropped when the task ends.
+    pub(super) fn spawn(
+        task: impl Future<Output = ()> + Send + 'static,
+        running: impl Send + 'static,
+    ) -> Arc<Driver> {
+        let driver = Arc::new(Driver {
+            task: Mutex::new(Some(Box::pin(task))),
+            state: AtomicU8::new(IDLE),
+            missed: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+            route: Mutex::default(),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        tokio::spawn(Shell {
+            driver: driver.clone(),
+            _running: running,
+        });
+        driver
+    }
+
+    fn route(&self) -> MutexGuard<'_, Route> {
+        self.route.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a caller about to queue a request. It claims the connection when nobody else
+    /// waits; a second caller ends any claim.
+    pub(super) fn enter(self: &Arc<Self>) -> Ticket {
+        let mut route = self.route();
+        route.waiting += 1;
+        let mut claim = None;
+        let mut ended = None;
+        if route.waiting == 1 && route.claim.is_none() {
+            route.next_claim += 1;
+            let id = route.next_claim;
+            route.claim = Some(Claim { id, waker: None });
+            claim = Some(id);
+        } else if let Some(old) = route.claim.take() {
+            ended = Some(old.waker);
+        }
+        drop(route);
+        if let Some(waker) = ended {
+            // The claiming caller learns it on its next poll and waits for its slot instead.
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+            // A wake the claiming caller has not acted on yet is the shell's now.
+            if self.missed.swap(false, Ordering::SeqCst) {
+                self.wake_shell();
+            }
+        }
+        Ticket {
+            driver: self.clone(),
+            claim,
+        }
+    }
+
+    /// Polls the task once with the connection's waker, unless somebody else is polling it
+    /// (they then poll again, or wake whoever polls next).
+    fn drive(self: &Arc<Self>) {
+        loop {
+            match self
+                .state
+                .compare_exchange(IDLE, POLLING, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => break,
+                Err(REPOLL) => return,
+                Err(_) => {
+                    if self
+                        .state
+                        .compare_exchange(POLLING, REPOLL, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        self.missed.store(false, Ordering::SeqCst);
+        let ended = {
+            let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+            match task.as_mut() {
+                Some(future) => {
+                    let _runtime = self.runtime.enter();
+                    let waker = Waker::from(self.clone());
+                    let done = future.as_mut().poll(&mut Context::from_waker(&waker));
+                    if done.is_ready() {
+                        *task = None;
+                        self.ended.store(true, Ordering::SeqCst);
+                    }
+                    done.is_ready()
+                }
+                None => false,
+            }
+        };
+        let again = self
+            .state
+            .compare_exchange(POLLING, IDLE, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err();
+        if again {
+            self.state.store(IDLE, Ordering::SeqCst);
+            self.wake_poller();
+        }
+        if ended {
+            self.wake_shell();
+        }
+    }
+
+    /// Wakes whoever polls the task now: the claiming caller, or else the shell.
+    fn wake_poller(&self) {
+        let route = self.route();
+        let waker = match &route.claim {
+            Some(claim) => {
+                self.missed.store(true, Ordering::SeqCst);
+                claim.waker.clone()
+            }
+            None => route.shell.clone(),
+        };
+        drop(route);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn wake_shell(&self) {
+        let shell = self.route().shell.clone();
+        if let Some(waker) = shell {
+            waker.wake();
+        }
+    }
+}
+
+impl Wake for Driver {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Being polled: the poller wakes it again when it is done.
+        loop {
+            match self.state.load(Ordering::SeqCst) {
+                IDLE => break,
+                REPOLL => return,
+                _ => {
+                    if self
+                        .state
+                        .compare_exchange(POLLING, REPOLL, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        self.wake_poller();
+    }
+}
+
+impl Ticket {
+    /// Whether this caller claimed the connection (and has not learnt yet that the claim ended).
+    pub(super) fn claims(&self) -> bool {
+        self.claim.is_some()
+    }
+
+    /// Polls the connection's task when this caller holds the claim, and makes `cx` the one
+    /// woken for the task.
+    pub(super) fn drive(&mut self, cx: &Context<'_>) {
+        let Some(id) = self.claim else {
+            return;
+        };
+        {
+            let mut route = self.driver.route();
+            match &mut route.claim {
+                Some(claim) if claim.id == id => match &mut claim.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    w => *w = Some(cx.waker().clone()),
+                },
+                _ => {
+                    self.claim = None;
+                    return;
+                }
+            }
+        }
+        self.driver.drive();
+    }
+
+    /// Gives up the claim (the caller waits for its slot from now on).
+    pub(super) fn unclaim(&mut self) {
+        if self.claim.take().is_some() {
+            self.driver.end_claim();
+        }
+    }
+}
+
+impl Driver {
+    /// Ends the claim; a wake it missed goes to the shell.
+    fn end_claim(&self) {
+        self.route().claim = None;
+        if self.missed.swap(false, Ordering::SeqCst) {
+            self.wake_shell();
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut route = self.driver.route();
+        route.waiting = route.waiting.saturating_sub(1);
+        let owns = matches!((&route.claim, self.claim), (Some(c), Some(id)) if c.id == id);
+        if owns {
+            route.claim = None;
+        }
+        drop(route);
+        if owns && self.driver.missed.swap(false, Ordering::SeqCst) {
+            self.driver.wake_shell();
+        }
+    }
+}
+
+/// The tokio task that polls the connection's task whenever no caller claims it.
+struct Shell<R> {
+    driver: Arc<Driver>,
+    _running: R,
+}
+
+impl<R> Future for Shell<R> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let driver = &self.driver;
+        {
+            let mut route = driver.route();
+            match &mut route.shell {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                w => *w = Some(cx.waker().clone()),
+            }
+        }
+        driver.drive();
+        if driver.ended.load(Ordering::SeqCst) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl<R> Drop for Shell<R> {
+    fn drop(&mut self) {
+        // The runtime is shutting down (or the task ended): drop the task's future here, so that
+        // its sockets close and the wakers it registered (which hold the driver) go with it.
+        let task = self
+            .driver
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(task);
+    }
+}
