@@ -53,12 +53,20 @@ pub(super) struct Driver {
     /// The runtime the connection lives in: its task's sockets and timers belong to it, whoever
     /// polls.
     runtime: tokio::runtime::Handle,
+    /// Held while the task runs (see [`super::Tasks`]); the shell takes it when it starts.
+    running: Mutex<Option<Running>>,
 }
+
+type Running = tokio::sync::watch::Receiver<()>;
 
 #[derive(Default)]
 struct Route {
     /// The shell's waker, from its last poll.
     shell: Option<Waker>,
+    /// Whether the shell was spawned. It is spawned by the first wake that has nobody else to
+    /// go to: a lone caller's request (a cold start's) needs no other task, nor the wake of an
+    /// idle worker thread that spawning one costs.
+    shell_spawned: bool,
     /// The caller that polls the task while it has the only request queued.
     claim: Option<Claim>,
     next_claim: u64,
@@ -80,25 +88,19 @@ pub(crate) struct Ticket {
 }
 
 impl Driver {
-    /// Spawns the shell that polls `task` when no caller does. Must be called within a tokio
-    /// runtime. `running` is dropped when the task ends.
-    pub(super) fn spawn(
-        task: impl Future<Output = ()> + Send + 'static,
-        running: impl Send + 'static,
-    ) -> Arc<Driver> {
-        let driver = Arc::new(Driver {
+    /// A driver for `task`, to be polled by a claiming caller or by the shell, which is
+    /// spawned when first needed. Must be called within a tokio runtime. `running` is dropped
+    /// when the task ends (or, if it never ran, when the driver is dropped).
+    pub(super) fn new(task: impl Future<Output = ()> + Send + 'static, running: Running) -> Driver {
+        Driver {
             task: Mutex::new(Some(Box::pin(task))),
             state: AtomicU8::new(IDLE),
             missed: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             route: Mutex::default(),
             runtime: tokio::runtime::Handle::current(),
-        });
-        tokio::spawn(Shell {
-            driver: driver.clone(),
-            _running: running,
-        });
-        driver
+            running: Mutex::new(Some(running)),
+        }
     }
 
     fn route(&self) -> MutexGuard<'_, Route> {
@@ -189,24 +191,43 @@ impl Driver {
     }
 
     /// Wakes whoever polls the task now: the claiming caller, or else the shell.
-    fn wake_poller(&self) {
+    fn wake_poller(self: &Arc<Self>) {
         let route = self.route();
-        let waker = match &route.claim {
+        match &route.claim {
             Some(claim) => {
                 self.missed.store(true, Ordering::SeqCst);
-                claim.waker.clone()
+                let waker = claim.waker.clone();
+                drop(route);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
             }
-            None => route.shell.clone(),
-        };
-        drop(route);
-        if let Some(waker) = waker {
-            waker.wake();
+            None => self.wake_shell_in(route),
         }
     }
 
-    fn wake_shell(&self) {
-        let shell = self.route().shell.clone();
-        if let Some(waker) = shell {
+    fn wake_shell(self: &Arc<Self>) {
+        self.wake_shell_in(self.route());
+    }
+
+    /// Wakes the shell, or spawns it (it polls the task when it first runs) if that was not
+    /// done yet.
+    fn wake_shell_in(self: &Arc<Self>, mut route: MutexGuard<'_, Route>) {
+        let spawn = !std::mem::replace(&mut route.shell_spawned, true);
+        let waker = route.shell.clone();
+        drop(route);
+        if spawn {
+            let running = self
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            // On a runtime shutting down the shell is dropped unpolled, and drops the task.
+            drop(self.runtime.spawn(Shell {
+                driver: self.clone(),
+                _running: running,
+            }));
+        } else if let Some(waker) = waker {
             waker.wake();
         }
     }
@@ -276,7 +297,7 @@ impl Ticket {
 
 impl Driver {
     /// Ends the claim; a wake it missed goes to the shell.
-    fn end_claim(&self) {
+    fn end_claim(self: &Arc<Self>) {
         self.route().claim = None;
         if self.missed.swap(false, Ordering::SeqCst) {
             self.wake_shell();

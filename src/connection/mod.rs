@@ -223,7 +223,7 @@ impl Connection {
         let stale = Arc::new(Stale::new(tx.downgrade(), settings.limits, request_timeout));
         let running = settings.tasks.0.subscribe();
         let task = task::run(rx, target, settings, health.clone(), stale.clone());
-        let driver = Driver::spawn(task, running);
+        let driver = Arc::new(Driver::new(task, running));
         Connection {
             tx,
             driver,
