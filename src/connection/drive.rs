@@ -49,6 +49,9 @@ pub(super) struct Driver {
     missed: AtomicBool,
     /// The task's future completed.
     ended: AtomicBool,
+    /// The task was polled at least once. Until then it has registered no waker: a request
+    /// queued for it wakes nobody, and whoever will not poll it must have the shell do it.
+    polled: AtomicBool,
     route: Mutex<Route>,
     /// The runtime the connection lives in: its task's sockets and timers belong to it, whoever
     /// polls.
@@ -97,6 +100,7 @@ impl Driver {
             state: AtomicU8::new(IDLE),
             missed: AtomicBool::new(false),
             ended: AtomicBool::new(false),
+            polled: AtomicBool::new(false),
             route: Mutex::default(),
             runtime: tokio::runtime::Handle::current(),
             running: Mutex::new(Some(running)),
@@ -107,31 +111,28 @@ impl Driver {
         self.route.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records a caller about to queue a request. It claims the connection when nobody else
-    /// waits; a second caller ends any claim.
-    pub(super) fn enter(self: &Arc<Self>) -> Ticket {
+    /// Records a caller about to queue a request. It claims the connection (if it `wants` to)
+    /// when nobody else waits; a second caller ends any claim.
+    pub(super) fn enter(self: &Arc<Self>, wants: bool) -> Ticket {
         let mut route = self.route();
         route.waiting += 1;
         let mut claim = None;
-        let mut ended = None;
-        if route.waiting == 1 && route.claim.is_none() {
+        let mut ended: Option<Waker> = None;
+        if wants && route.waiting == 1 && route.claim.is_none() {
             route.next_claim += 1;
             let id = route.next_claim;
             route.claim = Some(Claim { id, waker: None });
             claim = Some(id);
         } else if let Some(old) = route.claim.take() {
-            ended = Some(old.waker);
+            ended = old.waker;
         }
         drop(route);
+        // The claiming caller learns it on its next poll and waits for its slot instead.
         if let Some(waker) = ended {
-            // The claiming caller learns it on its next poll and waits for its slot instead.
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-            // A wake the claiming caller has not acted on yet is the shell's now.
-            if self.missed.swap(false, Ordering::SeqCst) {
-                self.wake_shell();
-            }
+            waker.wake();
+        }
+        if claim.is_none() {
+            self.hand_to_shell();
         }
         Ticket {
             driver: self.clone(),
@@ -161,6 +162,7 @@ impl Driver {
             }
         }
         self.missed.store(false, Ordering::SeqCst);
+        self.polled.store(true, Ordering::SeqCst);
         let ended = {
             let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
             match task.as_mut() {
@@ -208,6 +210,16 @@ impl Driver {
 
     fn wake_shell(self: &Arc<Self>) {
         self.wake_shell_in(self.route());
+    }
+
+    /// Called when a caller with a request queued will not poll the task (it does not claim
+    /// it, or no longer does): the shell polls it if the claiming caller missed a wake, or if
+    /// the task was never polled (so nothing queued wakes it).
+    fn hand_to_shell(self: &Arc<Self>) {
+        let missed = self.missed.swap(false, Ordering::SeqCst);
+        if missed || !self.polled.load(Ordering::SeqCst) {
+            self.wake_shell();
+        }
     }
 
     /// Wakes the shell, or spawns it (it polls the task when it first runs) if that was not
@@ -299,9 +311,7 @@ impl Driver {
     /// Ends the claim; a wake it missed goes to the shell.
     fn end_claim(self: &Arc<Self>) {
         self.route().claim = None;
-        if self.missed.swap(false, Ordering::SeqCst) {
-            self.wake_shell();
-        }
+        self.hand_to_shell();
     }
 }
 
@@ -314,8 +324,8 @@ impl Drop for Ticket {
             route.claim = None;
         }
         drop(route);
-        if owns && self.driver.missed.swap(false, Ordering::SeqCst) {
-            self.driver.wake_shell();
+        if owns {
+            self.driver.hand_to_shell();
         }
     }
 }

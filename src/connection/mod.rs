@@ -27,6 +27,7 @@
 //! ([`stale`]): the write path names them, this module does not route them. It does not know
 //! about routing or the cluster.
 
+mod answer;
 mod drive;
 mod health;
 mod request;
@@ -34,13 +35,13 @@ mod slot;
 mod stale;
 mod task;
 
+pub(crate) use answer::{Answer, Reply};
 pub(crate) use request::accept_reply;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -50,7 +51,7 @@ use crate::error::Error;
 use crate::pipeline::{Caller, Frame, Pending};
 use crate::protocol::{Expect, Limits, Response};
 use crate::transport::{Target, Transport};
-use drive::{Driver, Ticket};
+use drive::Driver;
 use health::Health;
 use stale::Stale;
 
@@ -141,33 +142,6 @@ impl Caller for Waiter {
             Waiter::Cleanup(stale, key) => stale.cleaned(key, &outcome),
             Waiter::Quiet => {}
         }
-    }
-}
-
-/// Where the reply of a queued request arrives, and until when it is awaited. As a future, the
-/// reply (`Err` when the task dropped the request unanswered); while its caller claims the
-/// connection ([`drive`]), polling it polls the socket task.
-pub(crate) struct Reply {
-    rx: slot::Receiver,
-    /// A deadline of the caller's own, shorter than the connection's (the request timeout from
-    /// when it was queued); `None` for the connection's own, which the socket task watches: the
-    /// caller then needs no timer.
-    deadline: Option<Instant>,
-    ticket: Ticket,
-}
-
-impl Future for Reply {
-    type Output = Result<Result<Response, Error>, slot::Closed>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        // The caller polls the task itself: the task answering its slot need not wake it (it
-        // takes the reply below), but anybody else answering it must.
-        if this.ticket.claims() {
-            this.rx.quiet();
-            this.ticket.drive(cx);
-        }
-        Pin::new(&mut this.rx).poll(cx)
     }
 }
 
@@ -283,6 +257,10 @@ impl Connection {
     ///
     /// Not an `async fn`: the request is queued when this is called (see
     /// [`Connection::queue`]); the future only finishes the sending of one that could not be.
+    ///
+    /// The caller never polls the connection's task itself ([`drive`]): it may have requests
+    /// queued on other connections whose replies it awaits first, and those requests must go
+    /// out now, not once the earlier replies are in.
     pub(crate) fn send(
         &self,
         frame: Frame,
@@ -290,13 +268,15 @@ impl Connection {
         idempotent: bool,
         deadline: Instant,
     ) -> impl Future<Output = Result<Reply, Error>> {
-        sent(self.queue(frame, expect, idempotent, deadline))
+        sent(self.enqueue(frame, expect, idempotent, deadline, false))
     }
 
-    /// [`Connection::send`] without a future in the usual case: queues the request now when
-    /// the queue has room (no timer, no await) and returns where its reply will arrive.
-    /// Otherwise — a full queue (backpressure), a node marked down, a closed connection — the
-    /// rest is a future on the heap, so that every call's own future stays small.
+    /// [`Connection::send`] without a future in the usual case, for a request whose reply is
+    /// awaited at once: queues the request now when the queue has room (no timer, no await)
+    /// and returns where its reply will arrive. Otherwise — a full queue (backpressure), a node
+    /// marked down, a closed connection — the rest is a future on the heap, so that every
+    /// call's own future stays small. A caller alone on the connection polls its task itself
+    /// while it waits ([`drive`]).
     pub(crate) fn queue(
         &self,
         frame: Frame,
@@ -304,13 +284,25 @@ impl Connection {
         idempotent: bool,
         deadline: Instant,
     ) -> Result<Reply, Waiting> {
+        self.enqueue(frame, expect, idempotent, deadline, true)
+    }
+
+    /// [`Connection::queue`], claiming the connection (when alone on it) if `claim`.
+    fn enqueue(
+        &self,
+        frame: Frame,
+        expect: Expect,
+        idempotent: bool,
+        deadline: Instant,
+        claim: bool,
+    ) -> Result<Reply, Waiting> {
         if let Some(down) = self.health.down_error() {
             return Err(Box::pin(std::future::ready(Err(down))));
         }
         let latest = self.deadline();
         let watched = deadline + WATCH_SLACK >= latest;
         let deadline = deadline.min(latest);
-        let ticket = self.driver.enter();
+        let ticket = self.driver.enter(claim);
         let (reply, rx) = slot::slot();
         let pending = Pending::new(
             frame,
@@ -364,17 +356,8 @@ impl Connection {
     /// deadline. A request given the connection's own deadline (the request timeout) is watched
     /// by the socket task, and its caller registers no timer (see the module docs); one given a
     /// shorter deadline waits under a timer of its own.
-    pub(crate) async fn reply(&self, reply: Reply) -> Result<Response, Error> {
-        let outcome = match reply.deadline {
-            None => reply.await,
-            // A deadline of the caller's own (shorter than the request timeout; not the hot
-            // path): its timer lives on the heap, out of every call's future.
-            Some(deadline) => match Box::pin(tokio::time::timeout_at(deadline, reply)).await {
-                Ok(outcome) => outcome,
-                Err(_) => return Err(self.timeout()),
-            },
-        };
-        outcome.unwrap_or_else(|_| Err(self.closed()))
+    pub(crate) fn reply(&self, reply: Reply) -> Answer<'_> {
+        self.answer(Ok(reply))
     }
 
     /// Sends one encoded request and waits for its reply, at most the request timeout.
@@ -382,30 +365,24 @@ impl Connection {
     /// Not an `async fn`: the request is queued when this is called (see
     /// [`Connection::queue`]), so the future holds where its reply will arrive and not the
     /// request's bytes.
-    pub(crate) fn call(
-        &self,
-        frame: Frame,
-        expect: Expect,
-        idempotent: bool,
-    ) -> impl Future<Output = Result<Response, Error>> + '_ {
+    pub(crate) fn call(&self, frame: Frame, expect: Expect, idempotent: bool) -> Answer<'_> {
         self.answer(self.queue(frame, expect, idempotent, self.deadline()))
     }
 
     /// The reply of a request [`Connection::queue`] queued (or, for one it could not queue
     /// at once, the rest of its sending first).
-    pub(crate) async fn answer(&self, queued: Result<Reply, Waiting>) -> Result<Response, Error> {
-        let reply = sent(queued).await?;
-        self.reply(reply).await
+    pub(crate) fn answer(&self, queued: Result<Reply, Waiting>) -> Answer<'_> {
+        Answer::new(self, queued)
     }
 
-    fn timeout(&self) -> Error {
+    pub(super) fn timeout(&self) -> Error {
         Error::Timeout {
             node: self.node().to_string(),
             timeout: self.request_timeout,
         }
     }
 
-    fn closed(&self) -> Error {
+    pub(super) fn closed(&self) -> Error {
         Error::Io {
             node: self.node().to_string(),
             source: Arc::new(std::io::Error::new(
