@@ -224,13 +224,8 @@ async fn ten_thousand_callers_with_random_timeouts_get_only_their_own_values() {
     }
 }
 
-/// Polls `fut` once, in the caller's task: far enough to queue its request if there is room.
-async fn poll_once<F: Future + ?Sized>(mut fut: Pin<&mut F>) -> Poll<F::Output> {
-    std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
-}
-
-#[tokio::test]
-async fn a_request_dropped_after_it_was_queued_but_before_it_was_written_is_not_sent() {
+/// One memcached node and a client discovering it, with `k` set to `v`.
+async fn one_node_holding_k() -> (LocalCluster, Client) {
     let cluster = LocalCluster::start(1).await.unwrap();
     let client = Client::builder()
         .config_endpoint(cluster.config_endpoint().to_string())
@@ -238,6 +233,17 @@ async fn a_request_dropped_after_it_was_queued_but_before_it_was_written_is_not_
         .await
         .unwrap();
     client.set("k", "v", Duration::from_secs(60)).await.unwrap();
+    (cluster, client)
+}
+
+/// Polls `fut` once, in the caller's task: far enough to queue its request if there is room.
+async fn poll_once<F: Future + ?Sized>(mut fut: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
+}
+
+#[tokio::test]
+async fn a_request_dropped_after_it_was_queued_but_before_it_was_written_is_not_sent() {
+    let (cluster, client) = one_node_holding_k().await;
     let before = support::stat(cluster.node_addrs()[0], "cmd_set").await;
     // A caller alone on its connection writes its request in its first poll (it polls the
     // connection's task itself). With another caller waiting (this get, polled once and held),
@@ -429,13 +435,7 @@ async fn a_million_requests_with_random_cancellations() {
 /// and discarded: the next call on the connection gets its own.
 #[tokio::test]
 async fn a_lone_callers_request_is_written_in_its_first_poll_and_its_reply_discarded() {
-    let cluster = LocalCluster::start(1).await.unwrap();
-    let client = Client::builder()
-        .config_endpoint(cluster.config_endpoint().to_string())
-        .build()
-        .await
-        .unwrap();
-    client.set("k", "v", Duration::from_secs(60)).await.unwrap();
+    let (_cluster, client) = one_node_holding_k().await;
     for i in 0..100 {
         let value = format!("lone-{i}");
         let mut set = Box::pin(client.set("k", &value, Duration::from_secs(60)));
@@ -451,13 +451,7 @@ async fn a_lone_callers_request_is_written_in_its_first_poll_and_its_reply_disca
 /// A lone caller polled once and then held without being polled must not stall the callers
 /// after it: the connection's own task serves them (and the held caller's reply waits for it).
 async fn held_lone_caller_does_not_stall_the_next_ones() {
-    let cluster = LocalCluster::start(1).await.unwrap();
-    let client = Client::builder()
-        .config_endpoint(cluster.config_endpoint().to_string())
-        .build()
-        .await
-        .unwrap();
-    client.set("k", "v", Duration::from_secs(60)).await.unwrap();
+    let (_cluster, client) = one_node_holding_k().await;
     // On two workers the node may answer within the first poll (then nothing is held): go on
     // until 50 callers were held.
     let mut held_callers = 0;
