@@ -49,8 +49,9 @@
 //!   connection are the sans-IO crate `memcached-autodiscovery-proto`: bytes in, values out,
 //!   fuzzed and benchmarked on their own. This crate drives them over sockets.
 //! * One task owns each socket. Requests queued together go out in one write; replies are
-//!   matched in order. Streams come from the transport: TCP, TLS, or a
-//!   [`transport::Dial`] of your own.
+//!   matched in order. A caller alone on its connection polls that task itself, from its own
+//!   task, so a lone call pays no hop between tasks. Streams come from the transport: TCP, TLS,
+//!   or a [`transport::Dial`] of your own.
 //! * The topology is an immutable snapshot swapped atomically: a request sees the old topology or
 //!   the new one, never a mix, and never waits for a refresh.
 

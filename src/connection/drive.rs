@@ -27,7 +27,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -49,6 +49,10 @@ pub(super) struct Driver {
     missed: AtomicBool,
     /// The task's future completed.
     ended: AtomicBool,
+    /// Requests queued through [`Driver::enter`] whose callers still wait.
+    waiting: AtomicUsize,
+    /// Whether a caller claims the connection (set under the `route` lock, read without it).
+    claimed: AtomicBool,
     /// The task was polled at least once. Until then it has registered no waker: a request
     /// queued for it wakes nobody, and whoever will not poll it must have the shell do it.
     polled: AtomicBool,
@@ -73,8 +77,6 @@ struct Route {
     /// The caller that polls the task while it has the only request queued.
     claim: Option<Claim>,
     next_claim: u64,
-    /// Requests queued through [`Driver::enter`] whose callers still wait.
-    waiting: usize,
 }
 
 struct Claim {
@@ -101,6 +103,8 @@ impl Driver {
             missed: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             polled: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            claimed: AtomicBool::new(false),
             route: Mutex::default(),
             runtime: tokio::runtime::Handle::current(),
             running: Mutex::new(Some(running)),
@@ -112,31 +116,58 @@ impl Driver {
     }
 
     /// Records a caller about to queue a request. It claims the connection (if it `wants` to)
-    /// when nobody else waits; a second caller ends any claim.
+    /// when nobody else waits; a second caller ends any claim. Callers that find others waiting
+    /// and no claim (a busy connection) take no lock.
     pub(super) fn enter(self: &Arc<Self>, wants: bool) -> Ticket {
-        let mut route = self.route();
-        route.waiting += 1;
-        let mut claim = None;
-        let mut ended: Option<Waker> = None;
-        if wants && route.waiting == 1 && route.claim.is_none() {
-            route.next_claim += 1;
-            let id = route.next_claim;
-            route.claim = Some(Claim { id, waker: None });
-            claim = Some(id);
-        } else if let Some(old) = route.claim.take() {
-            ended = old.waker;
-        }
-        drop(route);
-        // The claiming caller learns it on its next poll and waits for its slot instead.
-        if let Some(waker) = ended {
-            waker.wake();
-        }
+        let before = self.waiting.fetch_add(1, Ordering::SeqCst);
+        let claim = if before == 0 && wants {
+            self.try_claim()
+        } else {
+            if self.claimed.load(Ordering::SeqCst) {
+                self.end_claim_of_another();
+            }
+            None
+        };
         if claim.is_none() {
             self.hand_to_shell();
         }
         Ticket {
             driver: self.clone(),
             claim,
+        }
+    }
+
+    /// Claims the connection for the one caller waiting, unless another arrived meanwhile.
+    /// `claimed` is set before `waiting` is read again, and a caller arriving reads `claimed`
+    /// after counting itself in `waiting`: of the two, at least one sees the other.
+    fn try_claim(&self) -> Option<u64> {
+        let mut route = self.route();
+        if route.claim.is_some() {
+            return None;
+        }
+        self.claimed.store(true, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) != 1 {
+            self.claimed.store(false, Ordering::SeqCst);
+            return None;
+        }
+        route.next_claim += 1;
+        let id = route.next_claim;
+        route.claim = Some(Claim { id, waker: None });
+        Some(id)
+    }
+
+    /// Ends the claim of the caller that was alone until now: it learns it on its next poll
+    /// and waits for its slot instead.
+    fn end_claim_of_another(self: &Arc<Self>) {
+        let mut route = self.route();
+        let ended = route.claim.take();
+        self.claimed.store(false, Ordering::SeqCst);
+        drop(route);
+        if let Some(Claim {
+            waker: Some(waker), ..
+        }) = ended
+        {
+            waker.wake();
         }
     }
 
@@ -301,32 +332,34 @@ impl Ticket {
 
     /// Gives up the claim (the caller waits for its slot from now on).
     pub(super) fn unclaim(&mut self) {
-        if self.claim.take().is_some() {
-            self.driver.end_claim();
+        if let Some(id) = self.claim.take() {
+            self.driver.end_claim(id);
         }
     }
 }
 
 impl Driver {
-    /// Ends the claim; a wake it missed goes to the shell.
-    fn end_claim(self: &Arc<Self>) {
-        self.route().claim = None;
-        self.hand_to_shell();
+    /// Ends the claim `id` if it still holds; a wake it missed goes to the shell.
+    fn end_claim(self: &Arc<Self>, id: u64) {
+        let mut route = self.route();
+        let holds = route.claim.as_ref().is_some_and(|c| c.id == id);
+        if holds {
+            route.claim = None;
+            self.claimed.store(false, Ordering::SeqCst);
+        }
+        drop(route);
+        if holds {
+            self.hand_to_shell();
+        }
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut route = self.driver.route();
-        route.waiting = route.waiting.saturating_sub(1);
-        let owns = matches!((&route.claim, self.claim), (Some(c), Some(id)) if c.id == id);
-        if owns {
-            route.claim = None;
+        if let Some(id) = self.claim {
+            self.driver.end_claim(id);
         }
-        drop(route);
-        if owns {
-            self.driver.hand_to_shell();
-        }
+        self.driver.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
