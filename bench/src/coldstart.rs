@@ -10,15 +10,32 @@ use crate::load::route;
 use crate::report::Spread;
 use crate::Bench;
 
-/// Cold-start samples, in microseconds.
-pub struct ColdStart {
-    pub samples: usize,
+/// The times of this crate's cold-start samples, in microseconds.
+#[derive(Default)]
+pub struct Phases {
     /// `Client::builder()...build().await`: discovery.
     pub build_us: Vec<f64>,
     /// The first `get` after `build()`: connect plus one round trip.
     pub first_get_us: Vec<f64>,
     /// Both together.
     pub total_us: Vec<f64>,
+}
+
+impl Phases {
+    /// Adds one sample: started at `start`, `build()` returned at `built`, the first `get` was
+    /// answered at `answered`.
+    pub fn push(&mut self, start: Instant, built: Instant, answered: Instant) {
+        let us = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1e6;
+        self.build_us.push(us(start, built));
+        self.first_get_us.push(us(built, answered));
+        self.total_us.push(us(start, answered));
+    }
+}
+
+/// Cold-start samples, in microseconds.
+pub struct ColdStart {
+    pub samples: usize,
+    pub phases: Phases,
     /// Reference: async-memcached `Client::new` to the key's server, then one `get`.
     pub peer_total_us: Vec<f64>,
 }
@@ -52,9 +69,7 @@ pub async fn sample(
 pub async fn measure(bench: &Bench, samples: usize) -> Result<ColdStart, String> {
     let mut cold = ColdStart {
         samples,
-        build_us: Vec::new(),
-        first_get_us: Vec::new(),
-        total_us: Vec::new(),
+        phases: Phases::default(),
         peer_total_us: Vec::new(),
     };
     for i in 0..samples {
@@ -67,12 +82,7 @@ pub async fn measure(bench: &Bench, samples: usize) -> Result<ColdStart, String>
         )
         .await?;
         drop(client);
-        cold.build_us
-            .push(built.duration_since(start).as_secs_f64() * 1e6);
-        cold.first_get_us
-            .push(answered.duration_since(built).as_secs_f64() * 1e6);
-        cold.total_us
-            .push(answered.duration_since(start).as_secs_f64() * 1e6);
+        cold.phases.push(start, built, answered);
 
         let server = bench.servers[route(key, bench.servers.len())];
         let start = Instant::now();
@@ -105,15 +115,15 @@ impl ColdStart {
         for (name, values) in [
             (
                 "this crate: `build()` (discovery from the endpoint)",
-                &self.build_us,
+                &self.phases.build_us,
             ),
             (
                 "this crate: first `get` (connect + round trip)",
-                &self.first_get_us,
+                &self.phases.first_get_us,
             ),
             (
                 "**this crate: `build()` to first `get` answered**",
-                &self.total_us,
+                &self.phases.total_us,
             ),
             (
                 "async-memcached: connect to the key's node + first `get` (no discovery)",

@@ -146,7 +146,7 @@ pub(super) fn goals(
     for c in colds.iter().filter(|c| c.net == Net::Delay) {
         let (connects, turns) = round_trips(c);
         let trips = connects + turns;
-        let total = Spread::of(c.total_us.clone()).median;
+        let total = Spread::of(c.phases.total_us.clone()).median;
         let beyond = total - trips * c.rtt_us;
         // Plaintext: connect and one exchange to each of the endpoint and the node; TLS adds
         // a handshake to each.
@@ -206,16 +206,16 @@ pub(super) fn cold_section(md: &mut String, colds: &[Cold], rtt: Option<Measured
     let _ = writeln!(
         md,
         "## Cold start: `build()` → first `get` answered ({} samples per network)\n\n| network | `build()` | first `get` | total (min–max) | async-memcached: connect + `get` (no discovery) |\n|---|---:|---:|---:|---:|",
-        colds[0].total_us.len()
+        colds[0].phases.total_us.len()
     );
     for c in colds {
-        let t = Spread::of(c.total_us.clone());
+        let t = Spread::of(c.phases.total_us.clone());
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} ({}–{}) | {} |",
             c.label(),
-            time_us(Spread::of(c.build_us.clone()).median),
-            time_us(Spread::of(c.first_get_us.clone()).median),
+            time_us(Spread::of(c.phases.build_us.clone()).median),
+            time_us(Spread::of(c.phases.first_get_us.clone()).median),
             time_us(t.median),
             time_us(t.min),
             time_us(t.max),
@@ -229,7 +229,7 @@ pub(super) fn cold_section(md: &mut String, colds: &[Cold], rtt: Option<Measured
     for c in colds.iter().filter(|c| c.net == Net::Delay) {
         let (connects, turns) = round_trips(c);
         let trips = connects + turns;
-        let total = Spread::of(c.total_us.clone()).median;
+        let total = Spread::of(c.phases.total_us.clone()).median;
         let _ = writeln!(
             md,
             "\n{}: round trips the line counted up to the answer (medians; a *turn* is a reply read after a request on the same connection):\n\n| | connects | turns |\n|---|---:|---:|\n| endpoint | {} | {} |\n| nodes | {} | {} |\n\nTotal {trips:.0} round trips × {} (the line's nominal RTT) = {}; the median total {} leaves **{}** beyond them ({} with what the ping measured: a connect {}, a turn {}).\n",
@@ -247,15 +247,15 @@ pub(super) fn cold_section(md: &mut String, colds: &[Cold], rtt: Option<Measured
             rtt.map_or("–".into(), |m| time_us(m.rtt))
         );
         // The timeline of the sample with the median total.
-        let mut order: Vec<usize> = (0..c.total_us.len()).collect();
-        order.sort_by(|&a, &b| c.total_us[a].total_cmp(&c.total_us[b]));
+        let mut order: Vec<usize> = (0..c.phases.total_us.len()).collect();
+        order.sort_by(|&a, &b| c.phases.total_us[a].total_cmp(&c.phases.total_us[b]));
         if let Some(&i) = order.get(order.len() / 2) {
             let _ = writeln!(
                 md,
                 "What the line saw in the median sample ({}: sample {}, total {}; times from the call of `build()`, when the line read each chunk; it leaves half an RTT later):\n\n| at | event |\n|---:|---|",
                 c.label(),
                 i + 1,
-                time_us(c.total_us[i])
+                time_us(c.phases.total_us[i])
             );
             for e in &c.timelines[i] {
                 let _ = writeln!(
@@ -268,7 +268,7 @@ pub(super) fn cold_section(md: &mut String, colds: &[Cold], rtt: Option<Measured
             let _ = writeln!(
                 md,
                 "| {:.3} ms | the `get` returned |\n",
-                c.total_us[i] / 1e3
+                c.phases.total_us[i] / 1e3
             );
         }
     }

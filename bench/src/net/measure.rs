@@ -433,9 +433,7 @@ pub struct Cold {
     pub tls: bool,
     pub nodes: usize,
     /// µs per sample.
-    pub build_us: Vec<f64>,
-    pub first_get_us: Vec<f64>,
-    pub total_us: Vec<f64>,
+    pub phases: crate::coldstart::Phases,
     /// async-memcached: connect to the key's node and one get (no discovery; plaintext only).
     pub peer_us: Vec<f64>,
     /// Through the line, per sample up to the first get's answer: connections accepted and
@@ -476,9 +474,7 @@ pub async fn cold_start(
         net,
         tls,
         nodes: n,
-        build_us: Vec::new(),
-        first_get_us: Vec::new(),
-        total_us: Vec::new(),
+        phases: Default::default(),
         peer_us: Vec::new(),
         endpoint_connects: Vec::new(),
         endpoint_turns: Vec::new(),
@@ -522,12 +518,7 @@ pub async fn cold_start(
             e.at_ns = e.at_ns.saturating_sub(start_ns);
         }
         cold.timelines.push(events);
-        cold.build_us
-            .push(built.duration_since(start).as_secs_f64() * 1e6);
-        cold.first_get_us
-            .push(answered.duration_since(built).as_secs_f64() * 1e6);
-        cold.total_us
-            .push(answered.duration_since(start).as_secs_f64() * 1e6);
+        cold.phases.push(start, built, answered);
         cold.endpoint_connects.push(after[0] - before[0]);
         cold.endpoint_turns.push(after[1] - before[1]);
         cold.node_connects.push(after[2] - before[2]);
