@@ -31,6 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
+use super::slot::keep_waker;
+
 type TaskFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Nobody polls the task.
@@ -171,25 +173,30 @@ impl Driver {
         }
     }
 
+    /// Ends the claim `id` if it still holds; a wake it missed goes to the shell.
+    fn end_claim(self: &Arc<Self>, id: u64) {
+        let mut route = self.route();
+        let holds = route.claim.as_ref().is_some_and(|c| c.id == id);
+        if holds {
+            route.claim = None;
+            self.claimed.store(false, Ordering::SeqCst);
+        }
+        drop(route);
+        if holds {
+            self.hand_to_shell();
+        }
+    }
+
     /// Polls the task once with the connection's waker, unless somebody else is polling it
     /// (they then poll again, or wake whoever polls next).
     fn drive(self: &Arc<Self>) {
-        loop {
-            match self
-                .state
-                .compare_exchange(IDLE, POLLING, Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(_) => break,
-                Err(REPOLL) => return,
-                Err(_) => {
-                    if self
-                        .state
-                        .compare_exchange(POLLING, REPOLL, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_ok()
-                    {
-                        return;
-                    }
-                }
+        while self
+            .state
+            .compare_exchange(IDLE, POLLING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            if self.note_wake_during_poll() {
+                return;
             }
         }
         self.missed.store(false, Ordering::SeqCst);
@@ -220,6 +227,26 @@ impl Driver {
         }
         if ended {
             self.wake_shell();
+        }
+    }
+
+    /// When somebody is polling the task, has them wake it again after their poll, and returns
+    /// `true`; returns `false` when nobody is.
+    fn note_wake_during_poll(&self) -> bool {
+        loop {
+            match self.state.load(Ordering::SeqCst) {
+                IDLE => return false,
+                REPOLL => return true,
+                _ => {
+                    if self
+                        .state
+                        .compare_exchange(POLLING, REPOLL, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok()
+                    {
+                        return true;
+                    }
+                }
+            }
         }
     }
 
@@ -282,23 +309,9 @@ impl Wake for Driver {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        // Being polled: the poller wakes it again when it is done.
-        loop {
-            match self.state.load(Ordering::SeqCst) {
-                IDLE => break,
-                REPOLL => return,
-                _ => {
-                    if self
-                        .state
-                        .compare_exchange(POLLING, REPOLL, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_ok()
-                    {
-                        return;
-                    }
-                }
-            }
+        if !self.note_wake_during_poll() {
+            self.wake_poller();
         }
-        self.wake_poller();
     }
 }
 
@@ -317,10 +330,7 @@ impl Ticket {
         {
             let mut route = self.driver.route();
             match &mut route.claim {
-                Some(claim) if claim.id == id => match &mut claim.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    w => *w = Some(cx.waker().clone()),
-                },
+                Some(claim) if claim.id == id => keep_waker(&mut claim.waker, cx),
                 _ => {
                     self.claim = None;
                     return;
@@ -334,22 +344,6 @@ impl Ticket {
     pub(super) fn unclaim(&mut self) {
         if let Some(id) = self.claim.take() {
             self.driver.end_claim(id);
-        }
-    }
-}
-
-impl Driver {
-    /// Ends the claim `id` if it still holds; a wake it missed goes to the shell.
-    fn end_claim(self: &Arc<Self>, id: u64) {
-        let mut route = self.route();
-        let holds = route.claim.as_ref().is_some_and(|c| c.id == id);
-        if holds {
-            route.claim = None;
-            self.claimed.store(false, Ordering::SeqCst);
-        }
-        drop(route);
-        if holds {
-            self.hand_to_shell();
         }
     }
 }
@@ -374,13 +368,7 @@ impl<R> Future for Shell<R> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let driver = &self.driver;
-        {
-            let mut route = driver.route();
-            match &mut route.shell {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                w => *w = Some(cx.waker().clone()),
-            }
-        }
+        keep_waker(&mut driver.route().shell, cx);
         driver.drive();
         if driver.ended.load(Ordering::SeqCst) {
             Poll::Ready(())

@@ -123,6 +123,14 @@ pub(crate) struct Receiver {
 #[derive(Debug)]
 pub(crate) struct Closed;
 
+/// Keeps `cx`'s waker in `kept`, unless the one kept already wakes the same task.
+pub(super) fn keep_waker(kept: &mut Option<Waker>, cx: &Context<'_>) {
+    match kept {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        w => *w = Some(cx.waker().clone()),
+    }
+}
+
 impl Receiver {
     /// Forgets the waker of the last poll: an outcome sent from now on wakes nobody until the
     /// next poll (which finds it).
@@ -150,10 +158,7 @@ impl Future for Receiver {
             this.done = true;
             return Poll::Ready(Err(Closed));
         }
-        match &mut state.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            w => *w = Some(cx.waker().clone()),
-        }
+        keep_waker(&mut state.waker, cx);
         Poll::Pending
     }
 }
