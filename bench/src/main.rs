@@ -343,7 +343,7 @@ async fn run(options: Options) -> Result<(), String> {
                     let record =
                         run_one(&bench, &options, kind, mix, concurrency, repeat, seed).await?;
                     println!(
-                        "[{done}/{total} {:>4.0}s] {:<6} C={:<3} {:<16} {:>9.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs  cpu {:>5.2} µs/op (server {:>5.2})  sockets {:>3}{}{}",
+                        "[{done}/{total} {:>4.0}s] {:<6} C={:<3} {:<16} {:>9.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  p999 {:>8.1} µs  cpu {:>5.2} µs/op (server {:>5.2})  sockets {:>3}{}",
                         started.elapsed().as_secs_f64(),
                         mix.name(),
                         concurrency,
@@ -355,12 +355,7 @@ async fn run(options: Options) -> Result<(), String> {
                         record.client_cpu_us,
                         record.server_cpu_us,
                         record.sockets,
-                        if record.capped { "  [time-capped]" } else { "" },
-                        if record.misses + record.errors > 0 {
-                            format!("  [misses {} errors {}]", record.misses, record.errors)
-                        } else {
-                            String::new()
-                        },
+                        crate::report::run_flags(record.capped, record.misses, record.errors),
                     );
                     records.push(record);
                 }

@@ -163,6 +163,31 @@ pub fn is_other(peer: &str) -> bool {
 }
 
 /// `12345.6` as `12.3k`.
+/// What a run's line on the terminal ends with: whether it reached its time cap, and its misses
+/// and errors if it had any.
+pub fn run_flags(capped: bool, misses: u64, errors: u64) -> String {
+    let mut flags = String::new();
+    if capped {
+        flags.push_str("  [time-capped]");
+    }
+    if misses + errors > 0 {
+        let _ = write!(flags, "  [misses {misses} errors {errors}]");
+    }
+    flags
+}
+
+/// An ops/s cell of a table: the median and (min–max), marked † when a run reached its time
+/// cap.
+pub fn ops_cell(ops: &Spread, capped_runs: usize) -> String {
+    format!(
+        "{} ({}–{}){}",
+        si(ops.median),
+        si(ops.min),
+        si(ops.max),
+        if capped_runs > 0 { " †" } else { "" }
+    )
+}
+
 pub fn si(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2}M", v / 1e6)
@@ -378,13 +403,7 @@ fn markdown(
             md.push('\n');
         };
         table(&mut md, "ops/s, median (min–max)", &|s| {
-            format!(
-                "{} ({}–{}){}",
-                si(s.ops_per_s.median),
-                si(s.ops_per_s.min),
-                si(s.ops_per_s.max),
-                if s.capped_runs > 0 { " †" } else { "" }
-            )
+            ops_cell(&s.ops_per_s, s.capped_runs)
         });
         table(&mut md, "latency p50 / p99 / p999", &|s| {
             format!(

@@ -8,12 +8,12 @@ use std::time::Duration;
 use super::goals::{cold_section, goals, measured_rtt};
 use super::measure::{Cold, Net, NetMix, Ping, Run};
 use super::{NetOptions, BIG_EVERY, BIG_LEN};
-use crate::report::{is_ours, si, time_us, Spread};
+use crate::report::{is_ours, run_flags, si, time_us, Spread};
 
 /// One line per run, for the terminal.
 pub fn progress(r: &Run) -> String {
     format!(
-        "{:<8} {:<3} C={:<3}{} {:<16} {:>8} ops/s  p50 {:>9}  p99 {:>9}{}  cpu {:.2} µs/op (line {:.2})  sockets {:>3}  line late p99 {:.0} µs{}{}",
+        "{:<8} {:<3} C={:<3}{} {:<16} {:>8} ops/s  p50 {:>9}  p99 {:>9}{}  cpu {:.2} µs/op (line {:.2})  sockets {:>3}  line late p99 {:.0} µs{}",
         r.net.name(),
         r.mix.name(),
         r.concurrency,
@@ -36,12 +36,7 @@ pub fn progress(r: &Run) -> String {
         r.line_cpu_us,
         r.sockets,
         r.late_p99_us,
-        if r.capped { "  [time-capped]" } else { "" },
-        if r.misses + r.errors > 0 {
-            format!("  [misses {} errors {}]", r.misses, r.errors)
-        } else {
-            String::new()
-        }
+        run_flags(r.capped, r.misses, r.errors)
     )
 }
 
@@ -171,13 +166,7 @@ pub(super) fn verdict(ok: bool) -> &'static str {
 }
 
 fn ops_cell(s: &Sum) -> String {
-    format!(
-        "{} ({}–{}){}",
-        si(s.ops.median),
-        si(s.ops.min),
-        si(s.ops.max),
-        if s.capped > 0 { " †" } else { "" }
-    )
+    crate::report::ops_cell(&s.ops, s.capped)
 }
 
 /// The peers of a block that are not this crate, by a figure: the best (highest ops/s, or
